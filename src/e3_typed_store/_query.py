@@ -1,0 +1,56 @@
+"""Validation of query values, shared by the drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from e3_typed_store._hashing import ALGORITHMS, Algorithm, normalize_digest
+from e3_typed_store.errors import InvalidQueryError
+
+__all__ = ["digest_value", "optional_str", "required_str"]
+
+
+def required_str(query: Mapping[str, object], key: str) -> str:
+    """Return the non-empty string under *key*.
+
+    :param query: the query
+    :param key: the key to read
+    :raises InvalidQueryError: the key is missing, not a string, or empty
+    """
+    if key not in query:
+        raise InvalidQueryError.missing(key)
+    value = query[key]
+    if not isinstance(value, str):
+        raise InvalidQueryError(key, value, f"expected a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidQueryError(key, value, "must not be empty")
+    return value
+
+
+def optional_str(query: Mapping[str, object], key: str) -> str | None:
+    """Return the string under *key*, or None when the key is absent.
+
+    :param query: the query
+    :param key: the key to read
+    :raises InvalidQueryError: the key is present but not a non-empty string
+    """
+    if key not in query:
+        return None
+    return required_str(query, key)
+
+
+def digest_value(key: str, algorithm: Algorithm, value: str) -> str:
+    """Return *value* as a lower-case hex digest of *algorithm*.
+
+    :param key: the query key the value came from, for the error message
+    :param algorithm: the digest algorithm
+    :param value: the candidate digest, in any case
+    :raises InvalidQueryError: the value is not hex of the algorithm's length
+    """
+    digest = normalize_digest(algorithm, value)
+    if digest is None:
+        raise InvalidQueryError(
+            key, value, f"expected a {algorithm} digest: hex of length {ALGORITHMS[algorithm]}"
+        )
+    return digest
+

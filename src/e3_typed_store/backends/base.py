@@ -1,0 +1,318 @@
+"""The store API: resource metadata, the generic Store base class, its Protocols.
+
+Everything ``e3.store.backends.base`` offers is here with the same names and
+meaning -- :data:`logger`, :class:`ResourceInfo`, :class:`CachedResource`,
+:class:`StoreError`, :class:`Store` -- and beside them the structural twins
+:class:`ResourceInfoProtocol` and :class:`StoreProtocol`.
+
+``Store`` is generic in its metadata, query and configuration types, so a driver
+declared as ``class MyStore(Store[MyInfo, MyQuery, MyConfig])`` receives
+``MyInfo`` in ``download_resource_content`` without a cast. Each type parameter
+has a default, so a bare ``Store`` reads as e3-core's.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Mapping
+from typing import Generic, Protocol, runtime_checkable
+
+from typing_extensions import TypeAlias, TypeVar
+
+from e3_typed_store._fs import is_within, place_in
+from e3_typed_store._types import CachedResource as CachedResource
+from e3_typed_store.cache.backends.base import CacheProtocol
+from e3_typed_store.errors import StoreError as StoreError
+
+__all__ = [
+    "CachedResource",
+    "OpenConfiguration",
+    "Query",
+    "ResourceInfo",
+    "ResourceInfoProtocol",
+    "Store",
+    "StoreError",
+    "StoreProtocol",
+    "logger",
+]
+
+#: The logger of the store layer; the same name as e3-core's (``e3.store``), so
+#: logging configured for e3 applies unchanged.
+logger = logging.getLogger("e3.store")
+
+#: The type of a configuration a store does not constrain. e3-core types it
+#: ``Any``; a driver that reads its configuration declares a narrower type.
+OpenConfiguration: TypeAlias = object
+
+#: The widest query a store accepts: a mapping from keys to values. A driver
+#: narrows it, usually to a ``TypedDict``.
+Query: TypeAlias = Mapping[str, object]
+
+
+@runtime_checkable
+class ResourceInfoProtocol(Protocol):
+    """What resource metadata offers, structurally.
+
+    A class with a ``uid`` attribute, property or frozen dataclass field and a
+    ``verify`` method satisfies it, e3-core's resource metadata included.
+
+    .. versionadded:: 0.1
+    """
+
+    @property
+    def uid(self) -> str:
+        """A unique identifier of the resource, used as its cache key."""
+        ...
+
+    def verify(self, resource_path: str) -> bool:
+        """Tell whether the file at *resource_path* is the expected resource.
+
+        :param resource_path: path to the downloaded resource
+        """
+        ...
+
+
+class ResourceInfo(abc.ABC):
+    """Object representing resource metadata.
+
+    This is subclassed by all store drivers (or, structurally, satisfied: see
+    :class:`ResourceInfoProtocol`).
+
+    .. versionadded:: 0.1
+    """
+
+    @property
+    @abc.abstractmethod
+    def uid(self) -> str:
+        """Return an unique identifier.
+
+        This is meant to be used to implement a cache system: it must be
+        stable for a given resource and usable as a cache key.
+        """
+
+    @abc.abstractmethod
+    def verify(self, resource_path: str) -> bool:
+        """Verify that a downloaded resource is valid.
+
+        This is meant to validate the resource fingerprint (e.g. sha1sum).
+
+        :param resource_path: path to the downloaded resource
+        :return: True if the file is the expected resource
+        """
+
+
+InfoT = TypeVar("InfoT", bound=ResourceInfoProtocol, default=ResourceInfo)
+QueryT_contra = TypeVar(
+    "QueryT_contra", bound=Query, contravariant=True, default=Query
+)
+ConfigT = TypeVar("ConfigT", default=OpenConfiguration)
+ProtoInfoT = TypeVar(
+    "ProtoInfoT", bound=ResourceInfoProtocol, default=ResourceInfoProtocol
+)
+
+
+@runtime_checkable
+class StoreProtocol(Protocol[ProtoInfoT, QueryT_contra]):
+    """What a store offers, structurally.
+
+    ``Store[I, Q, C]`` satisfies ``StoreProtocol[I, Q]``.
+
+    .. versionadded:: 0.1
+    """
+
+    def get_resource_metadata(self, query: QueryT_contra) -> ProtoInfoT:
+        """Get a resource metadata from query.
+
+        :param query: store specific keys identifying a resource
+        """
+        ...
+
+    def download_resource(self, metadata: ProtoInfoT, dest: str) -> str | None:
+        """Get the resource into *dest*, from the cache when it holds it.
+
+        :param metadata: resource metadata
+        :param dest: directory where the resource will be stored
+        :return: resource path, or None on failure
+        """
+        ...
+
+    def download_resource_content(
+        self, metadata: ProtoInfoT, dest: str
+    ) -> str | None:
+        """Download the resource into *dest*, bypassing the cache.
+
+        :param metadata: resource metadata
+        :param dest: directory where the resource will be stored
+        :return: resource path, or None on failure
+        """
+        ...
+
+
+class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
+    """Base class of store drivers.
+
+    A driver implements :meth:`get_resource_metadata` and
+    :meth:`download_resource_content`; the base supplies the cache logic of
+    :meth:`download_resource` and :meth:`fetch_resource` around them.
+
+    :param store_configuration: configuration for this store, typed by the driver
+    :param cache_backend: where downloaded resources are recorded; None to
+        disable caching
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        store_configuration: ConfigT,
+        cache_backend: CacheProtocol[CachedResource] | None,
+    ) -> None:
+        self.store_configuration = store_configuration
+        self.cache_backend = cache_backend
+
+    @abc.abstractmethod
+    def get_resource_metadata(self, query: QueryT_contra) -> InfoT:
+        """Get a resource metadata from query.
+
+        :param query: store specific keys identifying a resource
+        :raises InvalidQueryError: a key is missing or has a bad value
+        """
+
+    @abc.abstractmethod
+    def download_resource_content(self, metadata: InfoT, dest: str) -> str | None:
+        """Download a resource identified by its metadata in dest.
+
+        The resource is validated with ``metadata.verify`` once the download
+        is completed. A driver may raise a :class:`StoreError` to say why it
+        failed; returning None is accepted too, as in e3-core.
+
+        :param metadata: resource metadata
+        :param dest: directory where the resource will be stored
+        :return: resource path
+        """
+
+    def download_resource(self, metadata: InfoT, dest: str) -> str | None:
+        """Download a resource identified by its metadata in dest.
+
+        Serve it from the cache when a verified copy is recorded there. On
+        failure, log the reason and return None; :meth:`fetch_resource` raises
+        it instead.
+
+        :param metadata: resource metadata
+        :param dest: directory where the resource will be stored
+        :return: resource path (always inside *dest*), or None on failure
+        """
+        try:
+            return self.fetch_resource(metadata, dest)
+        except StoreError as exc:
+            logger.error("cannot get resource %s into %s: %s", metadata.uid, dest, exc)
+            return None
+
+    def fetch_resource(self, metadata: InfoT, dest: str) -> str:
+        """Get a resource into *dest*, like :meth:`download_resource`, or raise.
+
+        A cache entry that is not a :class:`CachedResource`, whose file is
+        missing, or whose file fails ``metadata.verify`` is logged, removed
+        and treated as a miss.
+
+        :param metadata: resource metadata
+        :param dest: directory where the resource will be stored
+        :return: resource path, always inside *dest*
+        :raises StoreError: the resource cannot be had; the subclass says why
+        """
+        uid = metadata.uid
+        cached = self._verified_cache_hit(metadata)
+        try:
+            if cached is not None:
+                return self._inside(cached, dest)
+            os.makedirs(dest, exist_ok=True)
+            path = self.download_resource_content(metadata, dest)
+            if path is None:
+                raise StoreError(f"the store could not download {uid} into {dest}")
+            path = self._inside(path, dest)
+        except OSError as exc:
+            raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
+        self._record(uid, path)
+        return path
+
+    @staticmethod
+    def _inside(path: str, dest: str) -> str:
+        # A hit recorded elsewhere, or a driver that wrote outside dest: the
+        # caller asked for dest, so the file appears there, atomically.
+        if is_within(path, dest):
+            return path
+        return place_in(path, dest, os.path.basename(path))
+
+    def _verified_cache_hit(self, metadata: InfoT) -> str | None:
+        cache = self.cache_backend
+        if cache is None:
+            return None
+        uid = metadata.uid
+        try:
+            entry = cache.get(uid)
+        except Exception as exc:  # noqa: BLE001 - a foreign backend (e3-core's
+            # pickle FileCache) raises anything on a garbage file: it is a miss.
+            logger.warning("unreadable cache entry for %s, discarded: %r", uid, exc)
+            self._discard(uid)
+            return None
+        if entry is None:
+            return None
+        local_path = _entry_local_path(entry, uid)
+        if local_path is None:
+            logger.warning("invalid cache entry for %s, discarded: %r", uid, entry)
+        elif not os.path.isfile(local_path):
+            logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
+        elif not _verifies(metadata, local_path):
+            logger.warning("corrupted cache entry for %s, discarded: %s", uid, local_path)
+        else:
+            return local_path
+        self._discard(uid)
+        return None
+
+    def _discard(self, uid: str) -> None:
+        if self.cache_backend is None:
+            return
+        try:
+            self.cache_backend.delete(uid)
+        except Exception as exc:  # noqa: BLE001 - foreign backend, see above
+            logger.warning("cannot remove cache entry %s: %r", uid, exc)
+
+    def _record(self, uid: str, path: str) -> None:
+        if self.cache_backend is None:
+            return
+        try:
+            stored = self.cache_backend.set(uid, CachedResource(uid=uid, local_path=path))
+        except Exception as exc:  # noqa: BLE001 - foreign backend, see above
+            logger.warning("cannot record %s in the cache: %r", uid, exc)
+            return
+        if not stored:
+            logger.warning("the cache refused to record %s", uid)
+
+
+def _entry_local_path(entry: object, uid: str) -> str | None:
+    """Return the path a cache entry records for *uid*, or None if it is not one.
+
+    e3-core's ``CachedResource`` (another class with the same fields) is
+    accepted, so a cache shared with e3-core code keeps serving.
+    """
+    entry_type = type(entry)
+    fields: object = getattr(entry_type, "_fields", None)
+    if not issubclass(entry_type, tuple) or fields != CachedResource._fields:
+        return None
+    entry_uid: object = getattr(entry, "uid")
+    local_path: object = getattr(entry, "local_path")
+    if entry_uid != uid or not isinstance(local_path, str):
+        return None
+    return local_path
+
+
+def _verifies(metadata: ResourceInfoProtocol, path: str) -> bool:
+    try:
+        return metadata.verify(path)
+    except OSError as exc:
+        logger.warning("cannot verify %s: %s", path, exc)
+        return False

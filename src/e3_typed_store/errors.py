@@ -1,0 +1,191 @@
+"""The errors raised by e3-typed-store.
+
+Every error of the library derives from :class:`StoreError`, itself an
+:class:`e3.error.E3Error`, so code written against ``e3.store`` keeps catching
+what it caught before. A leaf also derives from the builtin it refines where
+that helps callers::
+
+    e3.error.E3Error
+    └── StoreError
+        ├── InvalidQueryError            (also ValueError)     key, value
+        ├── InvalidConfigurationError    (also ValueError)     key, value
+        ├── IntegrityError                                     url, expected, actual
+        ├── DownloadError                                      url
+        │   ├── HTTPStatusError                                url, status
+        │   └── DeadlineExceededError    (also TimeoutError)   url, deadline
+        ├── OfflineError                                       uid
+        ├── PluginError                  (also LookupError)    namespace, name
+        └── CacheError                                         uid
+
+Messages carry the offending values. Each error keeps them as attributes so that
+callers can act on them without parsing the message.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from e3.error import E3Error
+from typing_extensions import Self, override
+
+__all__ = [
+    "CacheError",
+    "DeadlineExceededError",
+    "DownloadError",
+    "HTTPStatusError",
+    "IntegrityError",
+    "InvalidConfigurationError",
+    "InvalidQueryError",
+    "OfflineError",
+    "PluginError",
+    "StoreError",
+]
+
+
+class StoreError(E3Error):
+    """Root of every error raised by a store, a cache or the plugin loader.
+
+    :param message: what went wrong, with the values involved
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, origin=None)
+        # What __init__ was given, so that the error pickles (multiprocessing).
+        self._reduce_args: tuple[object, ...] = (message,)
+
+    @override
+    def __reduce__(self) -> tuple[type[Self], tuple[object, ...]]:
+        return (type(self), self._reduce_args)
+
+
+
+class InvalidQueryError(StoreError, ValueError):
+    """A query handed to ``get_resource_metadata`` is malformed.
+
+    :param key: the offending key of the query
+    :param value: the value found under it (``None`` when the key is missing)
+    :param reason: what is wrong with it
+    """
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid query: {key!r}={value!r}: {reason}")
+        self._reduce_args = (key, value, reason)
+
+    @staticmethod
+    def missing(key: str) -> InvalidQueryError:
+        """Build the error for a required key that is absent.
+
+        :param key: the missing key
+        """
+        return InvalidQueryError(key, None, "required key is missing")
+
+class InvalidConfigurationError(StoreError, ValueError):
+    """A store or cache configuration is malformed.
+
+    :param key: the offending configuration key
+    :param value: the value found under it
+    :param reason: what is wrong with it
+    """
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid configuration: {key!r}={value!r}: {reason}")
+        self._reduce_args = (key, value, reason)
+
+class IntegrityError(StoreError):
+    """Downloaded content does not match the expected digest.
+
+    :param url: where the content came from
+    :param expected: the digest the query asked for
+    :param actual: the digest of what was received
+    """
+
+    def __init__(self, url: str, expected: str, actual: str) -> None:
+        self.url = url
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"integrity check failed for {url}: expecting {expected} got {actual}"
+        )
+        self._reduce_args = (url, expected, actual)
+
+class DownloadError(StoreError):
+    """A resource could not be downloaded.
+
+    :param url: the resource's location
+    :param reason: why the download failed
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot download {url}: {reason}")
+        self._reduce_args = (url, reason)
+
+class HTTPStatusError(DownloadError):
+    """A server answered with an error status.
+
+    :param url: the requested URL
+    :param status: the HTTP status code received
+    """
+
+    def __init__(self, url: str, status: int) -> None:
+        self.status = status
+        super().__init__(url, f"HTTP status {status}")
+        self._reduce_args = (url, status)
+
+class DeadlineExceededError(DownloadError, TimeoutError):
+    """A download did not complete within its total deadline.
+
+    :param url: the requested URL
+    :param deadline: the deadline, in seconds
+    """
+
+    def __init__(self, url: str, deadline: float) -> None:
+        self.deadline = deadline
+        super().__init__(url, f"not complete within the {deadline:g} s deadline")
+        self._reduce_args = (url, deadline)
+
+class OfflineError(StoreError):
+    """A resource is not in the cache and the network may not be used.
+
+    :param uid: the uid of the missing resource
+    """
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        super().__init__(f"offline mode: {uid} is not in the cache")
+        self._reduce_args = (uid,)
+
+class PluginError(StoreError, LookupError):
+    """A store or cache plugin cannot be loaded or does not conform.
+
+    :param namespace: the entry-point namespace searched
+    :param name: the plugin name asked for
+    :param reason: what is missing or wrong
+    """
+
+    def __init__(self, namespace: str, name: str, reason: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.reason = reason
+        super().__init__(f"plugin {name!r} in {namespace!r}: {reason}")
+        self._reduce_args = (namespace, name, reason)
+
+class CacheError(StoreError):
+    """A cache backend failed in a way its caller must hear about.
+
+    :param uid: the cache entry concerned
+    :param reason: what went wrong
+    """
+
+    def __init__(self, uid: str, reason: str) -> None:
+        self.uid = uid
+        self.reason = reason
+        super().__init__(f"cache entry {uid!r}: {reason}")
+        self._reduce_args = (uid, reason)
