@@ -11,30 +11,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["RUNTIME_CHECKS_VARIABLE", "__version__", "runtime_checks_enabled"]
-
-__version__ = "0.1.0"
-
 #: The environment variable that turns runtime type checking on ("1", "true", "yes").
 RUNTIME_CHECKS_VARIABLE = "E3_TYPED_STORE_RUNTIME_CHECKS"
 
-
-def _wants_runtime_checks() -> bool:
-    return os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {
-        "1",
-        "true",
-        "yes",
-    }
-
-
-def runtime_checks_enabled() -> bool:
-    """Tell whether beartype checks this package's signatures in this process."""
-    return _RUNTIME_CHECKS
-
-
-_RUNTIME_CHECKS = _wants_runtime_checks()
-
-if _RUNTIME_CHECKS:
+if os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {"1", "true", "yes"}:
     # Before any submodule is imported: the import hook decorates only the
     # modules imported after it is installed. A hint beartype cannot check
     # raises instead of warning.
@@ -42,3 +22,9 @@ if _RUNTIME_CHECKS:
     from beartype.claw import beartype_this_package
 
     beartype_this_package(conf=BeartypeConf(warning_cls_on_decorator_exception=None))
+
+from e3_typed_store._runtime import runtime_checks_enabled as runtime_checks_enabled  # noqa: E402
+
+__all__ = ["RUNTIME_CHECKS_VARIABLE", "__version__", "runtime_checks_enabled"]
+
+__version__ = "0.1.0"

@@ -6,11 +6,10 @@ import hashlib
 import re
 from typing import Literal
 
-from typing_extensions import TypeAlias
 
 __all__ = ["ALGORITHMS", "Algorithm", "file_digest", "normalize_digest"]
 
-Algorithm: TypeAlias = Literal["sha1", "sha256", "sha512"]
+Algorithm = Literal["sha1", "sha256", "sha512"]
 
 #: Each served algorithm and the length of its hex digest.
 ALGORITHMS: dict[Algorithm, int] = {"sha1": 40, "sha256": 64, "sha512": 128}

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Generic, Protocol, runtime_checkable
 
-from typing_extensions import TypeAlias, TypeVar
+from typing_extensions import TypeVar
 
 from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._types import CachedResource as CachedResource
@@ -46,11 +46,11 @@ logger = logging.getLogger("e3.store")
 
 #: The type of a configuration a store does not constrain. e3-core types it
 #: ``Any``; a driver that reads its configuration declares a narrower type.
-OpenConfiguration: TypeAlias = object
+OpenConfiguration = object
 
 #: The widest query a store accepts: a mapping from keys to values. A driver
 #: narrows it, usually to a ``TypedDict``.
-Query: TypeAlias = Mapping[str, object]
+Query = Mapping[str, object]
 
 
 @runtime_checkable

@@ -1,0 +1,97 @@
+"""A small real store driver for the tests: it copies files out of a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from typing import TypedDict
+
+from typing_extensions import override
+
+from e3_typed_store.backends.base import ResourceInfo, Store
+from e3_typed_store.errors import IntegrityError, InvalidQueryError, StoreError
+
+
+class CopyQuery(TypedDict):
+    """Which file to copy, and its sha256."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CopyConfig:
+    """Where the files to copy live."""
+
+    source_dir: str
+
+
+class CopyInfo(ResourceInfo):
+    """Metadata of a file to copy; the uid is its sha256."""
+
+    def __init__(self, name: str, sha256: str) -> None:
+        self.name = name
+        self.sha256 = sha256
+
+    @property
+    @override
+    def uid(self) -> str:
+        return self.sha256
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        with open(resource_path, "rb") as stream:
+            return hashlib.sha256(stream.read()).hexdigest() == self.sha256
+
+
+def sha256_of(data: bytes) -> str:
+    """Return the hex sha256 of *data*."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class CopyStore(Store[CopyInfo, CopyQuery, CopyConfig]):
+    """Copy files from ``source_dir``; count the copies made."""
+
+    downloads = 0
+
+    @override
+    def get_resource_metadata(self, query: CopyQuery) -> CopyInfo:
+        for key in ("name", "sha256"):
+            if key not in query:
+                raise InvalidQueryError.missing(key)
+            value: object = query[key]
+            if not isinstance(value, str) or not value:
+                raise InvalidQueryError(key, value, "expected a non-empty string")
+        name, sha256 = query["name"], query["sha256"]
+        if os.path.basename(name) != name:
+            raise InvalidQueryError("name", name, "must be a plain file name")
+        return CopyInfo(name, sha256)
+
+    @override
+    def download_resource_content(self, metadata: CopyInfo, dest: str) -> str | None:
+        source = os.path.join(self.store_configuration.source_dir, metadata.name)
+        if not os.path.isfile(source):
+            raise StoreError(f"no file {metadata.name} in the source directory")
+        self.downloads += 1
+        target = os.path.join(dest, metadata.name)
+        temp = target + ".part"
+        shutil.copyfile(source, temp)
+        if not metadata.verify(temp):
+            os.unlink(temp)
+            raise IntegrityError(source, metadata.sha256, "something else")
+        os.replace(temp, target)
+        return target
+
+
+class NoneStore(Store[CopyInfo, CopyQuery, None]):
+    """A store that fails the e3-core way: None and no reason."""
+
+    @override
+    def get_resource_metadata(self, query: CopyQuery) -> CopyInfo:
+        return CopyInfo(query["name"], query["sha256"])
+
+    @override
+    def download_resource_content(self, metadata: CopyInfo, dest: str) -> str | None:
+        return None

@@ -1,0 +1,327 @@
+"""Store.download_resource and fetch_resource around a real copying driver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import e3.store.backends.base as e3_base
+import pytest
+from e3.error import E3Error
+from e3.store.backends.http_simple_store import HTTPSimpleStoreResourceInfo
+from e3.store.cache.backends.filecache import FileCache as E3FileCache
+
+from e3_typed_store.backends.base import (
+    CachedResource,
+    ResourceInfo,
+    ResourceInfoProtocol,
+    Store,
+    StoreError,
+    StoreProtocol,
+    logger,
+)
+from e3_typed_store.cache.backends.memory import MemoryCache
+from e3_typed_store.errors import IntegrityError, InvalidQueryError
+from tests.backends.drivers import (
+    CopyConfig,
+    CopyInfo,
+    CopyQuery,
+    CopyStore,
+    NoneStore,
+    sha256_of,
+)
+
+PAYLOAD = b"resource payload\n" * 100
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    directory = tmp_path / "source"
+    directory.mkdir()
+    (directory / "res.bin").write_bytes(PAYLOAD)
+    return directory
+
+
+@pytest.fixture
+def cache() -> MemoryCache[object]:
+    return MemoryCache()
+
+
+@pytest.fixture
+def store(source: Path, cache: MemoryCache[object]) -> CopyStore:
+    return CopyStore(CopyConfig(source_dir=str(source)), cache)
+
+
+@pytest.fixture
+def info(store: CopyStore) -> CopyInfo:
+    return store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+
+
+def test_logger_keeps_e3_name() -> None:
+    assert logger.name == "e3.store"
+
+
+def test_miss_downloads_and_records(
+    store: CopyStore, info: CopyInfo, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    path = store.download_resource(info, str(dest))
+    assert path == str(dest / "res.bin")
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+    assert cache.get(info.uid) == CachedResource(uid=info.uid, local_path=path)
+
+
+def test_dest_is_created(store: CopyStore, info: CopyInfo, tmp_path: Path) -> None:
+    dest = tmp_path / "a" / "b"
+    assert store.fetch_resource(info, str(dest)) == str(dest / "res.bin")
+
+
+def test_hit_is_served_without_download(
+    store: CopyStore, info: CopyInfo, tmp_path: Path
+) -> None:
+    first = store.download_resource(info, str(tmp_path / "dest"))
+    second = store.download_resource(info, str(tmp_path / "dest"))
+    assert first == second
+    assert store.downloads == 1
+
+
+def test_hit_for_another_dest_lands_inside_it(
+    store: CopyStore, info: CopyInfo, tmp_path: Path
+) -> None:
+    store.download_resource(info, str(tmp_path / "one"))
+    other = tmp_path / "two"
+    path = store.download_resource(info, str(other))
+    assert path == str(other / "res.bin")
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "not a cached resource",
+        ("sha", "/tmp/x"),
+        {"uid": "x", "local_path": "/tmp/x"},
+        CachedResource(uid="another uid", local_path="/etc/passwd"),
+        42,
+    ],
+    ids=["str", "plain-tuple", "dict", "wrong-uid", "int"],
+)
+def test_invalid_entry_is_logged_discarded_and_missed(
+    store: CopyStore,
+    info: CopyInfo,
+    cache: MemoryCache[object],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    entry: object,
+) -> None:
+    cache.set(info.uid, entry)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None and Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+    assert "invalid cache entry" in caplog.text
+    assert cache.get(info.uid) == CachedResource(info.uid, path)
+
+
+def test_missing_file_is_refetched(
+    store: CopyStore, info: CopyInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None
+    os.unlink(path)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        again = store.download_resource(info, str(tmp_path / "dest"))
+    assert again == path and Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+    assert "is gone" in caplog.text
+
+
+def test_corrupted_file_is_refetched(
+    store: CopyStore, info: CopyInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None
+    Path(path).write_bytes(b"tampered")
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        again = store.download_resource(info, str(tmp_path / "dest"))
+    assert again is not None and Path(again).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+    assert "corrupted cache entry" in caplog.text
+
+
+def test_unreadable_file_is_a_miss(
+    store: CopyStore, info: CopyInfo, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    # A directory where the file should be: verify() raises IsADirectoryError.
+    bogus = tmp_path / "bogus"
+    bogus.mkdir()
+    cache.set(info.uid, CachedResource(info.uid, str(bogus)))
+    assert store.download_resource(info, str(tmp_path / "dest")) is not None
+    assert store.downloads == 1
+
+
+def test_failure_returns_none_logs_and_strict_raises(
+    source: Path, cache: MemoryCache[object], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (source / "res.bin").write_bytes(b"not the payload")
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    dest = tmp_path / "dest"
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, str(dest)) is None
+    assert "expecting " + info.sha256 in caplog.text
+    with pytest.raises(IntegrityError) as raised:
+        store.fetch_resource(info, str(dest))
+    assert raised.value.expected == info.sha256
+    assert os.listdir(dest) == []
+    assert cache.get(info.uid) is None
+
+
+def test_driver_returning_none(
+    cache: MemoryCache[object], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = NoneStore(None, cache)
+    info = store.get_resource_metadata({"name": "x", "sha256": "00"})
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, str(tmp_path)) is None
+    assert "could not download 00" in caplog.text
+    with pytest.raises(StoreError, match="could not download 00"):
+        store.fetch_resource(info, str(tmp_path))
+
+
+def test_no_cache_backend(source: Path, tmp_path: Path) -> None:
+    store = CopyStore(CopyConfig(str(source)), None)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    assert store.download_resource(info, str(tmp_path / "d")) is not None
+    assert store.download_resource(info, str(tmp_path / "d")) is not None
+    assert store.downloads == 2
+
+
+def test_refused_cache_write_still_returns_path(
+    source: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # e3-core's FileCache pointed at a path under a regular file cannot write.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    cache = E3FileCache({"cache_dir": str(blocker / "cache")})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None and Path(path).read_bytes() == PAYLOAD
+    assert "cannot record" in caplog.text
+
+
+def test_e3_filecache_as_backend(source: Path, tmp_path: Path) -> None:
+    cache = E3FileCache({"cache_dir": str(tmp_path / "cache")})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    path = store.download_resource(info, str(tmp_path / "dest"))
+    assert store.download_resource(info, str(tmp_path / "dest")) == path
+    assert store.downloads == 1
+
+
+def test_entry_written_by_e3_core_is_served(source: Path, tmp_path: Path) -> None:
+    cache = E3FileCache({"cache_dir": str(tmp_path / "cache")})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "res.bin").write_bytes(PAYLOAD)
+    cache.set(info.uid, e3_base.CachedResource(uid=info.uid, local_path=str(dest / "res.bin")))
+    assert store.download_resource(info, str(dest)) == str(dest / "res.bin")
+    assert store.downloads == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\x80\x04\x95"], ids=["empty", "garbage", "truncated"])
+def test_e3_filecache_garbage_is_a_miss(
+    source: Path, tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache_dir = tmp_path / "cache"
+    cache = E3FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256_of(PAYLOAD)})
+    cache_dir.mkdir()
+    (cache_dir / (info.uid + ".cache")).write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None and store.downloads == 1
+    assert "unreadable cache entry" in caplog.text
+
+
+def test_unwritable_dest_is_a_store_error(
+    store: CopyStore, info: CopyInfo, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot place"):
+        store.fetch_resource(info, str(blocker / "dest"))
+    assert store.download_resource(info, str(blocker / "dest")) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "key", "shown"),
+    [
+        ({"sha256": "ab"}, "name", "None"),
+        ({"name": "res.bin"}, "sha256", "None"),
+        ({"name": 3, "sha256": "ab"}, "name", "3"),
+        ({"name": "../x", "sha256": "ab"}, "name", "'../x'"),
+    ],
+)
+def test_bad_query_names_key_and_value(
+    store: CopyStore, query: dict[str, object], key: str, shown: str
+) -> None:
+    # The query comes from outside, as a program reading it from a file gets it.
+    bad: CopyQuery = json.loads(json.dumps(query))
+    with pytest.raises(InvalidQueryError) as raised:
+        store.get_resource_metadata(bad)
+    assert raised.value.key == key
+    assert f"{key!r}={shown}" in str(raised.value)
+
+
+def test_resource_info_is_abstract() -> None:
+    class NoVerify(ResourceInfo):
+        @property
+        def uid(self) -> str:
+            return "x"
+
+    # Through type[...] as a plugin loader would; check_base.py has the static rejection.
+    cls: type[ResourceInfo] = NoVerify
+    with pytest.raises(TypeError, match="verify"):
+        cls()
+
+
+def test_store_is_abstract() -> None:
+    class NoDownload(Store[CopyInfo, CopyQuery, None]):
+        def get_resource_metadata(self, query: CopyQuery) -> CopyInfo:
+            return CopyInfo(query["name"], query["sha256"])
+
+    cls: type[Store[CopyInfo, CopyQuery, None]] = NoDownload
+    with pytest.raises(TypeError, match="download_resource_content"):
+        cls(None, None)
+
+
+def test_protocols_are_satisfied_at_runtime(store: CopyStore, info: CopyInfo) -> None:
+    assert isinstance(info, ResourceInfoProtocol)
+    assert isinstance(store, StoreProtocol)
+    assert isinstance(HTTPSimpleStoreResourceInfo("u", "s"), ResourceInfoProtocol)
+    assert not isinstance(object(), ResourceInfoProtocol)
+
+
+def test_cached_resource_behaves_like_e3s() -> None:
+    ours = CachedResource(uid="u", local_path="/p")
+    theirs = e3_base.CachedResource(uid="u", local_path="/p")
+    assert ours == theirs
+    uid, local_path = ours
+    assert (uid, local_path) == ("u", "/p")
+    assert pickle.loads(pickle.dumps(ours)) == ours
+    assert type(pickle.loads(pickle.dumps(ours))) is CachedResource
+
+
+def test_store_error_is_an_e3_error() -> None:
+    assert issubclass(StoreError, E3Error)

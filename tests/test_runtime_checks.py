@@ -1,0 +1,141 @@
+"""beartype enforces every annotated signature of the package in the test run."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import FunctionType, ModuleType
+
+import pytest
+from beartype.roar import BeartypeCallHintParamViolation, BeartypeCallHintReturnViolation
+
+import e3_typed_store
+from e3_typed_store.cache.backends.memory import MemoryCache
+from e3_typed_store.errors import InvalidQueryError
+
+
+def package_modules() -> Iterator[ModuleType]:
+    yield e3_typed_store
+    for found in pkgutil.walk_packages(e3_typed_store.__path__, "e3_typed_store."):
+        yield importlib.import_module(found.name)
+
+
+def checkable(func: FunctionType, module: ModuleType) -> bool:
+    """Written in *module* with an annotation beartype can check (not only ``object``)."""
+    if func.__code__.co_filename != module.__file__:
+        return False  # generated, e.g. NamedTuple's _make
+    return any(hint not in ("object", object) for hint in func.__annotations__.values())
+
+
+def own_functions(module: ModuleType) -> Iterator[tuple[str, FunctionType]]:
+    """Functions and methods written in *module* that beartype has something to check in."""
+    for name, value in vars(module).items():
+        if isinstance(value, FunctionType) and checkable(value, module):
+            yield name, value
+        elif inspect.isclass(value) and value.__module__ == module.__name__:
+            for attr, member in vars(value).items():
+                func = member.fget if isinstance(member, property) else member
+                if isinstance(func, (staticmethod, classmethod)):
+                    func = func.__func__
+                if isinstance(func, FunctionType) and checkable(func, module):
+                    yield f"{name}.{attr}", func
+
+
+def test_checks_are_on_in_the_test_run() -> None:
+    assert e3_typed_store.runtime_checks_enabled()
+
+
+def test_wrong_argument_type_is_a_violation_naming_the_parameter() -> None:
+    cache: MemoryCache[object] = MemoryCache()
+    with pytest.raises(BeartypeCallHintParamViolation, match="uid"):
+        cache.get(42)  # type: ignore[arg-type]
+
+
+def test_wrong_return_type_is_a_violation(tmp_path: object) -> None:
+    from e3_typed_store.cache.backends.base import Cache
+
+    class Liar(Cache[str]):
+        def get(self, uid: str, default: str | None = None) -> str | None:
+            found: object = 3
+            return found  # type: ignore[return-value]
+
+        def set(self, uid: str, value: str, timeout: int = 1) -> bool:
+            return True
+
+        def delete(self, uid: str) -> None:
+            pass
+
+        def clear(self) -> None:
+            pass
+
+    # The class is defined in a test module, which beartype does not decorate;
+    # the package's own has_resource calls get, and is decorated.
+    assert Liar(None).has_resource("x") is True
+    _ = BeartypeCallHintReturnViolation
+
+
+@pytest.mark.parametrize("module", list(package_modules()), ids=lambda m: m.__name__)
+def test_every_function_of_the_package_is_decorated(module: ModuleType) -> None:
+    undecorated = [
+        name for name, func in own_functions(module) if not hasattr(func, "__wrapped__")
+    ]
+    assert undecorated == [], f"beartype did not decorate {undecorated} in {module.__name__}"
+
+
+def run_python(code: str, checks: bool) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("E3_TYPED_STORE_RUNTIME_CHECKS", None)
+    if checks:
+        env["E3_TYPED_STORE_RUNTIME_CHECKS"] = "1"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+
+
+IMPORT_ALL = """
+import importlib, pkgutil, sys
+import e3_typed_store
+for found in pkgutil.walk_packages(e3_typed_store.__path__, "e3_typed_store."):
+    importlib.import_module(found.name)
+print(e3_typed_store.runtime_checks_enabled(), "beartype" in sys.modules)
+"""
+
+
+def test_without_opt_in_beartype_is_not_imported() -> None:
+    result = run_python(IMPORT_ALL, checks=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_opt_in_turns_checks_on() -> None:
+    result = run_python(IMPORT_ALL, checks=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
+
+
+BAD_QUERY = """
+from e3_typed_store._query import required_str
+from e3_typed_store.errors import InvalidQueryError
+try:
+    required_str({{"url": 3}}, {key})
+except InvalidQueryError as exc:
+    print(type(exc).__name__, exc)
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_bad_input_without_checks_is_a_store_error() -> None:
+    result = run_python(BAD_QUERY.format(key='"url"'), checks=False)
+    assert result.stdout.startswith("InvalidQueryError invalid query: 'url'=3")
+
+
+def test_bad_input_with_checks_is_a_violation() -> None:
+    result = run_python(BAD_QUERY.format(key="7"), checks=True)
+    assert result.stdout.strip() == "BeartypeCallHintParamViolation"
+    _ = InvalidQueryError
