@@ -17,7 +17,9 @@ def is_within(path: str, directory: str) -> bool:
     """
     real_dir = os.path.realpath(directory)
     real_path = os.path.realpath(path)
-    return real_path != real_dir and os.path.commonpath([real_dir, real_path]) == real_dir
+    return (
+        real_path != real_dir and os.path.commonpath([real_dir, real_path]) == real_dir
+    )
 
 
 def unique_temp_name(directory: str, base: str) -> str:

@@ -6,7 +6,6 @@ import hashlib
 import re
 from typing import Literal
 
-
 __all__ = ["ALGORITHMS", "Algorithm", "file_digest", "normalize_digest"]
 
 Algorithm = Literal["sha1", "sha256", "sha512"]

@@ -21,7 +21,9 @@ def required_str(query: Mapping[str, object], key: str) -> str:
         raise InvalidQueryError.missing(key)
     value = query[key]
     if not isinstance(value, str):
-        raise InvalidQueryError(key, value, f"expected a string, got {type(value).__name__}")
+        raise InvalidQueryError(
+            key, value, f"expected a string, got {type(value).__name__}"
+        )
     if not value:
         raise InvalidQueryError(key, value, "must not be empty")
     return value
@@ -50,7 +52,8 @@ def digest_value(key: str, algorithm: Algorithm, value: str) -> str:
     digest = normalize_digest(algorithm, value)
     if digest is None:
         raise InvalidQueryError(
-            key, value, f"expected a {algorithm} digest: hex of length {ALGORITHMS[algorithm]}"
+            key,
+            value,
+            f"expected a {algorithm} digest: hex of length {ALGORITHMS[algorithm]}",
         )
     return digest
-

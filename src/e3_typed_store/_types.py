@@ -1,4 +1,4 @@
-"""Value types shared by the store and the cache modules (kept apart to avoid an import cycle)."""
+"""Value types shared by the store and cache modules, apart to avoid an import cycle."""
 
 from __future__ import annotations
 

@@ -58,7 +58,6 @@ class StoreError(E3Error):
         return (type(self), self._reduce_args)
 
 
-
 class InvalidQueryError(StoreError, ValueError):
     """A query handed to ``get_resource_metadata`` is malformed.
 
@@ -82,6 +81,7 @@ class InvalidQueryError(StoreError, ValueError):
         """
         return InvalidQueryError(key, None, "required key is missing")
 
+
 class InvalidConfigurationError(StoreError, ValueError):
     """A store or cache configuration is malformed.
 
@@ -96,6 +96,7 @@ class InvalidConfigurationError(StoreError, ValueError):
         self.reason = reason
         super().__init__(f"invalid configuration: {key!r}={value!r}: {reason}")
         self._reduce_args = (key, value, reason)
+
 
 class IntegrityError(StoreError):
     """Downloaded content does not match the expected digest.
@@ -114,6 +115,7 @@ class IntegrityError(StoreError):
         )
         self._reduce_args = (url, expected, actual)
 
+
 class DownloadError(StoreError):
     """A resource could not be downloaded.
 
@@ -127,6 +129,7 @@ class DownloadError(StoreError):
         super().__init__(f"cannot download {url}: {reason}")
         self._reduce_args = (url, reason)
 
+
 class HTTPStatusError(DownloadError):
     """A server answered with an error status.
 
@@ -138,6 +141,7 @@ class HTTPStatusError(DownloadError):
         self.status = status
         super().__init__(url, f"HTTP status {status}")
         self._reduce_args = (url, status)
+
 
 class DeadlineExceededError(DownloadError, TimeoutError):
     """A download did not complete within its total deadline.
@@ -151,6 +155,7 @@ class DeadlineExceededError(DownloadError, TimeoutError):
         super().__init__(url, f"not complete within the {deadline:g} s deadline")
         self._reduce_args = (url, deadline)
 
+
 class OfflineError(StoreError):
     """A resource is not in the cache and the network may not be used.
 
@@ -161,6 +166,7 @@ class OfflineError(StoreError):
         self.uid = uid
         super().__init__(f"offline mode: {uid} is not in the cache")
         self._reduce_args = (uid,)
+
 
 class PluginError(StoreError, LookupError):
     """A store or cache plugin cannot be loaded or does not conform.
@@ -176,6 +182,7 @@ class PluginError(StoreError, LookupError):
         self.reason = reason
         super().__init__(f"plugin {name!r} in {namespace!r}: {reason}")
         self._reduce_args = (namespace, name, reason)
+
 
 class CacheError(StoreError):
     """A cache backend failed in a way its caller must hear about.

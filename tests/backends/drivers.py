@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from typing_extensions import override
 
+from e3_typed_store._query import required_str
 from e3_typed_store.backends.base import ResourceInfo, Store
 from e3_typed_store.errors import IntegrityError, InvalidQueryError, StoreError
 
@@ -58,13 +59,8 @@ class CopyStore(Store[CopyInfo, CopyQuery, CopyConfig]):
 
     @override
     def get_resource_metadata(self, query: CopyQuery) -> CopyInfo:
-        for key in ("name", "sha256"):
-            if key not in query:
-                raise InvalidQueryError.missing(key)
-            value: object = query[key]
-            if not isinstance(value, str) or not value:
-                raise InvalidQueryError(key, value, "expected a non-empty string")
-        name, sha256 = query["name"], query["sha256"]
+        name = required_str(query, "name")
+        sha256 = required_str(query, "sha256")
         if os.path.basename(name) != name:
             raise InvalidQueryError("name", name, "must be a plain file name")
         return CopyInfo(name, sha256)

@@ -106,9 +106,7 @@ class ResourceInfo(abc.ABC):
 
 
 InfoT = TypeVar("InfoT", bound=ResourceInfoProtocol, default=ResourceInfo)
-QueryT_contra = TypeVar(
-    "QueryT_contra", bound=Query, contravariant=True, default=Query
-)
+QueryT_contra = TypeVar("QueryT_contra", bound=Query, contravariant=True, default=Query)
 ConfigT = TypeVar("ConfigT", default=OpenConfiguration)
 ProtoInfoT = TypeVar(
     "ProtoInfoT", bound=ResourceInfoProtocol, default=ResourceInfoProtocol
@@ -140,9 +138,7 @@ class StoreProtocol(Protocol[ProtoInfoT, QueryT_contra]):
         """
         ...
 
-    def download_resource_content(
-        self, metadata: ProtoInfoT, dest: str
-    ) -> str | None:
+    def download_resource_content(self, metadata: ProtoInfoT, dest: str) -> str | None:
         """Download the resource into *dest*, bypassing the cache.
 
         :param metadata: resource metadata
@@ -267,7 +263,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         elif not os.path.isfile(local_path):
             logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
         elif not _verifies(metadata, local_path):
-            logger.warning("corrupted cache entry for %s, discarded: %s", uid, local_path)
+            logger.warning(
+                "corrupted cache entry for %s, discarded: %s", uid, local_path
+            )
         else:
             return local_path
         self._discard(uid)
@@ -285,7 +283,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if self.cache_backend is None:
             return
         try:
-            stored = self.cache_backend.set(uid, CachedResource(uid=uid, local_path=path))
+            stored = self.cache_backend.set(
+                uid, CachedResource(uid=uid, local_path=path)
+            )
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot record %s in the cache: %r", uid, exc)
             return
@@ -303,8 +303,8 @@ def _entry_local_path(entry: object, uid: str) -> str | None:
     fields: object = getattr(entry_type, "_fields", None)
     if not issubclass(entry_type, tuple) or fields != CachedResource._fields:
         return None
-    entry_uid: object = getattr(entry, "uid")
-    local_path: object = getattr(entry, "local_path")
+    entry_uid: object = getattr(entry, "uid", None)
+    local_path: object = getattr(entry, "local_path", None)
     if entry_uid != uid or not isinstance(local_path, str):
         return None
     return local_path

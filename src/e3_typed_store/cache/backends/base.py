@@ -21,10 +21,10 @@ from typing_extensions import TypeVar
 from e3_typed_store._types import CachedResource
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
     "Cache",
     "CacheConfiguration",
     "CacheProtocol",
+    "DEFAULT_TIMEOUT",
 ]
 
 #: Lifetime of a cache entry, in seconds, when ``set`` is given none (one day).
@@ -165,7 +165,7 @@ class Cache(abc.ABC, Generic[ValueT, ConfigT]):
         """
         return self.get(uid) is not None
 
-    def close(self) -> None:  # noqa: B027 - a no-op unless a backend holds resources
+    def close(self) -> None:
         """Release what the cache holds open; the default holds nothing."""
 
     def __contains__(self, uid: str) -> bool:

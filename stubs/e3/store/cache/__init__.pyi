@@ -1,0 +1,3 @@
+from e3.store.cache.backends.base import Cache
+
+def load_cache(name: str = "file-cache", configuration: object = None) -> Cache: ...

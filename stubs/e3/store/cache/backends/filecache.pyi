@@ -1,0 +1,19 @@
+from collections.abc import Mapping
+from typing import ClassVar
+
+from e3.store.cache.backends.base import Cache
+from typing_extensions import override
+
+class FileCache(Cache):
+    cache_suffix: ClassVar[str]
+    cache_dir: str
+    def __init__(self, cache_configuration: Mapping[str, str]) -> None: ...
+    @override
+    def clear(self) -> None: ...
+    @override
+    def delete(self, uid: str) -> None: ...
+    def uid_to_file(self, uid: str) -> str: ...
+    @override
+    def get(self, uid: str, default: object = None) -> object: ...
+    @override
+    def set(self, uid: str, value: object, timeout: int = 86400) -> bool: ...

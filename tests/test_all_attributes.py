@@ -1,0 +1,62 @@
+"""Every public module's __all__ is sorted, complete and names what exists."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+from typing import TypeVar
+
+import pytest
+
+import e3_typed_store
+
+
+def public_modules() -> list[ModuleType]:
+    modules = [e3_typed_store]
+    for found in pkgutil.walk_packages(e3_typed_store.__path__, "e3_typed_store."):
+        if not any(part.startswith("_") for part in found.name.split(".")):
+            modules.append(importlib.import_module(found.name))
+    return modules
+
+
+def is_package(module: ModuleType) -> bool:
+    return hasattr(module, "__path__")
+
+
+@pytest.mark.parametrize("module", public_modules(), ids=lambda m: m.__name__)
+def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
+    if is_package(module) and module is not e3_typed_store:
+        return  # namespace-only packages (backends/, cache/) export nothing
+    exported: list[str] = module.__all__
+    assert exported == sorted(exported), f"{module.__name__}.__all__ is not sorted"
+    missing = [name for name in exported if not hasattr(module, name)]
+    assert missing == [], f"{module.__name__}.__all__ names what does not exist"
+
+
+@pytest.mark.parametrize("module", public_modules(), ids=lambda m: m.__name__)
+def test_public_definitions_are_exported(module: ModuleType) -> None:
+    if is_package(module) and module is not e3_typed_store:
+        return
+    exported = set(module.__all__)
+    defined = [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == module.__name__
+        and not isinstance(value, TypeVar)
+        and name not in exported
+    ]
+    assert defined == [], f"{module.__name__} defines {defined} without exporting them"
+
+
+def test_seed_names_are_in_the_base_module() -> None:
+    from e3_typed_store.backends import base
+
+    seed = {"logger", "ResourceInfo", "CachedResource", "StoreError", "Store"}
+    assert seed <= set(base.__all__)
+    assert {
+        "get_resource_metadata",
+        "download_resource",
+        "download_resource_content",
+    } <= set(dir(base.Store))
