@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import uuid
 
-__all__ = ["is_within", "place_in", "unique_temp_name"]
+__all__ = ["is_within", "place_in", "safe_component", "unique_temp_name"]
+
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def is_within(path: str, directory: str) -> bool:
@@ -20,6 +24,21 @@ def is_within(path: str, directory: str) -> bool:
     return (
         real_path != real_dir and os.path.commonpath([real_dir, real_path]) == real_dir
     )
+
+
+def safe_component(text: str) -> str:
+    """Return a single path component standing for *text*, safe on any filesystem.
+
+    A short name of letters, digits, ``.``, ``_`` and ``-`` that starts with a
+    letter or digit is kept as it is; anything else becomes ``_`` and the
+    sha256 of the text, which no kept name can equal (kept names never start
+    with ``_``).
+
+    :param text: any string, a uid for instance
+    """
+    if _SAFE_COMPONENT.fullmatch(text) and not text.endswith("."):
+        return text
+    return "_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def unique_temp_name(directory: str, base: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -24,9 +25,11 @@ class CopyQuery(TypedDict):
 
 @dataclass(frozen=True)
 class CopyConfig:
-    """Where the files to copy live."""
+    """Where the files to copy live; where to log each copy; how slow to be."""
 
     source_dir: str
+    log_path: str | None = None
+    delay: float = 0.0
 
 
 class CopyInfo(ResourceInfo):
@@ -45,6 +48,19 @@ class CopyInfo(ResourceInfo):
     def verify(self, resource_path: str) -> bool:
         with open(resource_path, "rb") as stream:
             return hashlib.sha256(stream.read()).hexdigest() == self.sha256
+
+
+class CountingCopyInfo(CopyInfo):
+    """CopyInfo that records each file it verifies."""
+
+    def __init__(self, name: str, sha256: str) -> None:
+        super().__init__(name, sha256)
+        self.verified: list[str] = []
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        self.verified.append(resource_path)
+        return super().verify(resource_path)
 
 
 def sha256_of(data: bytes) -> str:
@@ -71,6 +87,11 @@ class CopyStore(Store[CopyInfo, CopyQuery, CopyConfig]):
         if not os.path.isfile(source):
             raise StoreError(f"no file {metadata.name} in the source directory")
         self.downloads += 1
+        config = self.store_configuration
+        if config.log_path is not None:
+            with open(config.log_path, "a", encoding="utf-8") as log:
+                log.write(f"{os.getpid()} {metadata.name}\n")
+        time.sleep(config.delay)
         target = os.path.join(dest, metadata.name)
         temp = target + ".part"
         shutil.copyfile(source, temp)
@@ -91,3 +112,12 @@ class NoneStore(Store[CopyInfo, CopyQuery, None]):
     @override
     def download_resource_content(self, metadata: CopyInfo, dest: str) -> str | None:
         return None
+
+
+def fetch_in_child(config: CopyConfig, cache_dir: str, dest: str, sha256: str) -> str:
+    """Fetch ``res.bin`` through a FileCache in *cache_dir*: run in a child process."""
+    from e3.store.cache.backends.filecache import FileCache
+
+    store = CopyStore(config, FileCache({"cache_dir": cache_dir}))
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256})
+    return store.fetch_resource(info, dest)

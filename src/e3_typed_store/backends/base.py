@@ -19,23 +19,30 @@ import abc
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Generic, Protocol, runtime_checkable
 
 from typing_extensions import TypeVar
 
+from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import is_within, place_in
+from e3_typed_store._locking import uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store.cache.backends.base import CacheProtocol
+from e3_typed_store.errors import OfflineError
 from e3_typed_store.errors import StoreError as StoreError
 
 __all__ = [
     "CachedResource",
+    "OFFLINE_VARIABLE",
     "OpenConfiguration",
     "Query",
     "ResourceInfo",
     "ResourceInfoProtocol",
     "Store",
     "StoreError",
+    "StoreOptions",
     "StoreProtocol",
     "logger",
 ]
@@ -148,6 +155,38 @@ class StoreProtocol(Protocol[ProtoInfoT, QueryT_contra]):
         ...
 
 
+#: The environment variable that turns offline mode on ("1", "true", "yes", "on").
+OFFLINE_VARIABLE = "E3_TYPED_STORE_OFFLINE"
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How :meth:`Store.download_resource` uses the cache and the network.
+
+    :param offline: serve cache hits only and never touch the network; None
+        means "as the environment variable ``E3_TYPED_STORE_OFFLINE`` says"
+    :param trust_unchanged_files: serve a hit without re-hashing it when its
+        size, mtime, inode and device are those it had when last verified
+        (one ``stat`` instead of a hash pass). Off by default: every hit is
+        verified, as in e3-core
+    :param lock_timeout: seconds to wait for another process downloading the
+        same resource
+
+    .. versionadded:: 0.1
+    """
+
+    offline: bool | None = None
+    trust_unchanged_files: bool = False
+    lock_timeout: float = 3600.0
+
+    def is_offline(self) -> bool:
+        """Tell whether offline mode is on, from the option or the environment."""
+        if self.offline is not None:
+            return self.offline
+        return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in _TRUTHY
+
+
 class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     """Base class of store drivers.
 
@@ -155,9 +194,15 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     :meth:`download_resource_content`; the base supplies the cache logic of
     :meth:`download_resource` and :meth:`fetch_resource` around them.
 
+    When the cache backend has a ``cache_dir`` (this package's ``FileCache``
+    and e3-core's), the store keeps its own verified copy of each resource
+    there and serializes downloads of one resource across processes with a
+    lock file; otherwise it records the downloaded file where it lies.
+
     :param store_configuration: configuration for this store, typed by the driver
     :param cache_backend: where downloaded resources are recorded; None to
         disable caching
+    :param options: cache and network behaviour; the defaults are e3-core's
 
     .. versionadded:: 0.1
     """
@@ -166,9 +211,17 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         self,
         store_configuration: ConfigT,
         cache_backend: CacheProtocol[CachedResource] | None,
+        *,
+        options: StoreOptions | None = None,
     ) -> None:
         self.store_configuration = store_configuration
         self.cache_backend = cache_backend
+        self.options = options if options is not None else StoreOptions()
+        cache_dir: object = getattr(cache_backend, "cache_dir", None)
+        self._cache_dir = cache_dir if isinstance(cache_dir, str) else None
+        self._content = (
+            ContentStore(self._cache_dir) if self._cache_dir is not None else None
+        )
 
     @abc.abstractmethod
     def get_resource_metadata(self, query: QueryT_contra) -> InfoT:
@@ -213,25 +266,48 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 
         A cache entry that is not a :class:`CachedResource`, whose file is
         missing, or whose file fails ``metadata.verify`` is logged, removed
-        and treated as a miss.
+        and treated as a miss. A miss is downloaded once even when several
+        processes sharing the cache directory ask at the same time.
 
         :param metadata: resource metadata
         :param dest: directory where the resource will be stored
         :return: resource path, always inside *dest*
+        :raises OfflineError: offline mode is on and the cache has no copy
         :raises StoreError: the resource cannot be had; the subclass says why
         """
         uid = metadata.uid
-        cached = self._verified_cache_hit(metadata)
         try:
-            if cached is not None:
-                return self._inside(cached, dest)
             os.makedirs(dest, exist_ok=True)
-            path = self.download_resource_content(metadata, dest)
-            if path is None:
-                raise StoreError(f"the store could not download {uid} into {dest}")
-            path = self._inside(path, dest)
+            hit = self._verified_cache_hit(metadata)
+            if hit is not None:
+                return self._inside(hit, dest)
+            if self.options.is_offline():
+                raise OfflineError(uid)
+            with ExitStack() as stack:
+                if self._cache_dir is not None:
+                    lock_dir = os.path.join(self._cache_dir, "locks")
+                    lock = uid_lock(lock_dir, uid, self.options.lock_timeout)
+                    try:
+                        stack.enter_context(lock)
+                    except OSError as exc:
+                        logger.warning(
+                            "cannot lock %s, going on unlocked: %s", uid, exc
+                        )
+                    else:
+                        # Another process may have fetched it while this one waited.
+                        hit = self._verified_cache_hit(metadata)
+                        if hit is not None:
+                            return self._inside(hit, dest)
+                return self._download(metadata, dest)
         except OSError as exc:
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
+
+    def _download(self, metadata: InfoT, dest: str) -> str:
+        uid = metadata.uid
+        path = self.download_resource_content(metadata, dest)
+        if path is None:
+            raise StoreError(f"the store could not download {uid} into {dest}")
+        path = self._inside(path, dest)
         self._record(uid, path)
         return path
 
@@ -262,16 +338,44 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             logger.warning("invalid cache entry for %s, discarded: %r", uid, entry)
         elif not os.path.isfile(local_path):
             logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
+        elif self._trusted(uid, local_path):
+            return local_path
         elif not _verifies(metadata, local_path):
             logger.warning(
                 "corrupted cache entry for %s, discarded: %s", uid, local_path
             )
         else:
+            self._stamp(uid, local_path)
             return local_path
         self._discard(uid)
         return None
 
+    def _trusted(self, uid: str, path: str) -> bool:
+        content = self._content
+        return (
+            self.options.trust_unchanged_files
+            and content is not None
+            and content.holds(path)
+            and content.unchanged(uid, path)
+        )
+
+    def _stamp(self, uid: str, path: str) -> None:
+        content = self._content
+        if not self.options.trust_unchanged_files or content is None:
+            return
+        if not content.holds(path):
+            return
+        try:
+            content.stamp(uid, path)
+        except OSError as exc:
+            logger.warning("cannot stamp %s as verified: %s", path, exc)
+
     def _discard(self, uid: str) -> None:
+        if self._content is not None:
+            try:
+                self._content.forget_stamp(uid)
+            except OSError as exc:
+                logger.warning("cannot remove the stamp of %s: %s", uid, exc)
         if self.cache_backend is None:
             return
         try:
@@ -282,9 +386,20 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def _record(self, uid: str, path: str) -> None:
         if self.cache_backend is None:
             return
+        recorded = path
+        if self._content is not None:
+            try:
+                recorded = self._content.keep(uid, path, verified=True)
+            except OSError as exc:
+                logger.warning(
+                    "cannot keep a copy of %s in the cache, recording %s: %s",
+                    uid,
+                    path,
+                    exc,
+                )
         try:
             stored = self.cache_backend.set(
-                uid, CachedResource(uid=uid, local_path=path)
+                uid, CachedResource(uid=uid, local_path=recorded)
             )
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot record %s in the cache: %r", uid, exc)

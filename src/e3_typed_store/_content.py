@@ -1,0 +1,124 @@
+"""The store's own verified copies of resources, kept under a cache directory.
+
+Layout, under ``<cache_dir>/resources/<uid as a safe name>/``::
+
+    payload/<file name>   a hard link to (or copy of) the verified download
+    stamp.json            size, mtime, inode and device of the payload when it
+                          was last verified (for the opt-in fast hit)
+
+A copy here outlives the directory the resource was first downloaded to, as
+Bazel's repository cache outlives its workspaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
+
+__all__ = ["ContentStore", "FileStamp"]
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """What identifies a file's state without reading it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @staticmethod
+    def of(path: str) -> FileStamp:
+        """Stamp the file at *path* as it is now.
+
+        :raises OSError: the file cannot be stat'ed
+        """
+        info = os.stat(path)
+        return FileStamp(info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
+
+
+class ContentStore:
+    """Verified copies of resources, one directory per uid.
+
+    :param cache_dir: the cache directory to keep them under
+    """
+
+    def __init__(self, cache_dir: str) -> None:
+        self.root = os.path.join(cache_dir, "resources")
+
+    def _uid_dir(self, uid: str) -> str:
+        return os.path.join(self.root, safe_component(uid))
+
+    def holds(self, path: str) -> bool:
+        """Tell whether *path* is one of the copies kept here."""
+        return is_within(path, self.root)
+
+    def keep(self, uid: str, path: str, verified: bool) -> str:
+        """Keep a copy of the file at *path* as the payload of *uid*.
+
+        A previous payload of *uid* under another name is removed.
+
+        :param uid: the resource uid
+        :param path: the downloaded, verified file
+        :param verified: stamp the copy as verified when it is the same file
+            (a hard link) as the one verified
+        :return: the path of the kept copy
+        :raises OSError: the copy cannot be made
+        """
+        payload_dir = os.path.join(self._uid_dir(uid), "payload")
+        name = os.path.basename(path)
+        kept = place_in(path, payload_dir, name)
+        for other in os.listdir(payload_dir):
+            if other != name and not other.startswith("."):
+                os.unlink(os.path.join(payload_dir, other))
+        if verified and os.path.samefile(kept, path):
+            self.stamp(uid, kept)
+        else:
+            self.forget_stamp(uid)
+        return kept
+
+    def stamp(self, uid: str, path: str) -> None:
+        """Record that the payload of *uid* at *path* was verified as it is now.
+
+        :raises OSError: the stamp cannot be written
+        """
+        uid_dir = self._uid_dir(uid)
+        os.makedirs(uid_dir, exist_ok=True)
+        record = {"path": path, **asdict(FileStamp.of(path))}
+        temp = unique_temp_name(uid_dir, "stamp.json")
+        try:
+            with open(temp, "w", encoding="utf-8") as stream:
+                json.dump(record, stream)
+            os.replace(temp, os.path.join(uid_dir, "stamp.json"))
+        except BaseException:
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
+
+    def unchanged(self, uid: str, path: str) -> bool:
+        """Tell whether *path* is unchanged since it was last stamped as verified.
+
+        Any doubt -- no stamp, an unreadable one, another file -- answers False.
+        """
+        try:
+            with open(
+                os.path.join(self._uid_dir(uid), "stamp.json"), encoding="utf-8"
+            ) as stream:
+                record: object = json.load(stream)
+            now = FileStamp.of(path)
+        except (OSError, ValueError):
+            return False
+        if not isinstance(record, dict):
+            return False
+        expected = {"path": path, **asdict(now)}
+        return record == expected
+
+    def forget_stamp(self, uid: str) -> None:
+        """Drop the verification stamp of *uid*, if any."""
+        try:
+            os.unlink(os.path.join(self._uid_dir(uid), "stamp.json"))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,241 @@
+"""A store whose cache has a cache_dir: kept copies, locks, fast hits, offline."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from e3.store.cache.backends.filecache import FileCache as E3FileCache
+
+from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
+from e3_typed_store.errors import OfflineError, StoreError
+from tests.backends.drivers import (
+    CopyConfig,
+    CopyInfo,
+    CopyStore,
+    CountingCopyInfo,
+    fetch_in_child,
+    sha256_of,
+)
+
+PAYLOAD = b"kept payload\n" * 1000
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    directory = tmp_path / "source"
+    directory.mkdir()
+    (directory / "res.bin").write_bytes(PAYLOAD)
+    return directory
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def make_store(
+    source: Path, cache_dir: Path, options: StoreOptions | None = None
+) -> tuple[CopyStore, CopyInfo]:
+    store = CopyStore(
+        CopyConfig(str(source)),
+        E3FileCache({"cache_dir": str(cache_dir)}),
+        options=options,
+    )
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    return store, info
+
+
+def test_the_cache_keeps_its_own_copy(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    first = tmp_path / "first"
+    path = store.fetch_resource(info, str(first))
+    entry = store.cache_backend.get(info.uid) if store.cache_backend else None
+    assert isinstance(entry, CachedResource)
+    assert entry.local_path.startswith(str(cache_dir / "resources"))
+    assert Path(entry.local_path).read_bytes() == PAYLOAD
+    assert os.path.samefile(entry.local_path, path)  # a hard link, not a second copy
+
+
+def test_a_hit_survives_deletion_of_the_first_dest(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    first = tmp_path / "first"
+    store.fetch_resource(info, str(first))
+    shutil.rmtree(first)
+    second = tmp_path / "second"
+    path = store.fetch_resource(info, str(second))
+    assert path == str(second / "res.bin")
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+
+
+def test_a_hit_lands_in_the_requested_dest(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    store.fetch_resource(info, str(tmp_path / "one"))
+    for name in ("two", "three"):
+        path = store.fetch_resource(info, str(tmp_path / name))
+        assert Path(path).parent == tmp_path / name
+    assert store.downloads == 1
+
+
+def test_a_corrupted_kept_copy_is_refetched(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    path = store.fetch_resource(info, str(tmp_path / "one"))
+    os.unlink(path)  # break the hard link, then corrupt the kept copy
+    kept = next((cache_dir / "resources").rglob("res.bin"))
+    kept.write_bytes(b"bad")
+    again = store.fetch_resource(info, str(tmp_path / "one"))
+    assert Path(again).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+
+
+def test_fast_hit_skips_the_hash_while_the_file_is_unchanged(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(
+        source, cache_dir, StoreOptions(trust_unchanged_files=True)
+    )
+    store.fetch_resource(info, str(tmp_path / "one"))
+    info = CountingCopyInfo(info.name, info.sha256)
+    verified = info.verified
+    store.fetch_resource(info, str(tmp_path / "two"))
+    store.fetch_resource(info, str(tmp_path / "three"))
+    assert verified == []
+    kept = next((cache_dir / "resources").rglob("res.bin"))
+    os.utime(kept, ns=(1, 1))  # changed since verified: hash again
+    store.fetch_resource(info, str(tmp_path / "four"))
+    assert len(verified) == 1
+    store.fetch_resource(info, str(tmp_path / "five"))  # re-stamped by that verify
+    assert len(verified) == 1
+
+
+def test_default_verifies_every_hit(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    store.fetch_resource(info, str(tmp_path / "one"))
+    kept = next((cache_dir / "resources").rglob("res.bin"))
+    # Same size, same mtime, other bytes: only a hash can tell.
+    stat = kept.stat()
+    os.unlink(tmp_path / "one" / "res.bin")
+    kept.write_bytes(PAYLOAD[:-1] + b"X")
+    os.utime(kept, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    path = store.fetch_resource(info, str(tmp_path / "two"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+
+
+def test_offline_serves_hits(source: Path, cache_dir: Path, tmp_path: Path) -> None:
+    online, info = make_store(source, cache_dir)
+    online.fetch_resource(info, str(tmp_path / "one"))
+    offline, info = make_store(source, cache_dir, StoreOptions(offline=True))
+    assert (
+        Path(offline.fetch_resource(info, str(tmp_path / "two"))).read_bytes()
+        == PAYLOAD
+    )
+    assert offline.downloads == 0
+
+
+def test_offline_miss_fails_without_touching_the_source(
+    source: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, info = make_store(source, cache_dir, StoreOptions(offline=True))
+    with pytest.raises(OfflineError) as raised:
+        store.fetch_resource(info, str(tmp_path / "dest"))
+    assert raised.value.uid == info.uid
+    assert store.downloads == 0
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, str(tmp_path / "dest")) is None
+    assert "offline mode" in caplog.text
+
+
+def test_offline_from_the_environment(
+    source: Path, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, info = make_store(source, cache_dir)
+    monkeypatch.setenv(OFFLINE_VARIABLE, "1")
+    with pytest.raises(OfflineError):
+        store.fetch_resource(info, str(tmp_path / "dest"))
+    # An explicit option wins over the environment.
+    store, info = make_store(source, cache_dir, StoreOptions(offline=False))
+    assert store.fetch_resource(info, str(tmp_path / "dest"))
+
+
+def test_lock_timeout_is_a_store_error(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    from filelock import FileLock
+
+    from e3_typed_store._fs import safe_component
+
+    _, info = make_store(source, cache_dir)
+    (cache_dir / "locks").mkdir(parents=True)
+    holder = FileLock(str(cache_dir / "locks" / (safe_component(info.uid) + ".lock")))
+    with holder:
+        # filelock locks are per process and re-entrant by path within it: use a child.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            result = pool.apply_async(
+                fetch_in_child_expecting_error,
+                (
+                    CopyConfig(str(source)),
+                    str(cache_dir),
+                    str(tmp_path / "d"),
+                    info.sha256,
+                ),
+            )
+            assert "held the lock" in result.get(timeout=60)
+
+
+def fetch_in_child_expecting_error(
+    config: CopyConfig, cache_dir: str, dest: str, sha256: str
+) -> str:
+    from e3.store.cache.backends.filecache import FileCache
+
+    from e3_typed_store.backends.base import StoreOptions as Options
+
+    store = CopyStore(
+        config, FileCache({"cache_dir": cache_dir}), options=Options(lock_timeout=0.2)
+    )
+    info = store.get_resource_metadata({"name": "res.bin", "sha256": sha256})
+    try:
+        store.fetch_resource(info, dest)
+    except StoreError as exc:
+        return str(exc)
+    return "no error"
+
+
+def test_eight_processes_download_once(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "downloads.log"
+    config = CopyConfig(str(source), log_path=str(log), delay=0.5)
+    sha256 = sha256_of(PAYLOAD)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(8) as pool:
+        jobs = [
+            pool.apply_async(
+                fetch_in_child,
+                (config, str(cache_dir), str(tmp_path / f"dest{i}"), sha256),
+            )
+            for i in range(8)
+        ]
+        paths = [job.get(timeout=120) for job in jobs]
+    assert len(log.read_text().splitlines()) == 1
+    for i, path in enumerate(paths):
+        assert path == str(tmp_path / f"dest{i}" / "res.bin")
+        assert Path(path).read_bytes() == PAYLOAD
