@@ -23,8 +23,27 @@ if os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {"1", "true", 
 
     beartype_this_package(conf=BeartypeConf(warning_cls_on_decorator_exception=None))
 
-from e3_typed_store._runtime import runtime_checks_enabled as runtime_checks_enabled  # noqa: E402
+# After the hook: these modules are checked like the others.
+from e3_typed_store._plugins import (  # noqa: E402
+    CACHE_NAMESPACE as CACHE_NAMESPACE,
+)
+from e3_typed_store._plugins import (  # noqa: E402
+    STORE_NAMESPACE as STORE_NAMESPACE,
+)
+from e3_typed_store._plugins import load_cache as load_cache  # noqa: E402
+from e3_typed_store._plugins import load_store as load_store  # noqa: E402
+from e3_typed_store._runtime import (  # noqa: E402
+    runtime_checks_enabled as runtime_checks_enabled,
+)
 
-__all__ = ["RUNTIME_CHECKS_VARIABLE", "__version__", "runtime_checks_enabled"]
+__all__ = [
+    "CACHE_NAMESPACE",
+    "RUNTIME_CHECKS_VARIABLE",
+    "STORE_NAMESPACE",
+    "__version__",
+    "load_cache",
+    "load_store",
+    "runtime_checks_enabled",
+]
 
 __version__ = "0.1.0"
