@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass
 
 from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
@@ -115,6 +116,16 @@ class ContentStore:
             return False
         expected = {"path": path, **asdict(now)}
         return record == expected
+
+    def remove(self, uid: str) -> None:
+        """Remove the kept copy and the stamp of *uid*, if any.
+
+        :raises OSError: they exist but cannot be removed
+        """
+        try:
+            shutil.rmtree(self._uid_dir(uid))
+        except FileNotFoundError:
+            pass
 
     def forget_stamp(self, uid: str) -> None:
         """Drop the verification stamp of *uid*, if any."""

@@ -6,7 +6,13 @@ import hashlib
 import re
 from typing import Literal
 
-__all__ = ["ALGORITHMS", "Algorithm", "file_digest", "normalize_digest"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "algorithm_of",
+    "file_digest",
+    "normalize_digest",
+]
 
 Algorithm = Literal["sha1", "sha256", "sha512"]
 
@@ -26,6 +32,17 @@ def normalize_digest(algorithm: Algorithm, value: str) -> str | None:
     if len(value) != ALGORITHMS[algorithm] or _HEX.fullmatch(value) is None:
         return None
     return value.lower()
+
+
+def algorithm_of(digest: str) -> Algorithm | None:
+    """Return the algorithm whose hex digests look like *digest*, if any.
+
+    :param digest: a candidate hex digest
+    """
+    for algorithm in ALGORITHMS:
+        if normalize_digest(algorithm, digest) is not None:
+            return algorithm
+    return None
 
 
 def file_digest(path: str, algorithm: Algorithm) -> str:

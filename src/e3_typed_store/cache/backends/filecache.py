@@ -42,7 +42,6 @@ Warnings go to the logger ``e3.store.cache``.
 # ``CachedResource`` (a field type of FileCacheEntry) cannot be found.
 
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -57,7 +56,7 @@ from typing import NamedTuple, TypedDict
 
 from typing_extensions import override
 
-from e3_typed_store._fs import unique_temp_name
+from e3_typed_store._fs import safe_component, unique_temp_name
 from e3_typed_store._types import CachedResource
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, Cache
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
@@ -78,7 +77,6 @@ _VALUE_KEYS = frozenset(CachedResource._fields)
 # a bound keeps a planted huge file from being read into memory.
 _MAX_ENTRY_BYTES = 1 << 20
 
-_SAFE_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENTRY_NAME = re.compile(
     r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{64})" + re.escape(_SUFFIX)
 )
@@ -153,11 +151,7 @@ def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
 
 def _entry_name(uid: str) -> str:
     """Return the file name of the entry of *uid*: never a path, never ``.cache``."""
-    if _SAFE_UID.fullmatch(uid):
-        return uid + _SUFFIX
-    # surrogatepass: a uid decoded with surrogateescape still gets a name.
-    digest = hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"_{digest}{_SUFFIX}"
+    return safe_component(uid) + _SUFFIX
 
 
 def _is_own_file(name: str) -> bool:
