@@ -1,0 +1,248 @@
+"""Ratios against the peers of the same run, and the stated targets."""
+
+from __future__ import annotations
+
+from bench import fetch as f
+from bench import procs
+from bench.cacheops import BACKENDS, op_name
+from bench.data import DataFile
+from bench.report import Results, Target, fmt_time
+from bench.timing import Sample, median
+
+__all__ = ["analyse"]
+
+_FETCH_RATIOS = [
+    ("e3-typed-store cold / raw transfer", f.OURS_COLD, f.RAW),
+    ("e3-typed-store cold / curl | openssl", f.OURS_COLD, f.CURL),
+    ("e3-typed-store cold / e3-core cold", f.OURS_COLD, f.E3_COLD),
+    ("e3-typed-store cold / pooch cold", f.OURS_COLD, f.POOCH_COLD),
+    ("e3-core cold / raw transfer", f.E3_COLD, f.RAW),
+    ("pooch cold / raw transfer", f.POOCH_COLD, f.RAW),
+    ("e3-typed-store verified hit / e3-core hit", f.OURS_WARM, f.E3_WARM),
+    ("e3-typed-store verified hit / pooch hit", f.OURS_WARM, f.POOCH_WARM),
+    (
+        "e3-typed-store verified hit (sha1 query) / e3-core hit",
+        f.OURS_WARM_SHA1,
+        f.E3_WARM,
+    ),
+    ("e3-typed-store verified hit / sha256 hash pass", f.OURS_WARM, f.HASH_SHA256),
+    ("e3-core hit / sha1 hash pass", f.E3_WARM, f.HASH_SHA1),
+    ("e3-typed-store stat-trusted hit / e3-core hit", f.OURS_TRUSTED, f.E3_WARM),
+]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _med(sample: Sample | None) -> float | None:
+    return sample.median if sample is not None else None
+
+
+def _per_size(
+    source: str, text: str, values: list[tuple[str, float | None]], limit: float
+) -> Target:
+    known = [(label, v) for label, v in values if v is not None]
+    shown = ", ".join(f"{label}: {v:.2f}x" for label, v in known) or "-"
+    if not known:
+        return Target(source, text, shown, None)
+    misses = [(label, v) for label, v in known if v > limit]
+    detail = "; ".join(
+        f"{label} at {v:.2f}x, {100 * (v / limit - 1):.0f}% over the limit"
+        for label, v in misses
+    )
+    return Target(source, text, shown, not misses, detail, [lb for lb, _ in misses])
+
+
+def _fetch(results: Results, largest: DataFile) -> None:
+    def ratio_of(label: str, a: str, b: str) -> float | None:
+        samples = results.fetch.get(label, {})
+        return _ratio(_med(samples.get(a)), _med(samples.get(b)))
+
+    labels = [d.label for d in results.files]
+    for label in labels:
+        for text, a, b in _FETCH_RATIOS:
+            results.ratios.append((f"{label}: {text}", _x(ratio_of(label, a, b))))
+        trusted = _med(results.fetch.get(label, {}).get(f.OURS_TRUSTED))
+        results.ratios.append(
+            (f"{label}: stat-trusted hit, absolute", fmt_time(trusted))
+        )
+    for source, text, a, b, limit in (
+        ("issue 4", "cold fetch <= 1.25x raw transfer", f.OURS_COLD, f.RAW, 1.25),
+        ("issue 4", "cold fetch <= 0.75x e3-core cold", f.OURS_COLD, f.E3_COLD, 0.75),
+        (
+            "issue 4",
+            "verified warm hit <= 1.10x e3-core hit",
+            f.OURS_WARM,
+            f.E3_WARM,
+            1.10,
+        ),
+        (
+            "DESIGN §8",
+            "cold fetch within 10% of curl | openssl",
+            f.OURS_COLD,
+            f.CURL,
+            1.1,
+        ),
+    ):
+        values = [(label, ratio_of(label, a, b)) for label in labels]
+        results.targets.append(_per_size(source, text, values, limit))
+    trusted = _med(results.fetch.get(largest.label, {}).get(f.OURS_TRUSTED))
+    results.targets.append(
+        Target(
+            "issue 4",
+            f"stat-trusted hit of {largest.label} < 1 ms",
+            fmt_time(trusted),
+            None if trusted is None else trusted < 1e-3,
+            "" if trusted is None else f"{trusted / 1e-3:.1f}x the limit",
+        )
+    )
+
+
+def _imports(results: Results) -> None:
+    imports = results.imports
+    names = procs.IMPORT_NAMES
+    it_ratio = _ratio(
+        _med(imports.get(names["ours_it"])), _med(imports.get(names["e3_it"]))
+    )
+    bare = _med(imports.get(procs.IMPORT_BARE))
+    ours_wall = _med(imports.get(names["ours_wall"]))
+    e3_wall = _med(imports.get(names["e3_wall"]))
+    wall_ratio = None
+    if bare is not None and ours_wall is not None and e3_wall is not None:
+        wall_ratio = _ratio(ours_wall - bare, e3_wall - bare)
+    results.ratios.append(
+        ("import base: e3-typed-store / e3-core (-X importtime)", _x(it_ratio))
+    )
+    results.ratios.append(
+        (
+            "import base: e3-typed-store / e3-core (wall - interpreter start)",
+            _x(wall_ratio),
+        )
+    )
+    over = (
+        ""
+        if it_ratio is None
+        else f"{it_ratio:.2f}x, {100 * (it_ratio / 0.5 - 1):.0f}% over"
+    )
+    results.targets.append(
+        Target(
+            "issue 4",
+            "base import <= 0.5x e3-core's",
+            f"{_x(it_ratio)} (importtime), {_x(wall_ratio)} (wall)",
+            None if it_ratio is None else it_ratio <= 0.5,
+            over,
+        )
+    )
+
+
+def _http_stack(results: Results) -> None:
+    http = results.http_stack
+    text = "a cache hit does not import the HTTP stack"
+    if not http or "error" in http:
+        results.targets.append(
+            Target("DESIGN §8", text, str(http.get("error", "not measured")), None)
+        )
+        return
+    loaded = http.get("after_hit")
+    by_hit = http.get("imported_by_hit")
+    by_driver = http.get("after_driver_import")
+    if by_hit:
+        detail = f"the hit itself imported {by_hit}"
+    else:
+        detail = (
+            f"{loaded} are loaded by importing the driver module"
+            f" (loaded after that import: {by_driver}); the hit itself imports none"
+        )
+    results.targets.append(
+        Target(
+            "DESIGN §8",
+            text,
+            f"imported by the hit: {by_hit or 'none'};"
+            f" loaded in the process: {loaded or 'none'}",
+            not loaded,
+            detail,
+        )
+    )
+
+
+def _cache_ops(results: Results) -> None:
+    for op in ("get", "set", "miss"):
+        ours = _med(results.cache_ops.get(op_name(BACKENDS[0], op)))
+        theirs = _med(results.cache_ops.get(op_name(BACKENDS[1], op)))
+        dc = _med(results.cache_ops.get(op_name(BACKENDS[2], op)))
+        value = _ratio(ours, theirs)
+        results.ratios.append((f"FileCache {op}: e3-typed-store / e3-core", _x(value)))
+        results.ratios.append(
+            (f"FileCache {op}: e3-typed-store / diskcache", _x(_ratio(ours, dc)))
+        )
+        if op == "miss":
+            continue
+        results.targets.append(
+            Target(
+                "issue 4",
+                f"FileCache {op} no slower than e3-core's",
+                f"{_x(value)} ({fmt_time(ours)} vs {fmt_time(theirs)})",
+                None if value is None else value <= 1.0,
+                ""
+                if value is None
+                else f"{value:.2f}x, {100 * (value - 1):.0f}% slower",
+            )
+        )
+
+
+def _concurrency(results: Results) -> None:
+    ours = results.concurrency.get("ours")
+    theirs = results.concurrency.get("e3")
+    n = results.concurrency_procs
+    text = f"{n} processes -> 1 download (e3-core: {n})"
+    if ours is None or not ours.gets:
+        why = ours.skipped if ours is not None and ours.skipped else "not measured"
+        results.targets.append(Target("issue 4", text, str(why), None))
+        return
+    value = f"e3-typed-store: GETs {sorted(set(ours.gets))}, bad files {sum(ours.bad)}"
+    if theirs is not None and theirs.gets:
+        value += (
+            f"; e3-core: GETs {sorted(set(theirs.gets))}, bad files {sum(theirs.bad)}"
+        )
+        results.ratios.append(
+            (
+                f"{n} processes, total time: e3-typed-store / e3-core",
+                _x(_ratio(median(ours.seconds), median(theirs.seconds))),
+            )
+        )
+    met = all(g == 1 for g in ours.gets) and not any(ours.bad)
+    detail = (
+        f"GETs per run {ours.gets}, bad results {ours.bad}, errors {ours.errors[:3]}"
+    )
+    results.targets.append(Target("issue 4", text, value, met, detail))
+
+
+def _checks(results: Results) -> None:
+    on = _med(results.checks.get(procs.BEARTYPE_ON))
+    off = _med(results.checks.get(procs.BEARTYPE_OFF))
+    results.ratios.append(
+        ("stat-trusted hit loop: beartype on / off", _x(_ratio(on, off)))
+    )
+    results.targets.append(
+        Target(
+            "issue 4",
+            "CLI whole-process cache hit",
+            "TODO: measured once the CLI lands",
+            None,
+        )
+    )
+
+
+def analyse(results: Results, largest: DataFile) -> None:
+    """Fill ``results.ratios`` and ``results.targets``."""
+    _fetch(results, largest)
+    _imports(results)
+    _http_stack(results)
+    _cache_ops(results)
+    _concurrency(results)
+    _checks(results)

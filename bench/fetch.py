@@ -1,0 +1,373 @@
+"""Fetch contenders: the bounds, this library, e3-core, pooch."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+
+from bench.data import DataFile
+from bench.timing import Contender
+
+__all__ = [
+    "RAW",
+    "CURL",
+    "OURS_COLD",
+    "OURS_WARM",
+    "OURS_TRUSTED",
+    "OURS_WARM_SHA1",
+    "HASH_SHA1",
+    "HASH_SHA256",
+    "E3_COLD",
+    "E3_WARM",
+    "POOCH_COLD",
+    "POOCH_WARM",
+    "FETCH_NAMES",
+    "fetch_contenders",
+    "e3_fetcher",
+    "ours_fetcher",
+]
+
+RAW = "raw transfer (requests -> file, no hash)"
+CURL = "curl | openssl dgst -sha256"
+OURS_COLD = "e3-typed-store cold"
+OURS_WARM = "e3-typed-store warm, verified hit"
+OURS_WARM_SHA1 = "e3-typed-store warm, verified hit (sha1 query)"
+OURS_TRUSTED = "e3-typed-store warm, stat-trusted hit"
+HASH_SHA256 = "hash pass, hashlib sha256"
+HASH_SHA1 = "hash pass, hashlib sha1"
+E3_COLD = "e3-core cold"
+E3_WARM = "e3-core warm (verified hit)"
+POOCH_COLD = "pooch cold"
+POOCH_WARM = "pooch warm (verified hit)"
+FETCH_NAMES = [
+    RAW,
+    CURL,
+    HASH_SHA256,
+    HASH_SHA1,
+    OURS_COLD,
+    OURS_WARM,
+    OURS_WARM_SHA1,
+    OURS_TRUSTED,
+    E3_COLD,
+    E3_WARM,
+    POOCH_COLD,
+    POOCH_WARM,
+]
+
+_CHUNK = 1 << 20
+_TIMEOUT = 120
+
+
+def file_sha256(path: str, algorithm: str = "sha256") -> str:
+    """Hash a file as fast as hashlib goes: unbuffered reads into one buffer."""
+    digest = hashlib.new(algorithm)
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as stream:
+        while size := stream.readinto(view):
+            digest.update(view[:size])
+    return digest.hexdigest()
+
+
+class _Dirs:
+    """A fresh directory per repetition under *work*, removed after it."""
+
+    def __init__(self, work: str, stem: str) -> None:
+        self.work = work
+        self.stem = stem
+        self.current = ""
+
+    def new(self) -> None:
+        self.current = tempfile.mkdtemp(prefix=self.stem + ".", dir=self.work)
+
+    def drop(self) -> None:
+        if self.current:
+            shutil.rmtree(self.current, ignore_errors=True)
+            self.current = ""
+
+
+def _expect(path: str | None, data: DataFile, who: str) -> None:
+    if path is None or not os.path.isfile(path):
+        raise RuntimeError(f"{who} returned no file ({path!r})")
+    if file_sha256(path) != data.sha256:
+        raise RuntimeError(f"{who} returned a corrupted file: {path}")
+
+
+def ours_fetcher(
+    cache_dir: str, trust: bool, sha1: bool = False
+) -> Callable[[str, DataFile, str], str]:
+    """Return ``fetch(url, data, dest) -> path`` with a fresh store each call."""
+    from e3_typed_store.backends.base import StoreOptions
+    from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    options = StoreOptions(trust_unchanged_files=trust)
+
+    def fetch(url: str, data: DataFile, dest: str) -> str:
+        store = HTTPSimpleStore(
+            {"progress": False}, FileCache({"cache_dir": cache_dir}), options=options
+        )
+        query: dict[str, str] = {"url": url}
+        if sha1:
+            query["sha"] = data.sha1
+        else:
+            query["sha256"] = data.sha256
+        info = store.get_resource_metadata(query)  # type: ignore[arg-type]
+        return store.fetch_resource(info, dest)
+
+    return fetch
+
+
+def e3_fetcher(cache_dir: str) -> Callable[[str, DataFile, str], str | None]:
+    from e3.store.backends.http_simple_store import HTTPSimpleStore
+    from e3.store.cache.backends.filecache import FileCache
+
+    def fetch(url: str, data: DataFile, dest: str) -> str | None:
+        store = HTTPSimpleStore({}, FileCache({"cache_dir": cache_dir}))
+        info = store.get_resource_metadata({"url": url, "sha": data.sha1})
+        path: str | None = store.download_resource(info, dest)
+        return path
+
+    return fetch
+
+
+def _raw(url: str, work: str, data: DataFile) -> Contender:
+    import requests
+
+    dirs = _Dirs(work, "raw")
+    out: list[str] = []
+
+    def run() -> None:
+        target = os.path.join(dirs.current, data.name)
+        with requests.get(url, stream=True, timeout=_TIMEOUT) as response:
+            response.raise_for_status()
+            with open(target, "wb") as stream:
+                for chunk in response.iter_content(_CHUNK):
+                    stream.write(chunk)
+        out[:] = [target]
+
+    return Contender(
+        RAW,
+        run,
+        prepare=dirs.new,
+        check=lambda: _expect(out[0], data, RAW),
+        cleanup=dirs.drop,
+    )
+
+
+def _curl(url: str, data: DataFile) -> Contender:
+    missing = [tool for tool in ("curl", "openssl") if shutil.which(tool) is None]
+    result: list[str] = []
+
+    def run() -> None:
+        done = subprocess.run(
+            f"curl -sSf '{url}' | openssl dgst -sha256",
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            check=True,
+        )
+        result[:] = [done.stdout]
+
+    def check() -> None:
+        if data.sha256 not in result[0]:
+            raise RuntimeError(f"curl | openssl printed {result[0]!r}")
+
+    skipped = f"skipped: {' and '.join(missing)} not installed" if missing else None
+    return Contender(CURL, run, check=check, skipped=skipped)
+
+
+def _ours(url: str, work: str, data: DataFile) -> list[Contender]:
+    try:
+        ours_fetcher(work, trust=False)
+    except ImportError as exc:
+        reason = f"skipped: {exc}"
+        return [
+            Contender(name, lambda: None, skipped=reason)
+            for name in (OURS_COLD, OURS_WARM, OURS_WARM_SHA1, OURS_TRUSTED)
+        ]
+    cold_cache = _Dirs(work, "ours-cold-cache")
+    cold_dest = _Dirs(work, "ours-cold-dest")
+    got: dict[str, str] = {}
+
+    def cold() -> None:
+        fetch = ours_fetcher(cold_cache.current, trust=False)
+        got[OURS_COLD] = fetch(url, data, cold_dest.current)
+
+    def new_cold() -> None:
+        cold_cache.new()
+        cold_dest.new()
+
+    def drop_cold() -> None:
+        cold_cache.drop()
+        cold_dest.drop()
+
+    contenders = [
+        Contender(
+            OURS_COLD,
+            cold,
+            prepare=new_cold,
+            check=lambda: _expect(got.get(OURS_COLD), data, OURS_COLD),
+            cleanup=drop_cold,
+        )
+    ]
+    for name, trust, sha1 in (
+        (OURS_WARM, False, False),
+        (OURS_WARM_SHA1, False, True),
+        (OURS_TRUSTED, True, False),
+    ):
+        cache = tempfile.mkdtemp(prefix="ours-warm-cache.", dir=work)
+        # Filled once, untimed: every repetition is a hit.
+        ours_fetcher(cache, trust, sha1)(url, data, tempfile.mkdtemp(dir=work))
+        dest = _Dirs(work, "ours-warm-dest")
+
+        def warm(
+            name: str = name,
+            cache: str = cache,
+            trust: bool = trust,
+            sha1: bool = sha1,
+            dest: _Dirs = dest,
+        ) -> None:
+            got[name] = ours_fetcher(cache, trust, sha1)(url, data, dest.current)
+
+        contenders.append(
+            Contender(
+                name,
+                warm,
+                prepare=dest.new,
+                check=lambda name=name: _expect(got.get(name), data, name),
+                cleanup=dest.drop,
+            )
+        )
+    return contenders
+
+
+def _e3(url: str, work: str, data: DataFile) -> list[Contender]:
+    cold_cache = _Dirs(work, "e3-cold-cache")
+    cold_dest = _Dirs(work, "e3-cold-dest")
+    got: dict[str, str | None] = {}
+
+    def cold() -> None:
+        got[E3_COLD] = e3_fetcher(cold_cache.current)(url, data, cold_dest.current)
+
+    def new_cold() -> None:
+        cold_cache.new()
+        cold_dest.new()
+
+    def drop_cold() -> None:
+        cold_cache.drop()
+        cold_dest.drop()
+
+    warm_cache = tempfile.mkdtemp(prefix="e3-warm-cache.", dir=work)
+    e3_fetcher(warm_cache)(url, data, tempfile.mkdtemp(dir=work))
+    warm_dest = _Dirs(work, "e3-warm-dest")
+
+    def warm() -> None:
+        got[E3_WARM] = e3_fetcher(warm_cache)(url, data, warm_dest.current)
+
+    return [
+        Contender(
+            E3_COLD,
+            cold,
+            prepare=new_cold,
+            check=lambda: _expect(got.get(E3_COLD), data, E3_COLD),
+            cleanup=drop_cold,
+        ),
+        Contender(
+            E3_WARM,
+            warm,
+            prepare=warm_dest.new,
+            check=lambda: _expect(got.get(E3_WARM), data, E3_WARM),
+            cleanup=warm_dest.drop,
+        ),
+    ]
+
+
+def _pooch(url: str, work: str, data: DataFile) -> list[Contender]:
+    if importlib.util.find_spec("pooch") is None:
+        reason = "skipped: pooch not installed (pip install '.[bench]')"
+        return [
+            Contender(name, lambda: None, skipped=reason)
+            for name in (POOCH_COLD, POOCH_WARM)
+        ]
+    import pooch
+
+    pooch.get_logger().setLevel(logging.WARNING)
+    known = f"sha256:{data.sha256}"
+    cold_dir = _Dirs(work, "pooch-cold")
+    got: dict[str, str] = {}
+
+    def cold() -> None:
+        got[POOCH_COLD] = pooch.retrieve(
+            url, known, fname=data.name, path=cold_dir.current, progressbar=False
+        )
+
+    warm_dir = tempfile.mkdtemp(prefix="pooch-warm.", dir=work)
+    pooch.retrieve(url, known, fname=data.name, path=warm_dir, progressbar=False)
+
+    def warm() -> None:
+        got[POOCH_WARM] = pooch.retrieve(
+            url, known, fname=data.name, path=warm_dir, progressbar=False
+        )
+
+    return [
+        Contender(
+            POOCH_COLD,
+            cold,
+            prepare=cold_dir.new,
+            check=lambda: _expect(got.get(POOCH_COLD), data, POOCH_COLD),
+            cleanup=cold_dir.drop,
+        ),
+        Contender(
+            POOCH_WARM,
+            warm,
+            check=lambda: _expect(got.get(POOCH_WARM), data, POOCH_WARM),
+        ),
+    ]
+
+
+def _hash_passes(data: DataFile) -> list[Contender]:
+    contenders = []
+    for name, algorithm, expected in (
+        (HASH_SHA256, "sha256", data.sha256),
+        (HASH_SHA1, "sha1", data.sha1),
+    ):
+        result: list[str] = []
+
+        def run(algorithm: str = algorithm, result: list[str] = result) -> None:
+            result[:] = [file_sha256(data.path, algorithm)]
+
+        def check(
+            name: str = name, expected: str = expected, result: list[str] = result
+        ) -> None:
+            if result[0] != expected:
+                raise RuntimeError(f"{name}: digest {result[0]}")
+
+        contenders.append(Contender(name, run, check=check))
+    return contenders
+
+
+def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
+    """Every fetch contender for *data* served at *url*, in table order.
+
+    :param work: a scratch directory (everything made here stays under it)
+    """
+    by_name = {
+        c.name: c
+        for c in [
+            _raw(url, work, data),
+            _curl(url, data),
+            *_hash_passes(data),
+            *_ours(url, work, data),
+            *_e3(url, work, data),
+            *_pooch(url, work, data),
+        ]
+    }
+    return [by_name[name] for name in FETCH_NAMES]

@@ -1,0 +1,55 @@
+"""The fallback file server, run as its own process when nginx is missing.
+
+``python -m bench.pyserver ROOT PORT ACCESS_LOG``: serves ROOT on 127.0.0.1:PORT
+with one line per request in ACCESS_LOG (so GETs can be counted, as in
+nginx's log) and ``sendfile`` for the bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import BinaryIO, TextIO
+
+_log_lock = threading.Lock()
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    access_log: TextIO
+
+    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:  # type: ignore[override]
+        try:
+            self.connection.sendfile(source)
+        except (OSError, ValueError):
+            shutil.copyfileobj(source, outputfile, 1 << 20)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        with _log_lock:
+            self.access_log.write(
+                f'{self.client_address[0]} "{self.requestline}" {code}\n'
+            )
+            self.access_log.flush()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # errors are answered to the client; no stderr noise
+
+
+def main(argv: list[str]) -> int:
+    root, port, log_path = argv[0], int(argv[1]), argv[2]
+    with open(log_path, "a", encoding="utf-8") as access_log:
+        handler = functools.partial(_Handler, directory=root)
+        _Handler.access_log = access_log
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        server.daemon_threads = True
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

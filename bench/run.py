@@ -1,0 +1,232 @@
+"""Orchestration: ``python -m bench [--smoke] [--reps N] [--out DIR] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from types import FrameType
+
+from bench import fetch as f
+from bench import procs
+from bench.analyse import analyse
+from bench.cacheops import cache_contenders
+from bench.data import make_files
+from bench.profiles import profile_misses
+from bench.report import Results, plot, render_markdown, render_text
+from bench.server import Server, ensure_tools, start_server
+from bench.timing import round_robin
+
+__all__ = ["main"]
+
+REPO = procs.REPO
+MiB = 1 << 20
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, one repetition, no installs, output to a temp dir (< 30 s)",
+    )
+    parser.add_argument(
+        "--reps", type=int, help="repetitions per figure (default 5; smoke 1)"
+    )
+    parser.add_argument(
+        "--sizes", help="payload sizes in MiB, comma-separated (default 1,64,256)"
+    )
+    parser.add_argument(
+        "--out", help="where to write performance.md and .png (default docs/)"
+    )
+    parser.add_argument(
+        "--server",
+        choices=["auto", "nginx", "python"],
+        default="auto",
+        help="nginx (installed with apt if missing, outside smoke mode), the Python"
+        " fallback, or auto: nginx when it can be had",
+    )
+    parser.add_argument("--no-install", action="store_true", help="never run apt-get")
+    parser.add_argument(
+        "--cache-ops", type=int, help="calls per cache sample (default 2000)"
+    )
+    return parser.parse_args(argv)
+
+
+def _machine(server: str) -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    memory = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("MemTotal"):
+                    memory = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+                    break
+    except OSError:
+        pass
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    commit = (
+        subprocess.run(
+            ["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        ).stdout.strip()
+        or "?"
+    )
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        ),
+        "CPU": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "e3-typed-store": f"{version('e3-typed-store')} (git {commit})",
+        "e3-core": version("e3-core"),
+        "requests": version("requests"),
+        "urllib3": version("urllib3"),
+        "server": server,
+        "curl": _first_line(["curl", "--version"]),
+        "openssl": _first_line(["openssl", "version"]),
+        "pooch": version("pooch"),
+        "diskcache": version("diskcache"),
+        "beartype": version("beartype"),
+    }
+
+
+def _first_line(command: list[str]) -> str:
+    if shutil.which(command[0]) is None:
+        return "not installed"
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=10
+    )
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[0]
+        if done.returncode == 0
+        else "?"
+    )
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    smoke: bool = args.smoke
+    reps: int = args.reps or (1 if smoke else 5)
+    if args.sizes:
+        sizes = [int(float(s) * MiB) for s in args.sizes.split(",")]
+    else:
+        sizes = [64 << 10, 1 * MiB] if smoke else [1 * MiB, 64 * MiB, 256 * MiB]
+    cache_ops: int = args.cache_ops or (50 if smoke else 2000)
+    out_dir: str = args.out or (
+        tempfile.mkdtemp(prefix="bench-smoke-out.")
+        if smoke
+        else os.path.join(REPO, "docs")
+    )
+    command = "python -m bench" + (
+        " " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else ""
+    )
+
+    # A SIGTERM/SIGHUP still runs the finally blocks and atexit hooks below.
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
+
+    started = time.perf_counter()
+    notes: list[str] = []
+    ensure_tools(install=not smoke and not args.no_install, log=notes)
+    for note in notes:
+        print(f"setup: {note}", file=sys.stderr)
+
+    tmp = tempfile.mkdtemp(prefix="e3-typed-store-bench.")
+    atexit.register(shutil.rmtree, tmp, True)
+    server: Server | None = None
+    try:
+        data_dir = os.path.join(tmp, "www")
+        work = os.path.join(tmp, "work")
+        os.makedirs(work)
+        files = make_files(data_dir, sizes)
+        server = start_server(data_dir, tmp, args.server)
+        print(f"server: {server.kind} at {server.base_url}", file=sys.stderr)
+        results = Results(
+            smoke, reps, command, _machine(server.kind), server.kind, files, notes=notes
+        )
+
+        for data in files:
+            print(f"fetch {data.label} x {reps}", file=sys.stderr)
+            contenders = f.fetch_contenders(server.url(data.name), work, data)
+            results.fetch[data.label] = round_robin(contenders, reps, _progress)
+        print(f"cache backends, {cache_ops} ops x {reps}", file=sys.stderr)
+        results.cache_op_count = cache_ops
+        results.cache_ops = round_robin(
+            cache_contenders(work, cache_ops), reps, _progress
+        )
+        print("import time", file=sys.stderr)
+        results.imports = procs.import_times(max(reps, 1 if smoke else 10), _progress)
+        conc = next((d for d in files if d.size == 64 * MiB), files[-1])
+        results.concurrency_label = conc.label
+        print(f"8 processes, {conc.label}", file=sys.stderr)
+        results.concurrency = procs.concurrency(server, conc, work, reps, 8, _progress)
+        print("runtime checks", file=sys.stderr)
+        hit_data = files[0]
+        results.check_ops = 30 if smoke else 300
+        results.checks = procs.runtime_checks(
+            server, hit_data, work, reps, results.check_ops, _progress
+        )
+        results.http_stack = procs.http_stack(server, hit_data, work)
+        results.cli = procs.cli_hit()
+        analyse(results, files[-1])
+        profile_misses(results, server, work)
+    finally:
+        if server is not None:
+            server.stop()
+
+    print(render_text(results))
+    os.makedirs(out_dir, exist_ok=True)
+    plot_path = os.path.join(out_dir, "performance.png")
+    why_not = plot(results, plot_path)
+    if why_not:
+        results.notes.append(why_not)
+        print(why_not, file=sys.stderr)
+    analysis_path = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "analysis.md"
+    )
+    analysis = None
+    if not smoke and os.path.exists(analysis_path):
+        with open(analysis_path, encoding="utf-8") as stream:
+            analysis = stream.read()
+    page = os.path.join(out_dir, "performance.md")
+    with open(page, "w", encoding="utf-8") as stream:
+        stream.write(
+            render_markdown(results, None if why_not else "performance.png", analysis)
+        )
+    print(f"wrote {page}" + ("" if why_not else f" and {plot_path}"))
+    print(f"total {time.perf_counter() - started:.1f} s")
+    return 0
