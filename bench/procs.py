@@ -159,7 +159,7 @@ def import_times(reps: int, progress: Callable[[str], None]) -> dict[str, Sample
         Contender(IMPORT_NAMES["ours_it"], lambda: _import_cost(OURS_MODULE, bare)),
         Contender(IMPORT_NAMES["e3_it"], lambda: _import_cost(E3_MODULE, bare)),
     ]
-    return round_robin(contenders, reps, progress)
+    return round_robin(contenders, reps, progress, warmup=False)
 
 
 # --- eight processes, one resource ----------------------------------------------
@@ -327,6 +327,7 @@ def runtime_checks(
         [Contender(BEARTYPE_OFF, loop(False)), Contender(BEARTYPE_ON, loop(True))],
         reps,
         progress,
+        warmup=False,
     )
 
 

@@ -43,6 +43,8 @@ def _profile(
     top: int = 15,
 ) -> tuple[str, str]:
     """Profile *calls* calls of *call* (each after an unprofiled *prepare*)."""
+    prepare(-1)  # a first call, unprofiled: imports and caches warm up
+    call(-1)
     profiler = cProfile.Profile()
     for i in range(calls):
         prepare(i)

@@ -114,7 +114,15 @@ def _machine(server: str) -> dict[str, str]:
         "pooch": version("pooch"),
         "diskcache": version("diskcache"),
         "beartype": version("beartype"),
+        "load average at start (1, 5, 15 min)": _load(),
     }
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def _first_line(command: list[str]) -> str:
@@ -204,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         results.cli = procs.cli_hit()
         analyse(results, files[-1])
         profile_misses(results, server, work)
+        results.machine["load average at end (1, 5, 15 min)"] = _load()
     finally:
         if server is not None:
             server.stop()

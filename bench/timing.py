@@ -46,7 +46,10 @@ def median(values: Sequence[float]) -> float | None:
 
 
 def round_robin(
-    contenders: Sequence[Contender], reps: int, progress: Callable[[str], None]
+    contenders: Sequence[Contender],
+    reps: int,
+    progress: Callable[[str], None],
+    warmup: bool = True,
 ) -> dict[str, Sample]:
     """Time every contender *reps* times, alternating: rep 1 of each, then rep 2...
 
@@ -55,6 +58,19 @@ def round_robin(
     """
     samples = {c.name: Sample(c.name, skipped=c.skipped) for c in contenders}
     active = [c for c in contenders if c.skipped is None]
+    if warmup:
+        # One untimed round: imports, connection pools and the page cache warm
+        # up here rather than in the first timed repetition.
+        for contender in active:
+            try:
+                contender.prepare()
+                try:
+                    contender.run()
+                finally:
+                    contender.cleanup()
+            except Exception as exc:  # noqa: BLE001 - reported, the others go on
+                samples[contender.name].skipped = f"FAILED: {type(exc).__name__}: {exc}"
+                progress(f"{contender.name}: {samples[contender.name].skipped}")
     for rep in range(reps):
         shift = rep % len(active) if active else 0
         for contender in active[shift:] + active[:shift]:
