@@ -1,0 +1,163 @@
+"""Administration of a FileCache and the copies a store keeps beside it.
+
+Listing, verifying, pruning and clearing, for the command line: an entry is a
+``FileCache`` entry plus the kept payload it points to (see docs/caching.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from e3_typed_store._content import ContentStore
+from e3_typed_store._hashing import algorithm_of, file_digest
+from e3_typed_store.cache.backends.filecache import FileCache
+
+__all__ = [
+    "CachedItem",
+    "clear_cache",
+    "list_items",
+    "parse_age",
+    "parse_size",
+    "prune",
+    "remove_item",
+    "verify_item",
+]
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    """One resource of the cache, as the command line shows it."""
+
+    uid: str
+    path: str
+    #: Bytes of the payload; None when it is missing.
+    size: int | None
+    #: When the payload was written (seconds since the epoch); None when missing.
+    mtime: float | None
+    expiry: float
+
+
+def list_items(cache: FileCache) -> list[CachedItem]:
+    """List the valid, unexpired entries of *cache*, oldest payload first.
+
+    :param cache: the cache to list
+    """
+    items: list[CachedItem] = []
+    for entry in cache.iter_entries():
+        path = entry.value.local_path
+        try:
+            info = os.stat(path)
+            size: int | None = info.st_size
+            mtime: float | None = info.st_mtime
+        except OSError:
+            size, mtime = None, None
+        items.append(CachedItem(entry.uid, path, size, mtime, entry.expiry))
+    return sorted(items, key=lambda item: (item.mtime or 0.0, item.uid))
+
+
+def verify_item(item: CachedItem) -> str:
+    """Re-hash a cached payload against its uid.
+
+    :param item: the entry to check
+    :return: ``ok``, ``corrupted``, ``missing``, or ``unverifiable`` when the
+        uid is not a digest this package knows
+    """
+    algorithm = algorithm_of(item.uid)
+    if algorithm is None:
+        return "unverifiable"
+    try:
+        actual = file_digest(item.path, algorithm)
+    except OSError:
+        return "missing"
+    return "ok" if actual == item.uid.lower() else "corrupted"
+
+
+def remove_item(cache: FileCache, uid: str) -> None:
+    """Remove the entry of *uid* and the payload the store keeps for it.
+
+    :param cache: the cache holding the entry
+    :param uid: the resource uid
+    :raises OSError: the payload cannot be removed
+    """
+    cache.delete(uid)
+    ContentStore(cache.cache_dir).remove(uid)
+
+
+def clear_cache(cache: FileCache) -> int:
+    """Remove every entry and every kept payload; return how many entries there were.
+
+    :param cache: the cache to clear
+    """
+    items = list_items(cache)
+    for item in items:
+        remove_item(cache, item.uid)
+    cache.clear()
+    return len(items)
+
+
+def prune(
+    cache: FileCache,
+    max_size: int | None,
+    older_than: float | None,
+    now: float | None = None,
+) -> list[CachedItem]:
+    """Evict entries older than *older_than*, then the oldest down to *max_size*.
+
+    Entries whose payload is missing are evicted too.
+
+    :param cache: the cache to prune
+    :param max_size: the bound on the total size of the payloads, in bytes
+    :param older_than: the age, in seconds, past which an entry goes
+    :param now: the current time (tests pass their own)
+    :return: the evicted entries
+    """
+    now = time.time() if now is None else now
+    evicted: list[CachedItem] = []
+    kept: list[CachedItem] = []
+    for item in list_items(cache):
+        too_old = older_than is not None and (
+            item.mtime is None or now - item.mtime > older_than
+        )
+        (evicted if item.size is None or too_old else kept).append(item)
+    if max_size is not None:
+        total = sum(item.size or 0 for item in kept)
+        while kept and total > max_size:
+            oldest = kept.pop(0)
+            total -= oldest.size or 0
+            evicted.append(oldest)
+    for item in evicted:
+        remove_item(cache, item.uid)
+    return evicted
+
+
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+_AGE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``500M``, ``1.5GiB`` or ``1024`` into bytes (units of 1024).
+
+    :param text: the size
+    :raises ValueError: it is not a size
+    """
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (try 500M, 2G, 1024)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def parse_age(text: str) -> float:
+    """Parse an age such as ``30d``, ``12h``, ``90m`` or ``3600`` into seconds.
+
+    :param text: the age
+    :raises ValueError: it is not an age
+    """
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an age: {text!r} (try 30d, 12h, 90m, 3600s, 2w)")
+    return float(match.group(1)) * _AGE_UNITS[match.group(2).lower()]

@@ -1,0 +1,444 @@
+"""The ``e3-typed-store`` command line (also ``python -m e3_typed_store``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from typing_extensions import override
+
+from e3_typed_store._plugins import (
+    CACHE_API,
+    CACHE_NAMESPACE,
+    STORE_API,
+    STORE_NAMESPACE,
+    check_driver,
+    driver_names,
+    load_driver_class,
+)
+from e3_typed_store.errors import (
+    DownloadError,
+    IntegrityError,
+    InvalidConfigurationError,
+    InvalidQueryError,
+    OfflineError,
+    PluginError,
+    StoreError,
+)
+
+__all__ = ["EXIT_CODES", "default_cache_dir", "main"]
+
+PROG = "e3-typed-store"
+
+#: The environment variable naming the default cache directory.
+CACHE_DIR_VARIABLE = "E3_TYPED_STORE_CACHE_DIR"
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # argparse's own
+EXIT_BAD_QUERY = 3
+EXIT_INTEGRITY = 4
+EXIT_NETWORK = 5
+EXIT_OFFLINE = 6
+EXIT_PLUGIN = 7
+EXIT_CORRUPTED = 8
+
+#: Exit status per error kind, most specific first.
+EXIT_CODES: tuple[tuple[type[StoreError], int], ...] = (
+    (OfflineError, EXIT_OFFLINE),
+    (IntegrityError, EXIT_INTEGRITY),
+    (DownloadError, EXIT_NETWORK),
+    (InvalidQueryError, EXIT_BAD_QUERY),
+    (InvalidConfigurationError, EXIT_BAD_QUERY),
+    (PluginError, EXIT_PLUGIN),
+)
+
+# Namespaces the `drivers` command lists: ours, then e3-core's.
+E3_STORE_NAMESPACE = "e3.store"
+E3_CACHE_NAMESPACE = "e3.store.cache.backend"
+
+
+def default_cache_dir() -> str:
+    """Return the cache directory used when ``--cache-dir`` is not given.
+
+    ``$E3_TYPED_STORE_CACHE_DIR`` if set, else the user cache directory of the
+    platform (``~/.cache/e3-typed-store`` on Linux).
+    """
+    from_env = os.environ.get(CACHE_DIR_VARIABLE)
+    if from_env:
+        return from_env
+    import platformdirs
+
+    return platformdirs.user_cache_dir("e3-typed-store")
+
+
+def _exit_code(error: StoreError) -> int:
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return EXIT_ERROR
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+# --- fetch --------------------------------------------------------------------
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from e3_typed_store.backends.base import StoreOptions
+    from e3_typed_store.backends.http_simple_store import (
+        HTTPSimpleQuery,
+        HTTPSimpleStore,
+    )
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    algorithm: str
+    digest: str
+    algorithm, digest = args.digest
+    query: HTTPSimpleQuery = {"url": args.url}
+    if algorithm == "sha1":
+        query["sha"] = digest
+    elif algorithm == "sha256":
+        query["sha256"] = digest
+    else:
+        query["sha512"] = digest
+    store = HTTPSimpleStore(
+        {"progress": not args.no_progress},
+        FileCache({"cache_dir": args.cache_dir}),
+        options=StoreOptions(
+            offline=True if args.offline else None,
+            trust_unchanged_files=args.trust_unchanged,
+        ),
+    )
+    metadata = store.get_resource_metadata(query)
+    print(store.fetch_resource(metadata, args.dest))
+    return 0
+
+
+class _DigestAction(argparse.Action):
+    """Store ``(algorithm, hex)`` for --sha1/--sha256/--sha512."""
+
+    @override
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error("give exactly one of --sha1, --sha256, --sha512")
+        algorithm = self.option_strings[0].lstrip("-")
+        setattr(namespace, self.dest, (algorithm, values))
+
+
+# --- cache --------------------------------------------------------------------
+
+
+def _format_size(size: int | None) -> str:
+    if size is None:
+        return "missing"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _format_age(mtime: float | None, now: float) -> str:
+    if mtime is None:
+        return "-"
+    seconds = max(0.0, now - mtime)
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from e3_typed_store._cache_admin import (
+        clear_cache,
+        list_items,
+        prune,
+        remove_item,
+        verify_item,
+    )
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    cache = FileCache({"cache_dir": args.cache_dir})
+    now = time.time()
+    if args.cache_command == "list":
+        items = list_items(cache)
+        for item in items:
+            print(
+                f"{item.uid}\t{_format_size(item.size)}\t"
+                f"{_format_age(item.mtime, now)}\t{item.path}"
+            )
+        total = sum(item.size or 0 for item in items)
+        print(f"{len(items)} entries, {_format_size(total)}", file=sys.stderr)
+        return 0
+    if args.cache_command == "verify":
+        bad = 0
+        for item in list_items(cache):
+            status = verify_item(item)
+            if status in ("corrupted", "missing"):
+                bad += 1
+                if args.remove:
+                    remove_item(cache, item.uid)
+                    status += ", removed"
+            print(f"{item.uid}\t{status}\t{item.path}")
+        return EXIT_CORRUPTED if bad and not args.remove else 0
+    if args.cache_command == "clear":
+        print(f"removed {clear_cache(cache)} entries", file=sys.stderr)
+        return 0
+    # prune
+    if args.max_size is None and args.older_than is None:
+        return _fail("prune needs --max-size and/or --older-than", EXIT_USAGE)
+    evicted = prune(cache, args.max_size, args.older_than, now)
+    for item in evicted:
+        print(f"evicted\t{item.uid}\t{_format_size(item.size)}\t{item.path}")
+    return 0
+
+
+def _size(text: str) -> int:
+    from e3_typed_store._cache_admin import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _age(text: str) -> float:
+    from e3_typed_store._cache_admin import parse_age
+
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+# --- drivers ------------------------------------------------------------------
+
+
+def _driver_status(namespace: str, name: str, api: dict[str, tuple[str, ...]]) -> str:
+    try:
+        driver = load_driver_class(namespace, name)
+    except PluginError as exc:
+        return f"cannot load: {exc.reason}"
+    problems = check_driver(driver, api)
+    target = f"{driver.__module__}:{driver.__qualname__}"
+    if problems:
+        return f"{target}\tdoes not conform: {'; '.join(problems)}"
+    return f"{target}\tok"
+
+
+def _drivers(_args: argparse.Namespace) -> int:
+    for namespace, api in (
+        (STORE_NAMESPACE, STORE_API),
+        (E3_STORE_NAMESPACE, STORE_API),
+        (CACHE_NAMESPACE, CACHE_API),
+        (E3_CACHE_NAMESPACE, CACHE_API),
+    ):
+        for name in driver_names(namespace):
+            print(f"{namespace}\t{name}\t{_driver_status(namespace, name, api)}")
+    return 0
+
+
+def _load_target(target: str) -> tuple[type, str]:
+    """Resolve ``module:Class`` or a registered name to a class and a kind."""
+    if ":" in target:
+        module_name, _, attribute = target.partition(":")
+        try:
+            found: object = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError("<import>", target, f"cannot be imported: {exc}") from exc
+        if not isinstance(found, type):
+            raise PluginError("<import>", target, f"{found!r} is not a class")
+        kind = "store" if hasattr(found, "get_resource_metadata") else "cache"
+        return found, kind
+    for namespace, kind in (
+        (STORE_NAMESPACE, "store"),
+        (E3_STORE_NAMESPACE, "store"),
+        (CACHE_NAMESPACE, "cache"),
+        (E3_CACHE_NAMESPACE, "cache"),
+    ):
+        if target in driver_names(namespace):
+            return load_driver_class(namespace, target), kind
+    raise PluginError(f"{STORE_NAMESPACE}, {CACHE_NAMESPACE}", target, "no such driver")
+
+
+def _check_driver(args: argparse.Namespace) -> int:
+    driver, kind = _load_target(args.target)
+    if args.kind is not None:
+        kind = args.kind
+    problems = check_driver(driver, STORE_API if kind == "store" else CACHE_API)
+    name = f"{driver.__module__}:{driver.__qualname__}"
+    if problems:
+        for problem in problems:
+            print(f"{name}: {problem}")
+        return EXIT_PLUGIN
+    print(f"{name}: conforms to the {kind} API")
+    return 0
+
+
+# --- demo ---------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from e3_typed_store._demo import run_demo
+
+    return run_demo(processes=args.processes)
+
+
+# --- parser -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the command line."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Fetch resources by digest into a verified local cache.",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what the store does: retries, discarded cache entries, ...",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cache_dir_help = (
+        f"the cache directory (default: ${CACHE_DIR_VARIABLE}, else the user cache"
+        " directory)"
+    )
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="download a resource, or serve it from the cache",
+        description="Print the path of the resource inside DEST.",
+    )
+    fetch.add_argument("url", metavar="URL", help="http or https URL of the resource")
+    for algorithm in ("sha1", "sha256", "sha512"):
+        fetch.add_argument(
+            f"--{algorithm}",
+            dest="digest",
+            metavar="HEX",
+            action=_DigestAction,
+            help=f"the expected {algorithm} of the resource",
+        )
+    fetch.add_argument(
+        "--dest", default=".", help="directory to place the resource in (default: .)"
+    )
+    fetch.add_argument("--cache-dir", default=None, help=cache_dir_help)
+    fetch.add_argument(
+        "--offline",
+        action="store_true",
+        help="serve from the cache only; never use the network",
+    )
+    fetch.add_argument(
+        "--no-progress", action="store_true", help="do not show a progress bar"
+    )
+    fetch.add_argument(
+        "--trust-unchanged",
+        action="store_true",
+        help="serve a hit without re-hashing when its file is unchanged since verified",
+    )
+    fetch.set_defaults(handler=_fetch)
+
+    cache = commands.add_parser("cache", help="inspect and maintain the cache")
+    cache.add_argument("--cache-dir", default=None, help=cache_dir_help)
+    cache_commands = cache.add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION"
+    )
+    cache_commands.add_parser("list", help="list entries with their size and age")
+    verify = cache_commands.add_parser(
+        "verify", help="re-hash every entry and report bad ones"
+    )
+    verify.add_argument(
+        "--remove", action="store_true", help="remove corrupted or missing entries"
+    )
+    cache_commands.add_parser("clear", help="remove every entry and kept copy")
+    prune = cache_commands.add_parser(
+        "prune", help="evict entries, oldest first, down to the bounds given"
+    )
+    prune.add_argument(
+        "--max-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="keep at most SIZE bytes of payloads (500M, 2G, ...)",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_age,
+        default=None,
+        metavar="AGE",
+        help="evict entries downloaded longer than AGE ago (30d, 12h, ...)",
+    )
+    cache.set_defaults(handler=_cache)
+
+    drivers = commands.add_parser(
+        "drivers", help="list installed stores and caches and whether each conforms"
+    )
+    drivers.set_defaults(handler=_drivers)
+
+    check = commands.add_parser(
+        "check-driver", help="check one driver against the store or cache API"
+    )
+    check.add_argument("target", metavar="NAME|module:Class")
+    check.add_argument(
+        "--kind", choices=("store", "cache"), default=None, help="the API to check"
+    )
+    check.set_defaults(handler=_check_driver)
+
+    demo = commands.add_parser(
+        "demo", help="an offline end-to-end run against a built-in loopback server"
+    )
+    demo.add_argument(
+        "--processes", type=int, default=4, help="processes fetching at once"
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    :param argv: the arguments, without the program name (default: sys.argv)
+    :return: the exit status
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "cache_dir", "unset") is None:
+        args.cache_dir = default_cache_dir()
+    if args.command == "fetch" and args.digest is None:
+        parser.error("fetch needs one of --sha1, --sha256, --sha512")
+    # Quiet by default, so that a failure is one line on stderr; -v shows the
+    # store's warnings (retries, discarded cache entries) and what it does.
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format=f"{PROG}: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.handler(args)
+    except StoreError as exc:
+        return _fail(_one_line(exc), _exit_code(exc))
+    except OSError as exc:
+        return _fail(_one_line(exc), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return code

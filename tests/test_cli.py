@@ -1,0 +1,320 @@
+"""The command line, run as a user runs it: a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e3_typed_store._cli import (
+    EXIT_BAD_QUERY,
+    EXIT_CORRUPTED,
+    EXIT_INTEGRITY,
+    EXIT_NETWORK,
+    EXIT_OFFLINE,
+    EXIT_PLUGIN,
+    EXIT_USAGE,
+)
+from e3_typed_store._demo import DemoServer
+
+PAYLOAD = b"cli payload\n" * 4096
+OTHER = b"another payload\n" * 1024
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
+SHA512 = hashlib.sha512(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def server() -> Iterator[DemoServer]:
+    served = DemoServer({"payload.bin": PAYLOAD, "other.bin": OTHER})
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e3_typed_store", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def fetch(
+    server: DemoServer, cache_dir: Path, dest: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(dest),
+        "--cache-dir",
+        str(cache_dir),
+        *extra,
+    )
+
+
+def test_help_everywhere() -> None:
+    for args in ([], ["fetch"], ["cache"], ["cache", "prune"], ["drivers"], ["demo"]):
+        result = cli(*args, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "usage: e3-typed-store" in result.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "e3-typed-store"
+    result = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "fetch" in result.stdout
+
+
+def test_fetch_then_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
+    first = fetch(server, cache_dir, tmp_path / "one")
+    assert first.returncode == 0, first.stderr
+    path = Path(first.stdout.strip())
+    assert path.parent == tmp_path / "one" and path.read_bytes() == PAYLOAD
+    second = fetch(server, cache_dir, tmp_path / "two", "--trust-unchanged")
+    assert second.returncode == 0, second.stderr
+    assert Path(second.stdout.strip()).read_bytes() == PAYLOAD
+    assert server.count("payload.bin") == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "digest"), [("--sha1", SHA1), ("--sha512", SHA512.upper())]
+)
+def test_other_digests(
+    server: DemoServer, cache_dir: Path, tmp_path: Path, option: str, digest: str
+) -> None:
+    result = cli(
+        "fetch",
+        server.url("payload.bin"),
+        option,
+        digest,
+        "--dest",
+        str(tmp_path),
+        "--cache-dir",
+        str(cache_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).read_bytes() == PAYLOAD
+
+
+def test_cache_dir_from_the_environment(server: DemoServer, tmp_path: Path) -> None:
+    env_cache = tmp_path / "env-cache"
+    result = cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(tmp_path / "d"),
+        env={"E3_TYPED_STORE_CACHE_DIR": str(env_cache)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert (env_cache / "resources").is_dir()
+
+
+def test_missing_digest_is_a_usage_error(server: DemoServer) -> None:
+    result = cli("fetch", server.url("payload.bin"))
+    assert result.returncode == EXIT_USAGE
+    assert "one of --sha1, --sha256, --sha512" in result.stderr
+
+
+def test_two_digests_is_a_usage_error(server: DemoServer) -> None:
+    result = cli("fetch", server.url("payload.bin"), "--sha1", SHA1, "--sha256", SHA256)
+    assert result.returncode == EXIT_USAGE
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    assert cli("frobnicate").returncode == EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("url", "digest", "shown"),
+    [
+        ("http://127.0.0.1:1/x", "zz", "'zz'"),
+        ("http://127.0.0.1:1/x", SHA256[:-1], SHA256[:-1]),
+        ("ftp://127.0.0.1/x", SHA256, "ftp://127.0.0.1/x"),
+    ],
+)
+def test_bad_query(url: str, digest: str, shown: str, cache_dir: Path) -> None:
+    result = cli("fetch", url, "--sha256", digest, "--cache-dir", str(cache_dir))
+    assert result.returncode == EXIT_BAD_QUERY, result.stderr
+    assert shown in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_unreachable_url(cache_dir: Path, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/x"
+    result = cli(
+        "fetch",
+        url,
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(tmp_path / "d"),
+        "--cache-dir",
+        str(cache_dir),
+    )
+    assert result.returncode == EXIT_NETWORK, result.stderr
+    assert url in result.stderr
+    assert result.stderr.startswith("e3-typed-store: error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_integrity_error(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
+    other = hashlib.sha256(OTHER).hexdigest()
+    result = cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        other,
+        "--dest",
+        str(tmp_path / "d"),
+        "--cache-dir",
+        str(cache_dir),
+    )
+    assert result.returncode == EXIT_INTEGRITY, result.stderr
+    assert other in result.stderr and SHA256 in result.stderr
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_offline_miss(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
+    result = fetch(server, cache_dir, tmp_path / "d", "--offline")
+    assert result.returncode == EXIT_OFFLINE
+    assert "offline" in result.stderr
+    assert server.count("payload.bin") == 0
+
+
+def test_offline_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
+    assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
+    result = fetch(server, cache_dir, tmp_path / "b", "--offline")
+    assert result.returncode == 0, result.stderr
+    assert server.count("payload.bin") == 1
+
+
+def test_cache_list_verify_clear(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
+    listing = cli("cache", "--cache-dir", str(cache_dir), "list")
+    assert listing.returncode == 0
+    assert SHA256 in listing.stdout and "KiB" in listing.stdout
+    assert "1 entries" in listing.stderr
+
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify")
+    assert verify.returncode == 0 and f"{SHA256}\tok" in verify.stdout
+
+    kept = next((cache_dir / "resources").rglob("payload.bin"))
+    os.unlink(tmp_path / "a" / "payload.bin")
+    kept.write_bytes(b"rotten")
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify")
+    assert verify.returncode == EXIT_CORRUPTED
+    assert f"{SHA256}\tcorrupted" in verify.stdout
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify", "--remove")
+    assert verify.returncode == 0 and "removed" in verify.stdout
+    assert SHA256 not in cli("cache", "--cache-dir", str(cache_dir), "list").stdout
+
+    assert fetch(server, cache_dir, tmp_path / "b").returncode == 0
+    clear = cli("cache", "--cache-dir", str(cache_dir), "clear")
+    assert clear.returncode == 0 and "removed 1 entries" in clear.stderr
+    assert not any((cache_dir / "resources").iterdir())
+
+
+def test_cache_prune(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
+    assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
+    other = cli(
+        "fetch",
+        server.url("other.bin"),
+        "--sha256",
+        hashlib.sha256(OTHER).hexdigest(),
+        "--dest",
+        str(tmp_path / "a"),
+        "--cache-dir",
+        str(cache_dir),
+    )
+    assert other.returncode == 0, other.stderr
+    # Make payload.bin the older one.
+    kept = next((cache_dir / "resources").rglob("payload.bin"))
+    os.utime(kept, (1_000_000, 1_000_000))
+    pruned = cli(
+        "cache", "--cache-dir", str(cache_dir), "prune", "--max-size", f"{len(OTHER)}"
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"evicted\t{SHA256}" in pruned.stdout
+    listing = cli("cache", "--cache-dir", str(cache_dir), "list").stdout
+    assert SHA256 not in listing and hashlib.sha256(OTHER).hexdigest() in listing
+    aged = cli("cache", "--cache-dir", str(cache_dir), "prune", "--older-than", "0s")
+    assert aged.returncode == 0 and "evicted" in aged.stdout
+    assert "0 entries" in cli("cache", "--cache-dir", str(cache_dir), "list").stderr
+
+
+@pytest.mark.parametrize("bad", ["--max-size=lots", "--older-than=soon"])
+def test_prune_bad_bounds(bad: str, cache_dir: Path) -> None:
+    result = cli("cache", "--cache-dir", str(cache_dir), "prune", bad)
+    assert result.returncode == EXIT_USAGE
+    assert "not a" in result.stderr
+
+
+def test_prune_needs_a_bound(cache_dir: Path) -> None:
+    result = cli("cache", "--cache-dir", str(cache_dir), "prune")
+    assert result.returncode == EXIT_USAGE
+
+
+def test_drivers_lists_both_namespaces() -> None:
+    result = cli("drivers")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(
+        line.startswith("e3_typed_store.store\thttp-simple-store\t") and "ok" in line
+        for line in lines
+    )
+    assert any(line.startswith("e3.store\ttyped-http-simple-store\t") for line in lines)
+    assert any(line.startswith("e3.store\thttp-simple-store\t") for line in lines)
+    assert any(line.startswith("e3_typed_store.cache\tfile-cache\t") for line in lines)
+
+
+def test_check_driver() -> None:
+    ok = cli("check-driver", "http-simple-store")
+    assert ok.returncode == 0 and "conforms to the store API" in ok.stdout
+    ok = cli("check-driver", "e3_typed_store.cache.backends.memory:MemoryCache")
+    assert ok.returncode == 0 and "cache API" in ok.stdout
+    bad = cli("check-driver", "e3_typed_store.backends.base:Store")
+    assert bad.returncode == EXIT_PLUGIN
+    assert "abstract methods not implemented" in bad.stdout
+    missing = cli("check-driver", "no-such-driver")
+    assert missing.returncode == EXIT_PLUGIN and "no such driver" in missing.stderr
+    unimportable = cli("check-driver", "no_such_module:Thing")
+    assert unimportable.returncode == EXIT_PLUGIN
+
+
+def test_demo_runs_and_every_step_holds() -> None:
+    result = cli("demo", "--processes", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo OK" in result.stdout
+    assert result.stdout.count("[ok]") == 6
