@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.data import DataFile
 from bench.procs import ConcurrencyResult
 from bench.timing import Sample, median
 
-__all__ = ["Results", "Target", "fmt_time", "render_markdown", "render_text", "plot"]
+__all__ = [
+    "Results",
+    "Target",
+    "fmt_time",
+    "load",
+    "plot",
+    "render_markdown",
+    "render_text",
+    "save",
+]
 
 
 @dataclass
@@ -49,6 +61,40 @@ class Results:
     targets: list[Target] = field(default_factory=list)
     profiles: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def save(results: Results, path: str) -> None:
+    """Write *results* as JSON, so the page can be rendered again without
+    measuring (``python -m bench --render-only``).
+    """
+    with open(path, "w", encoding="utf-8") as stream:
+        json.dump(dataclasses.asdict(results), stream, indent=1, ensure_ascii=False)
+        stream.write("\n")
+
+
+def load(path: str) -> Results:
+    """Read results written by :func:`save`."""
+    with open(path, encoding="utf-8") as stream:
+        raw: dict[str, Any] = json.load(stream)
+
+    def samples(found: dict[str, dict[str, Any]]) -> dict[str, Sample]:
+        return {name: Sample(**value) for name, value in found.items()}
+
+    cli = raw.pop("cli")
+    results = Results(**raw)
+    results.files = [DataFile(**value) for value in raw["files"]]
+    results.fetch = {label: samples(value) for label, value in raw["fetch"].items()}
+    results.cache_ops = samples(raw["cache_ops"])
+    results.imports = samples(raw["imports"])
+    results.checks = samples(raw["checks"])
+    results.concurrency = {
+        impl: ConcurrencyResult(**value) for impl, value in raw["concurrency"].items()
+    }
+    results.cli = Sample(**cli) if cli is not None else None
+    results.ratios = [(a, b) for a, b in raw["ratios"]]
+    results.targets = [Target(**value) for value in raw["targets"]]
+    results.profiles = [(a, b) for a, b in raw["profiles"]]
+    return results
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -342,6 +388,7 @@ def plot(results: Results, path: str) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return "no plot: matplotlib not installed (pip install '.[bench]')"
     from bench import fetch as f
@@ -360,6 +407,7 @@ def plot(results: Results, path: str) -> str | None:
             v = mine.median if mine else None
             values.append(v / r if r and v else 0.0)
         left.bar([x + i * width for x in range(len(labels))], values, width, label=name)
+    left.set_yscale("log")
     left.axhline(1.0, color="black", linewidth=0.8)
     left.axhline(
         1.25, color="red", linestyle="--", linewidth=0.8, label="target 1.25x raw"
@@ -367,7 +415,9 @@ def plot(results: Results, path: str) -> str | None:
     left.set_xticks(
         [x + width * (len(cold) - 1) / 2 for x in range(len(labels))], labels
     )
-    left.set_ylabel("time / raw transfer (lower is better)")
+    left.set_ylabel("time / raw transfer (log scale; lower is better)")
+    left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    left.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     left.set_title("Cold fetch, relative to the raw transfer")
     left.legend(fontsize=7)
     width = 0.8 / len(warm)
@@ -384,6 +434,8 @@ def plot(results: Results, path: str) -> str | None:
         [x + width * (len(warm) - 1) / 2 for x in range(len(labels))], labels
     )
     right.set_ylabel("ms per hit (log scale)")
+    right.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    right.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     right.set_title("Cache hit")
     right.legend(fontsize=7)
     figure.suptitle(f"e3-typed-store benchmark, {results.machine['date']}", fontsize=9)

@@ -22,7 +22,7 @@ from bench.analyse import analyse
 from bench.cacheops import cache_contenders
 from bench.data import make_files
 from bench.profiles import profile_misses
-from bench.report import Results, plot, render_markdown, render_text
+from bench.report import Results, load, plot, render_markdown, render_text, save
 from bench.server import Server, ensure_tools, start_server
 from bench.timing import round_robin
 
@@ -58,6 +58,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never run apt-get")
     parser.add_argument(
         "--cache-ops", type=int, help="calls per cache sample (default 2000)"
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: render the page again from the saved results"
+        " (bench/results.json, or --results)",
+    )
+    parser.add_argument(
+        "--results",
+        help="where the results JSON goes (default bench/results.json; smoke: --out)",
     )
     return parser.parse_args(argv)
 
@@ -142,6 +152,49 @@ def _progress(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_RESULTS = os.path.join(_HERE, "results.json")
+_ANALYSIS = os.path.join(_HERE, "analysis.md")
+
+
+def _analysis(results: Results) -> str | None:
+    """The hand-written findings, for the run they were written about.
+
+    Its first line names that run (``<!-- run: DATE -->``); for another run the
+    page says the findings may not match the figures.
+    """
+    if results.smoke or not os.path.exists(_ANALYSIS):
+        return None
+    with open(_ANALYSIS, encoding="utf-8") as stream:
+        text = stream.read()
+    first, _, rest = text.partition("\n")
+    stamp = first.removeprefix("<!-- run:").removesuffix("-->").strip()
+    if stamp == results.machine["date"]:
+        return rest
+    return (
+        f"> These findings were written for the run of {stamp}; the figures above"
+        " come from a later run and may tell otherwise.\n\n" + rest
+    )
+
+
+def _write(results: Results, out_dir: str) -> None:
+    print(render_text(results))
+    os.makedirs(out_dir, exist_ok=True)
+    plot_path = os.path.join(out_dir, "performance.png")
+    why_not = plot(results, plot_path)
+    if why_not:
+        results.notes.append(why_not)
+        print(why_not, file=sys.stderr)
+    page = os.path.join(out_dir, "performance.md")
+    with open(page, "w", encoding="utf-8") as stream:
+        stream.write(
+            render_markdown(
+                results, None if why_not else "performance.png", _analysis(results)
+            )
+        )
+    print(f"wrote {page}" + ("" if why_not else f" and {plot_path}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     smoke: bool = args.smoke
@@ -166,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
+
+    results_path: str = args.results or (
+        os.path.join(out_dir, "results.json") if smoke else _RESULTS
+    )
+    if args.render_only:
+        _write(load(results_path), out_dir)
+        return 0
 
     started = time.perf_counter()
     notes: list[str] = []
@@ -217,25 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
 
-    print(render_text(results))
-    os.makedirs(out_dir, exist_ok=True)
-    plot_path = os.path.join(out_dir, "performance.png")
-    why_not = plot(results, plot_path)
-    if why_not:
-        results.notes.append(why_not)
-        print(why_not, file=sys.stderr)
-    analysis_path = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "analysis.md"
-    )
-    analysis = None
-    if not smoke and os.path.exists(analysis_path):
-        with open(analysis_path, encoding="utf-8") as stream:
-            analysis = stream.read()
-    page = os.path.join(out_dir, "performance.md")
-    with open(page, "w", encoding="utf-8") as stream:
-        stream.write(
-            render_markdown(results, None if why_not else "performance.png", analysis)
-        )
-    print(f"wrote {page}" + ("" if why_not else f" and {plot_path}"))
+    os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+    save(results, results_path)
+    _write(results, out_dir)
     print(f"total {time.perf_counter() - started:.1f} s")
     return 0

@@ -70,4 +70,27 @@ def test_smoke_run_reports_every_contender(tmp_path: Path) -> None:
     missing = [name for name in CONTENDERS if name not in done.stdout]
     assert not missing, done.stdout
     assert "FAILED" not in done.stdout, done.stdout
-    assert (tmp_path / "performance.md").is_file()
+    page = tmp_path / "performance.md"
+    assert all(name.replace("|", "\\|") in page.read_text() for name in CONTENDERS)
+
+    # The page renders again from the saved results, measuring nothing.
+    page.unlink()
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--render-only",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert page.is_file()
