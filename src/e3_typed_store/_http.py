@@ -1,0 +1,847 @@
+"""Streaming HTTP downloads: one pass, hashed on the fly, bounded in time.
+
+:func:`download` fetches a resource from a list of candidate URLs into a
+temporary file of the destination directory while a worker thread hashes the
+bytes as they arrive, and moves the file into place only once its digest is
+the expected one. On the way it enforces connect and read timeouts and a total
+deadline, retries transient failures with exponential backoff (honouring
+``Retry-After``), resumes a dropped transfer with a ``Range`` request when the
+server supports it, follows redirects itself (http and https only, a bounded
+number of hops, the redirect bodies never read), and never reads an error body
+beyond a short snippet for the log. Every failure leaves as a
+:class:`~e3_typed_store.errors.StoreError` subclass.
+
+This module is the only one, with the HTTP driver, that imports ``requests``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import os
+import queue
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+import urllib3.response
+
+from e3_typed_store._fs import unique_temp_name
+from e3_typed_store._hashing import Algorithm
+from e3_typed_store._progress import ByteProgress
+from e3_typed_store.errors import (
+    DeadlineExceededError,
+    DownloadError,
+    HTTPStatusError,
+    IntegrityError,
+    StoreError,
+)
+
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_REDIRECTS",
+    "SNIPPET_BYTES",
+    "Deadline",
+    "TransferPolicy",
+    "content_disposition_name",
+    "download",
+    "resource_file_name",
+    "retry_after_seconds",
+    "safe_file_name",
+]
+
+#: The longest file name taken from a server or a URL, in bytes of UTF-8.
+MAX_NAME_BYTES = 255
+#: Redirects followed for one request before giving up.
+MAX_REDIRECTS = 10
+#: At most this much of an error response's body is read, for the log.
+SNIPPET_BYTES = 256
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Characters that are not portable in a file name (Windows forbids them) on
+# top of the path separators and the control characters.
+_FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul"}
+    | {f"com{digit}" for digit in range(1, 10)}
+    | {f"lpt{digit}" for digit in range(1, 10)}
+)
+# One ``; name=value`` parameter of a Content-Disposition header, the value a
+# quoted-string or anything up to the next semicolon.
+_DISPOSITION_PARAMETER = re.compile(
+    r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)'
+)
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_TEMP_STEM = "e3-typed-store-download"
+# Chunks waiting for the hashing thread: bounds memory to a few chunks.
+_DIGEST_QUEUE_CHUNKS = 8
+# The longest Retry-After honoured, whatever the server says (one day).
+_MAX_RETRY_AFTER = 86400.0
+
+
+@runtime_checkable
+class TransferPolicy(Protocol):
+    """The limits a download runs under; the HTTP driver's settings satisfy it."""
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to wait for a connection to be established."""
+        ...
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds to wait for the next bytes from the server."""
+        ...
+
+    @property
+    def deadline(self) -> float:
+        """Seconds the whole download may take, every attempt included."""
+        ...
+
+    @property
+    def retries(self) -> int:
+        """Attempts made on one URL after the first one fails transiently."""
+        ...
+
+    @property
+    def backoff_base(self) -> float:
+        """Seconds before the first retry; doubled for each next one."""
+        ...
+
+    @property
+    def backoff_max(self) -> float:
+        """The longest wait between two attempts, Retry-After aside."""
+        ...
+
+    @property
+    def chunk_size(self) -> int:
+        """The most bytes read from the network at once."""
+        ...
+
+
+class Deadline:
+    """A point in time after which a download must stop.
+
+    :param seconds: how long from now
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Return the seconds left, zero when it has passed."""
+        return max(0.0, self._end - time.monotonic())
+
+    def expired(self) -> bool:
+        """Tell whether the deadline has passed."""
+        return time.monotonic() >= self._end
+
+    def check(self, url: str) -> None:
+        """Raise if the deadline has passed.
+
+        :param url: the URL being fetched, for the error
+        :raises DeadlineExceededError: the deadline has passed
+        """
+        if self.expired():
+            raise DeadlineExceededError(url, self.seconds)
+
+
+def safe_file_name(candidate: str) -> str | None:
+    """Reduce a name that came from outside to a safe base name, or None.
+
+    The name is cut to what follows its last ``/`` or ``\\`` (so ``../x``,
+    ``/etc/passwd`` and ``C:\\x`` give ``x``, ``passwd`` and ``x``); the result
+    is refused when it is empty, ``.`` or ``..``, has leading or trailing
+    white space or a trailing dot, holds a control or format character (NUL,
+    bidirectional overrides...) or one of ``<>:"|?*``, is a Windows device
+    name, or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
+
+    :param candidate: a file name suggested by a server or a URL
+    :return: a name that is one path component inside any directory, or None
+    """
+    name = re.split(r"[/\\]", candidate)[-1]
+    if name in {"", ".", ".."} or name != name.strip() or name.endswith("."):
+        return None
+    for character in name:
+        if character in _FORBIDDEN_CHARACTERS:
+            return None
+        if unicodedata.category(character).startswith("C"):
+            return None
+    if name.split(".", 1)[0].lower() in _WINDOWS_DEVICES:
+        return None
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return None
+    return name
+
+
+def content_disposition_name(header: str) -> str | None:
+    """Return the safe file name a Content-Disposition header suggests, if any.
+
+    ``filename*`` (RFC 6266 / RFC 8187: ``UTF-8''percent%20encoded``) is
+    preferred to ``filename``; each is used only if :func:`safe_file_name`
+    accepts it.
+
+    :param header: the header's value
+    """
+    parameters: dict[str, str] = {}
+    for match in _DISPOSITION_PARAMETER.finditer(header):
+        parameters.setdefault(match.group(1).lower(), match.group(2).strip())
+    extended = parameters.get("filename*")
+    if extended is not None:
+        decoded = _decode_extended_value(_unquote(extended))
+        name = safe_file_name(decoded) if decoded is not None else None
+        if name is not None:
+            return name
+    plain = parameters.get("filename")
+    if plain is not None:
+        return safe_file_name(_unquote(plain))
+    return None
+
+
+def resource_file_name(url: str, uid: str) -> str:
+    """Return the name a resource gets when the server does not suggest one.
+
+    :param url: the resource URL; its path's percent-decoded base name is used
+        when :func:`safe_file_name` accepts it
+    :param uid: the resource uid (a hex digest), the name of last resort
+    """
+    try:
+        path = unquote(urlsplit(url).path, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        path = ""
+    name = safe_file_name(path)
+    return name if name is not None else uid
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Return how long a ``Retry-After`` header asks to wait, if it says.
+
+    :param value: the header's value: seconds, or an HTTP date
+    :return: seconds (at most a day), or None when absent or unreadable
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    delay = (when - datetime.now(timezone.utc)).total_seconds()
+    return min(max(0.0, delay), _MAX_RETRY_AFTER)
+
+
+def download(
+    urls: Sequence[str],
+    dest: str,
+    *,
+    algorithm: Algorithm,
+    expected: str,
+    default_name: str,
+    policy: TransferPolicy,
+    progress: bool,
+    log: logging.Logger,
+) -> str:
+    """Download a resource from the first of *urls* that serves it.
+
+    Each URL gets up to ``1 + policy.retries`` attempts while its failures are
+    transient (connection errors, timeouts, truncated bodies, 429 and 5xx);
+    any other failure, or a digest mismatch, moves on to the next URL. Bytes
+    received from an earlier attempt are kept and the next attempt asks for
+    the rest with a ``Range`` request; a server that answers with the whole
+    content, or with a range that does not fit, starts the file over.
+
+    :param urls: candidate URLs of the same content, in order
+    :param dest: the directory the file is written into
+    :param algorithm: the digest algorithm of *expected*
+    :param expected: the lower-case hex digest the content must have
+    :param default_name: the file name when the server suggests no safe one
+    :param policy: timeouts, deadline, retries, backoff and chunk size
+    :param progress: draw a progress bar on standard error if it is a terminal
+    :param log: where attempts, retries and the digest mismatch are logged
+    :return: the path of the verified file, inside *dest*
+    :raises DeadlineExceededError: the deadline passed
+    :raises IntegrityError: the last URL tried served other content
+    :raises HTTPStatusError: the last URL tried answered an error status
+    :raises DownloadError: the last URL tried failed otherwise, or *dest* is
+        not writable
+    """
+    if not urls:
+        raise DownloadError("", "no URL to download from")
+    deadline = Deadline(policy.deadline)
+    errors: list[StoreError] = []
+    with (
+        requests.Session() as session,
+        _PartFile(
+            dest, algorithm, ByteProgress(progress, default_name), urls[0]
+        ) as part,
+    ):
+        for url in urls:
+            attempt = 0
+            while True:
+                try:
+                    _fetch(session, url, part, deadline, policy, log)
+                    actual = part.finish()
+                    if actual != expected:
+                        log.critical(
+                            "wrong sha for resource %s expecting %s got %s",
+                            url,
+                            expected,
+                            actual,
+                        )
+                        part.restart()
+                        raise IntegrityError(url, expected, actual)
+                    return part.commit(part.name or default_name)
+                except _TransientError as transient:
+                    error = transient.error
+                    errors.append(error)
+                    if attempt >= policy.retries:
+                        log.warning("giving up on %s: %s", url, error)
+                        break
+                    delay = transient.retry_after
+                    if delay is None:
+                        delay = min(
+                            policy.backoff_max, policy.backoff_base * 2**attempt
+                        )
+                    if delay >= deadline.remaining():
+                        log.warning(
+                            "giving up on %s: %s; a retry in %g s would pass "
+                            "the deadline",
+                            url,
+                            error,
+                            delay,
+                        )
+                        break
+                    attempt += 1
+                    log.warning(
+                        "%s; retry %d of %d in %g s",
+                        error,
+                        attempt,
+                        policy.retries,
+                        delay,
+                    )
+                    time.sleep(delay)
+                except (HTTPStatusError, IntegrityError) as exc:
+                    errors.append(exc)
+                    log.warning("giving up on %s: %s", url, exc)
+                    break
+                except _UnusableURLError as unusable:
+                    errors.append(unusable.error)
+                    log.warning("giving up on %s: %s", url, unusable.error)
+                    break
+    raise errors[-1]
+
+
+class _TransientError(Exception):
+    """A failure worth retrying on the same URL (never leaves this module)."""
+
+    def __init__(self, error: DownloadError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _UnusableURLError(Exception):
+    """A failure of one URL that another URL may not have (never leaves)."""
+
+    def __init__(self, error: DownloadError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _transient(
+    url: str, reason: str, cause: BaseException | None, retry_after: float | None = None
+) -> _TransientError:
+    error = DownloadError(url, reason)
+    error.__cause__ = cause
+    return _TransientError(error, retry_after)
+
+
+def _unusable(url: str, reason: str, cause: BaseException | None) -> _UnusableURLError:
+    error = DownloadError(url, reason)
+    error.__cause__ = cause
+    return _UnusableURLError(error)
+
+
+class _OverlappedDigest:
+    """A digest computed by a worker thread while the caller goes on reading.
+
+    hashlib releases the GIL on large buffers, so the hash of one chunk runs
+    while the next is received and written. The queue is bounded: memory stays
+    at a few chunks however fast the network is.
+    """
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        self._hash = hashlib.new(algorithm)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_DIGEST_QUEUE_CHUNKS)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name="e3-typed-store-digest", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._hash.update(chunk)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    # Keep draining so that update() never blocks forever.
+                    self._failure = exc
+
+    def update(self, chunk: bytes) -> None:
+        """Hash *chunk* after the chunks given before.
+
+        :param chunk: the next bytes of the content
+        """
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        """Stop the worker once it has hashed what it was given."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        """Return the lower-case hex digest of everything given; stops the worker."""
+        self.close()
+        if self._failure is not None:
+            raise self._failure
+        return self._hash.hexdigest()
+
+
+class _PartFile:
+    """The temporary file a download streams into, and the digest of its bytes.
+
+    It lives in the destination directory under a name unique to the process
+    and the call, so that the final :func:`os.replace` is atomic; it is removed
+    on every path that does not commit it.
+    """
+
+    def __init__(
+        self, dest: str, algorithm: Algorithm, progress: ByteProgress, url: str
+    ) -> None:
+        self._url = url
+        self._algorithm: Algorithm = algorithm
+        self._progress = progress
+        self._dest = dest
+        try:
+            os.makedirs(dest, exist_ok=True)
+            self.path = unique_temp_name(dest, _TEMP_STEM)
+            self._file = open(self.path, "xb")  # closed by __exit__ or commit
+        except OSError as exc:
+            raise DownloadError(url, f"cannot write into {dest}: {exc}") from exc
+        self._digest = _OverlappedDigest(algorithm)
+        #: Bytes of the content held so far.
+        self.size = 0
+        #: The size of the whole content when a response said it.
+        self.total: int | None = None
+        #: A strong ETag or a Last-Modified date, for ``If-Range``.
+        self.validator: str | None = None
+        #: The safe name the server suggested for the content, if any.
+        self.name: str | None = None
+        #: Whether what is held may be completed with a Range request.
+        self.resumable = False
+        self._committed = False
+
+    def __enter__(self) -> _PartFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._progress.close()
+        self._digest.close()
+        if not self._file.closed:
+            self._file.close()
+        if not self._committed:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def begin(
+        self,
+        total: int | None,
+        name: str | None,
+        validator: str | None,
+        resumable: bool,
+    ) -> None:
+        """Record what a response starting the content from byte 0 says of it.
+
+        :param total: the size of the content, if known
+        :param name: the safe name the server suggests, if any
+        :param validator: the response's strong ETag or Last-Modified
+        :param resumable: whether a dropped transfer may resume with Range
+        """
+        self.total = total
+        self.name = name
+        self.validator = validator
+        self.resumable = resumable
+        self._progress.start(total)
+
+    def resume(self) -> None:
+        """Go on counting after a Range request was answered as hoped."""
+        self._progress.start(self.total, self.size)
+
+    def write(self, chunk: bytes) -> None:
+        """Append *chunk* to the file and to the digest.
+
+        :param chunk: the next bytes of the content
+        :raises DownloadError: the file cannot be written
+        """
+        self._digest.update(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise DownloadError(
+                self._url, f"cannot write into {self._dest}: {exc}"
+            ) from exc
+        self.size += len(chunk)
+        self._progress.advance(len(chunk))
+
+    def restart(self) -> None:
+        """Drop what was received: the next response starts from byte 0.
+
+        :raises DownloadError: the file cannot be truncated
+        """
+        self._digest.close()
+        self._digest = _OverlappedDigest(self._algorithm)
+        try:
+            self._file.seek(0)
+            self._file.truncate()
+        except OSError as exc:
+            raise DownloadError(
+                self._url, f"cannot write into {self._dest}: {exc}"
+            ) from exc
+        self.size = 0
+        self.total = None
+        self.validator = None
+        self.name = None
+        self.resumable = False
+
+    def finish(self) -> str:
+        """Flush the file and return the digest of everything written.
+
+        :raises DownloadError: the file cannot be written
+        """
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise DownloadError(
+                self._url, f"cannot write into {self._dest}: {exc}"
+            ) from exc
+        return self._digest.hexdigest()
+
+    def commit(self, name: str) -> str:
+        """Move the file to *name* in the destination directory.
+
+        :param name: a safe base name
+        :return: the final path
+        :raises DownloadError: the file cannot be moved there
+        """
+        target = os.path.join(self._dest, name)
+        try:
+            self._file.close()
+            os.replace(self.path, target)
+        except OSError as exc:
+            raise DownloadError(
+                self._url, f"cannot move the download to {target}: {exc}"
+            ) from exc
+        self._committed = True
+        self._progress.close()
+        return target
+
+
+def _fetch(
+    session: requests.Session,
+    url: str,
+    part: _PartFile,
+    deadline: Deadline,
+    policy: TransferPolicy,
+    log: logging.Logger,
+) -> None:
+    """Make one attempt at getting the rest of the content from *url*."""
+    response = _open(session, url, part, deadline, policy, log)
+    with response:
+        final_url = response.url or url
+        _start_body(response, final_url, part, log)
+        _stream_body(response, final_url, part, deadline, policy)
+
+
+def _open(
+    session: requests.Session,
+    url: str,
+    part: _PartFile,
+    deadline: Deadline,
+    policy: TransferPolicy,
+    log: logging.Logger,
+) -> requests.Response:
+    """Send the GET (with Range when resuming), following redirects by hand.
+
+    :return: a 2xx response whose body is still unread; the caller closes it
+    """
+    current = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        deadline.check(current)
+        headers = {"Accept-Encoding": "identity"}
+        if part.size > 0 and part.resumable:
+            headers["Range"] = f"bytes={part.size}-"
+            if part.validator is not None:
+                headers["If-Range"] = part.validator
+        remaining = deadline.remaining()
+        timeout = (
+            min(policy.connect_timeout, remaining),
+            min(policy.read_timeout, remaining),
+        )
+        log.debug("GET %s %s", current, headers.get("Range", ""))
+        try:
+            response = _send(session, current, headers, timeout)
+        except requests.exceptions.SSLError as exc:
+            raise _unusable(current, f"TLS error: {exc}", exc) from exc
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            raise _failed_request(current, url, deadline, exc) from exc
+        except requests.RequestException as exc:
+            # Not a network failure: an invalid URL or header, for one.
+            raise _unusable(current, f"request failed: {exc}", exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _failed_request(current, url, deadline, exc) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        with response:
+            if status in _REDIRECT_STATUSES and "Location" in response.headers:
+                current = _redirect_target(current, response.headers["Location"])
+                continue
+            snippet = _snippet(response)
+            log.warning("GET %s: HTTP %d %s", current, status, snippet)
+            if status == 429 or 500 <= status < 600:
+                error = HTTPStatusError(current, status)
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                raise _TransientError(error, wait)
+            if status == 416 and part.size > 0:
+                part.restart()
+                raise _transient(
+                    current, "range not satisfiable: starting over", None, 0.0
+                )
+            raise HTTPStatusError(current, status)
+    raise _unusable(url, f"more than {MAX_REDIRECTS} redirects", None)
+
+
+def _send(
+    session: requests.Session,
+    url: str,
+    headers: Mapping[str, str],
+    timeout: tuple[float, float],
+) -> requests.Response:
+    """Send one GET through the session's adapter, with the session's settings.
+
+    Not ``session.get(..., allow_redirects=False)``: requests then still
+    reads a redirect's whole body into memory, whatever its size.
+    """
+    prepared = session.prepare_request(requests.Request("GET", url, headers=headers))
+    target = prepared.url if prepared.url is not None else url
+    settings = session.merge_environment_settings(target, {}, True, None, None)
+    verify = settings["verify"]
+    return session.get_adapter(target).send(
+        prepared,
+        stream=True,
+        timeout=timeout,
+        verify=verify if verify is not None else True,
+        cert=settings["cert"],
+        proxies=settings["proxies"],
+    )
+
+
+def _failed_request(
+    current: str, url: str, deadline: Deadline, exc: BaseException
+) -> Exception:
+    if deadline.expired():
+        return DeadlineExceededError(url, deadline.seconds)
+    return _transient(current, f"request failed: {exc}", exc)
+
+
+def _redirect_target(current: str, location: str) -> str:
+    location = location.strip()
+    try:
+        absolute = bool(urlsplit(location).scheme)
+        # urljoin would take "http:///x" as relative: an absolute Location
+        # must name its own host.
+        target = location if absolute else urljoin(current, location)
+        parts = urlsplit(target)
+        has_host = bool(parts.hostname)
+    except ValueError as exc:
+        raise _unusable(current, f"bad redirect to {location!r}", exc) from exc
+    if parts.scheme.lower() not in {"http", "https"} or not has_host:
+        raise _unusable(current, f"redirect to {location!r} refused", None)
+    return target
+
+
+def _snippet(response: requests.Response) -> str:
+    """Return the start of an error body, read without reading the rest."""
+    raw: urllib3.response.HTTPResponse = response.raw
+    try:
+        data = raw.read1(SNIPPET_BYTES, decode_content=False)
+    except (urllib3.exceptions.HTTPError, OSError, ValueError):
+        return ""
+    text = data.decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
+def _start_body(
+    response: requests.Response, url: str, part: _PartFile, log: logging.Logger
+) -> None:
+    """Decide whether *response* continues what *part* holds or starts over."""
+    headers = response.headers
+    encoded = headers.get("Content-Encoding", "identity").strip().lower() not in {
+        "",
+        "identity",
+    }
+    if response.status_code == 206:
+        span = _content_range(headers.get("Content-Range"))
+        length = _int_header(headers, "Content-Length")
+        fits = (
+            span is not None
+            and not encoded
+            and span[0] == part.size
+            and (length is None or length == span[1] - span[0] + 1)
+            and (span[2] is None or span[1] < span[2])
+            and (part.total is None or span[2] is None or span[2] == part.total)
+        )
+        if not fits:
+            part.restart()
+            raise _transient(
+                url,
+                f"unusable partial response (Content-Range "
+                f"{headers.get('Content-Range')!r}): starting over",
+                None,
+                0.0,
+            )
+        if part.size == 0:
+            total = span[2] if span is not None else None
+            part.begin(total, _suggested_name(headers), _validator(headers), True)
+        else:
+            log.info("resuming %s at byte %d", url, part.size)
+            part.resume()
+        return
+    if part.size > 0:
+        log.info("%s sent the whole content again: starting over", url)
+        part.restart()
+    total = None if encoded else _int_header(headers, "Content-Length")
+    part.begin(total, _suggested_name(headers), _validator(headers), not encoded)
+
+
+def _stream_body(
+    response: requests.Response,
+    url: str,
+    part: _PartFile,
+    deadline: Deadline,
+    policy: TransferPolicy,
+) -> None:
+    """Copy the body into *part*, a network read at a time, within the deadline."""
+    raw: urllib3.response.HTTPResponse = response.raw
+    read_wait = -1.0
+    while True:
+        deadline.check(url)
+        wait = min(policy.read_timeout, deadline.remaining())
+        if wait != read_wait:
+            # The read timeout, shortened as the deadline nears.
+            _limit_read_wait(raw, wait)
+            read_wait = wait
+        try:
+            # read1: one network read at most, so that a server trickling bytes
+            # cannot keep a call busy past the deadline.
+            chunk = raw.read1(policy.chunk_size, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.expired():
+                raise DeadlineExceededError(url, deadline.seconds) from exc
+            raise _transient(
+                url, f"connection lost after {part.size} bytes: {exc}", exc
+            ) from exc
+        if not chunk:
+            break
+        part.write(chunk)
+    if part.total is not None and part.size < part.total:
+        raise _transient(url, f"body ended at byte {part.size} of {part.total}", None)
+
+
+def _limit_read_wait(raw: urllib3.response.HTTPResponse, seconds: float) -> None:
+    connection = raw.connection
+    sock = connection.sock if connection is not None else None
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
+    if value is None:
+        return None
+    match = _CONTENT_RANGE.fullmatch(value.strip())
+    if match is None:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    total = None if match.group(3) == "*" else int(match.group(3))
+    if last < first:
+        return None
+    return first, last, total
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _validator(headers: Mapping[str, str]) -> str | None:
+    etag = headers.get("ETag")
+    if etag is not None and not etag.strip().startswith("W/"):
+        return etag.strip()
+    return headers.get("Last-Modified")
+
+
+def _suggested_name(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("Content-Disposition")
+    return content_disposition_name(value) if value is not None else None
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    return value
+
+
+def _decode_extended_value(value: str) -> str | None:
+    """Decode an RFC 8187 ``charset'language'percent-encoded`` value."""
+    pieces = value.split("'", 2)
+    if len(pieces) != 3:
+        return None
+    charset = pieces[0].strip().lower()
+    if charset not in {"utf-8", "iso-8859-1"}:
+        return None
+    try:
+        return unquote_to_bytes(pieces[2]).decode(charset)
+    except UnicodeDecodeError:
+        return None

@@ -1,0 +1,525 @@
+"""A store of resources at HTTP(S) URLs, identified by their digest.
+
+The e3-core driver of the same name, typed and hardened. A query names a URL
+and the digest of the content found there::
+
+    store = HTTPSimpleStore({}, cache)
+    info = store.get_resource_metadata({"url": "https://host/x.tgz", "sha": sha1})
+    path = store.download_resource(info, "/tmp/dest")
+
+``sha`` is a SHA-1 exactly as in e3-core; ``sha256`` or ``sha512`` name the
+stronger digests instead. Digests are accepted in any case and compared in
+lower case. The uid of a resource is its digest, so a SHA-1 query caches
+under the same uid as in e3-core.
+
+A download streams once: the content is hashed as it arrives, written to a
+temporary file in the destination directory and renamed into place only once
+its digest matches. The file is named after the server's
+``Content-Disposition`` (``filename*`` first) or the URL's last path segment,
+each only if it reduces to a safe base name, and after the digest otherwise.
+
+Mirrors: each base URL of the ``mirrors`` setting stands for the scheme,
+user information, host and port of a resource URL, and its path is put before
+the resource's path; the query string is kept, the fragment dropped. With
+``mirrors=["https://m.example/cache"]``, ``http://origin:8080/a/b.tgz?v=1``
+is fetched from ``https://m.example/cache/a/b.tgz?v=1`` first, then from the
+next mirror, and last from the resource URL itself unless
+``fallback_to_origin`` is false.
+
+This module does not import ``requests``: a cache hit does not load the HTTP
+stack.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TypedDict, TypeGuard
+from urllib.parse import urlsplit, urlunsplit
+
+from typing_extensions import Required, Self, override
+
+from e3_typed_store._hashing import ALGORITHMS, Algorithm, file_digest
+from e3_typed_store._query import digest_value, required_str
+from e3_typed_store._types import CachedResource
+from e3_typed_store.backends.base import ResourceInfo, Store, StoreOptions
+from e3_typed_store.cache.backends.base import CacheProtocol
+from e3_typed_store.errors import InvalidConfigurationError, InvalidQueryError
+
+__all__ = [
+    "DIGEST_KEYS",
+    "HTTPSimpleQuery",
+    "HTTPSimpleStore",
+    "HTTPSimpleStoreConfiguration",
+    "HTTPSimpleStoreResourceInfo",
+    "HTTPSimpleStoreSettings",
+    "logger",
+    "mirror_url",
+]
+
+#: The logger of this driver; the same name as e3-core's
+#: (``e3.store.httpsimplestore``), so logging configured for e3 applies.
+logger = logging.getLogger("e3.store.httpsimplestore")
+
+#: Each query key that holds a digest, and the algorithm of that digest.
+DIGEST_KEYS: dict[str, Algorithm] = {
+    "sha": "sha1",
+    "sha256": "sha256",
+    "sha512": "sha512",
+}
+
+_KEY_OF: dict[Algorithm, str] = {
+    algorithm: key for key, algorithm in DIGEST_KEYS.items()
+}
+_SCHEMES = frozenset({"http", "https"})
+_MAX_RETRIES = 100
+_MIN_CHUNK = 1 << 10
+_MAX_CHUNK = 1 << 26
+
+
+class HTTPSimpleQuery(TypedDict, total=False):
+    """The query of :class:`HTTPSimpleStore`: a URL and exactly one digest.
+
+    .. versionadded:: 0.1
+    """
+
+    #: The resource's http or https URL.
+    url: Required[str]
+    #: Its SHA-1, hex (e3-core's key).
+    sha: str
+    #: Its SHA-256, hex.
+    sha256: str
+    #: Its SHA-512, hex.
+    sha512: str
+
+
+class HTTPSimpleStoreConfiguration(TypedDict, total=False):
+    """The configuration of :class:`HTTPSimpleStore`; every key is optional.
+
+    The keys and their defaults are the fields of
+    :class:`HTTPSimpleStoreSettings`.
+
+    .. versionadded:: 0.1
+    """
+
+    connect_timeout: float
+    read_timeout: float
+    deadline: float
+    retries: int
+    backoff_base: float
+    backoff_max: float
+    mirrors: Sequence[str]
+    fallback_to_origin: bool
+    progress: bool
+    chunk_size: int
+
+
+@dataclass(frozen=True)
+class HTTPSimpleStoreSettings:
+    """The validated settings of :class:`HTTPSimpleStore`.
+
+    :param connect_timeout: seconds to wait for a connection
+    :param read_timeout: seconds to wait for the next bytes from a server
+    :param deadline: seconds a whole download may take, every attempt, retry
+        wait and mirror included
+    :param retries: attempts made on one URL after a transient failure
+        (connection error, timeout, truncated body, HTTP 429 or 5xx); any other
+        error status moves on to the next URL at once
+    :param backoff_base: seconds before the first retry, doubled for each next
+        one; a ``Retry-After`` in seconds or as a date replaces it
+    :param backoff_max: the longest backoff between two attempts
+    :param mirrors: base URLs tried in order before the resource URL (see the
+        module documentation for how a resource URL maps onto one)
+    :param fallback_to_origin: try the resource URL itself after the mirrors
+    :param progress: draw a progress bar on standard error when it is a
+        terminal
+    :param chunk_size: the most bytes read from the network at once
+    :raises InvalidConfigurationError: a value is of the wrong type or out of
+        range; the error names the key and the value
+
+    .. versionadded:: 0.1
+    """
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    deadline: float = 3600.0
+    retries: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    mirrors: tuple[str, ...] = field(default=())
+    fallback_to_origin: bool = True
+    progress: bool = True
+    chunk_size: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        # Also when built directly rather than from a configuration.
+        for name in ("connect_timeout", "read_timeout", "deadline"):
+            _seconds(name, getattr(self, name), allow_zero=False)
+        for name in ("backoff_base", "backoff_max"):
+            _seconds(name, getattr(self, name), allow_zero=True)
+        _integer("retries", self.retries, 0, _MAX_RETRIES)
+        _integer("chunk_size", self.chunk_size, _MIN_CHUNK, _MAX_CHUNK)
+        _flag("fallback_to_origin", self.fallback_to_origin)
+        _flag("progress", self.progress)
+        _mirrors(self.mirrors)
+        if not self.mirrors and not self.fallback_to_origin:
+            raise InvalidConfigurationError(
+                "fallback_to_origin", False, "no mirror is configured"
+            )
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, object] | None) -> Self:
+        """Validate a configuration mapping into settings.
+
+        :param configuration: the store configuration; None or ``{}`` for the
+            defaults
+        :raises InvalidConfigurationError: a key is unknown, or its value is of
+            the wrong type or out of range
+        """
+        default = cls()
+        if configuration is None:
+            return default
+        values = _configuration_values(configuration, {f.name for f in fields(cls)})
+
+        def get(name: str) -> object:
+            return values.get(name, getattr(default, name))
+
+        return cls(
+            connect_timeout=_seconds("connect_timeout", get("connect_timeout"), False),
+            read_timeout=_seconds("read_timeout", get("read_timeout"), False),
+            deadline=_seconds("deadline", get("deadline"), False),
+            retries=_integer("retries", get("retries"), 0, _MAX_RETRIES),
+            backoff_base=_seconds("backoff_base", get("backoff_base"), True),
+            backoff_max=_seconds("backoff_max", get("backoff_max"), True),
+            mirrors=_mirrors(get("mirrors")),
+            fallback_to_origin=_flag("fallback_to_origin", get("fallback_to_origin")),
+            progress=_flag("progress", get("progress")),
+            chunk_size=_integer(
+                "chunk_size", get("chunk_size"), _MIN_CHUNK, _MAX_CHUNK
+            ),
+        )
+
+
+class HTTPSimpleStoreResourceInfo(ResourceInfo):
+    """A resource at a URL, with the digest its content must have.
+
+    Built by :meth:`HTTPSimpleStore.get_resource_metadata`, or directly with
+    e3-core's positional arguments (``url, sha``) plus an algorithm.
+
+    :param url: the resource's http or https URL
+    :param sha: its hex digest, in any case
+    :param algorithm: the algorithm of *sha*
+    :raises InvalidQueryError: the URL or the digest is malformed
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, url: str, sha: str, algorithm: Algorithm = "sha1") -> None:
+        if algorithm not in ALGORITHMS:
+            raise InvalidQueryError("algorithm", algorithm, "unknown digest algorithm")
+        self._url = _check_url(url)
+        self._algorithm: Algorithm = algorithm
+        self._digest = digest_value(_KEY_OF[algorithm], algorithm, sha)
+
+    @property
+    def url(self) -> str:
+        """The resource's URL."""
+        return self._url
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The digest algorithm."""
+        return self._algorithm
+
+    @property
+    def digest(self) -> str:
+        """The expected digest, lower-case hex."""
+        return self._digest
+
+    @property
+    def sha(self) -> str:
+        """The expected digest, lower-case hex (e3-core's attribute name)."""
+        return self._digest
+
+    @property
+    @override
+    def uid(self) -> str:
+        """The expected digest: for a SHA-1, e3-core's uid (in lower case)."""
+        return self._digest
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        """Hash the file and compare; log e3-core's critical line on a mismatch.
+
+        :param resource_path: the file to check
+        :return: True if its digest is the expected one
+        :raises OSError: the file cannot be read
+        """
+        actual = file_digest(resource_path, self._algorithm)
+        if actual != self._digest:
+            logger.critical(
+                "wrong sha for resource %s expecting %s got %s",
+                resource_path,
+                self._digest,
+                actual,
+            )
+            return False
+        return True
+
+    @override
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HTTPSimpleStoreResourceInfo):
+            return NotImplemented
+        return (self._url, self._algorithm, self._digest) == (
+            other._url,
+            other._algorithm,
+            other._digest,
+        )
+
+    @override
+    def __hash__(self) -> int:
+        return hash((self._url, self._algorithm, self._digest))
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(url={self._url!r}, sha={self._digest!r}, "
+            f"algorithm={self._algorithm!r})"
+        )
+
+
+class HTTPSimpleStore(
+    Store[HTTPSimpleStoreResourceInfo, HTTPSimpleQuery, HTTPSimpleStoreConfiguration]
+):
+    """Download resources from HTTP(S) URLs, checked against their digest.
+
+    ``HTTPSimpleStore({}, None)`` works as in e3-core, with the default
+    settings.
+
+    :param store_configuration: the settings, validated into :attr:`settings`;
+        None for the defaults
+    :param cache_backend: where downloaded resources are recorded; None to
+        disable caching
+    :param options: cache and network behaviour of the store base
+    :raises InvalidConfigurationError: a configuration key is unknown or its
+        value is bad; the error names both
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        store_configuration: HTTPSimpleStoreConfiguration | None,
+        cache_backend: CacheProtocol[CachedResource] | None,
+        *,
+        options: StoreOptions | None = None,
+    ) -> None:
+        configuration: HTTPSimpleStoreConfiguration = (
+            store_configuration if store_configuration is not None else {}
+        )
+        #: The validated settings.
+        self.settings = HTTPSimpleStoreSettings.from_configuration(configuration)
+        super().__init__(configuration, cache_backend, options=options)
+
+    @override
+    def get_resource_metadata(
+        self, query: HTTPSimpleQuery
+    ) -> HTTPSimpleStoreResourceInfo:
+        """Check the query and return the resource's metadata; no network access.
+
+        :param query: ``url`` and exactly one of ``sha`` (SHA-1, as in
+            e3-core), ``sha256`` or ``sha512``
+        :raises InvalidQueryError: a key is missing, unknown or duplicated, or a
+            value is not a string, not an http(s) URL with a host, or not a hex
+            digest of the right length; the error names the key and the value
+        """
+        return _parse_query(query)
+
+    @override
+    def download_resource_content(
+        self, metadata: HTTPSimpleStoreResourceInfo, dest: str
+    ) -> str:
+        """Download the resource into *dest*, bypassing the cache.
+
+        The content is hashed while it streams into a temporary file of
+        *dest*, which is renamed into place only if the digest matches:
+        nothing is left in *dest* on failure.
+
+        :param metadata: the resource's metadata
+        :param dest: the directory to download into (created if missing)
+        :return: the path of the downloaded file, inside *dest*
+        :raises IntegrityError: the content has another digest
+        :raises HTTPStatusError: the server answered an error status
+        :raises DeadlineExceededError: the download took longer than the
+            deadline
+        :raises DownloadError: the download failed otherwise
+        """
+        # Imported here: a cache hit never loads requests.
+        from e3_typed_store import _http
+
+        settings = self.settings
+        urls = [mirror_url(base, metadata.url) for base in settings.mirrors]
+        if settings.fallback_to_origin:
+            urls.append(metadata.url)
+        return _http.download(
+            urls,
+            dest,
+            algorithm=metadata.algorithm,
+            expected=metadata.digest,
+            default_name=_http.resource_file_name(metadata.url, metadata.uid),
+            policy=settings,
+            progress=settings.progress,
+            log=logger,
+        )
+
+
+def mirror_url(base: str, url: str) -> str:
+    """Return where *url* lies on the mirror at *base*.
+
+    The mirror's scheme, host and port replace the URL's (and its user
+    information, which is not sent to a mirror); the mirror's path is put
+    before the URL's path; the query is kept and the fragment dropped.
+
+    :param base: the mirror's base URL, e.g. ``https://mirror.example/cache``
+    :param url: the resource URL, e.g. ``http://origin/a/b.tgz``
+    :return: e.g. ``https://mirror.example/cache/a/b.tgz``
+
+    .. versionadded:: 0.1
+    """
+    mirror = urlsplit(base)
+    resource = urlsplit(url)
+    path = mirror.path.rstrip("/") + "/" + resource.path.lstrip("/")
+    return urlunsplit((mirror.scheme, mirror.netloc, path, resource.query, ""))
+
+
+def _parse_query(value: object) -> HTTPSimpleStoreResourceInfo:
+    # ``object``: the checks hold whatever a caller without a type checker sends.
+    if not _is_mapping(value):
+        raise InvalidQueryError("query", value, "expected a mapping")
+    query = value
+    for key, value in query.items():
+        if key != "url" and key not in DIGEST_KEYS:
+            raise InvalidQueryError(
+                key if isinstance(key, str) else repr(key), value, "unknown key"
+            )
+    url = required_str(_string_keys(query), "url")
+    present = [key for key in DIGEST_KEYS if key in query]
+    if not present:
+        raise InvalidQueryError(
+            "sha", None, "a digest is required: one of sha, sha256 or sha512"
+        )
+    if len(present) > 1:
+        second = present[1]
+        raise InvalidQueryError(
+            second, query[second], f"only one digest may be given, {present[0]} is"
+        )
+    key = present[0]
+    sha = required_str(_string_keys(query), key)
+    return HTTPSimpleStoreResourceInfo(url, sha, DIGEST_KEYS[key])
+
+
+def _string_keys(query: Mapping[object, object]) -> dict[str, object]:
+    return {key: value for key, value in query.items() if isinstance(key, str)}
+
+
+def _check_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise InvalidQueryError(
+            "url", url, f"expected a string, got {type(url).__name__}"
+        )
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
+        raise InvalidQueryError("url", url, "white space or control character")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        raise InvalidQueryError("url", url, f"malformed URL: {exc}") from exc
+    if parts.scheme.lower() not in _SCHEMES:
+        raise InvalidQueryError("url", url, "only http and https URLs are served")
+    if not host:
+        raise InvalidQueryError("url", url, "the URL has no host")
+    return url
+
+
+def _seconds(name: str, value: object, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidConfigurationError(name, value, "expected a number of seconds")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "positive or zero" if allow_zero else "positive"
+        raise InvalidConfigurationError(name, value, f"must be finite and {bound}")
+    return float(value)
+
+
+def _integer(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidConfigurationError(name, value, "expected an integer")
+    if not low <= value <= high:
+        raise InvalidConfigurationError(name, value, f"must be in [{low}, {high}]")
+    return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidConfigurationError(name, value, "expected true or false")
+    return value
+
+
+def _configuration_values(configuration: object, known: set[str]) -> dict[str, object]:
+    if not _is_mapping(configuration):
+        raise InvalidConfigurationError(
+            "store_configuration", configuration, "expected a mapping"
+        )
+    values: dict[str, object] = {}
+    for key, value in configuration.items():
+        if not isinstance(key, str) or key not in known:
+            name = key if isinstance(key, str) else repr(key)
+            raise InvalidConfigurationError(name, value, "unknown key")
+        values[key] = value
+    return values
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
+    return isinstance(value, Mapping)
+
+
+def _is_list(value: object) -> TypeGuard[Sequence[object]]:
+    return isinstance(value, (list, tuple))
+
+
+def _mirrors(value: object) -> tuple[str, ...]:
+    if not _is_list(value):
+        raise InvalidConfigurationError(
+            "mirrors", value, "expected a list of base URLs"
+        )
+    return tuple(_mirror(mirror) for mirror in value)
+
+
+def _mirror(mirror: object) -> str:
+    if not isinstance(mirror, str):
+        raise InvalidConfigurationError("mirrors", mirror, "expected a base URL string")
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in mirror):
+        raise InvalidConfigurationError(
+            "mirrors", mirror, "white space or control character"
+        )
+    try:
+        parts = urlsplit(mirror)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError as exc:
+        raise InvalidConfigurationError(
+            "mirrors", mirror, f"malformed URL: {exc}"
+        ) from exc
+    if parts.scheme.lower() not in _SCHEMES or not host:
+        raise InvalidConfigurationError(
+            "mirrors", mirror, "expected an http or https URL with a host"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidConfigurationError(
+            "mirrors", mirror, "a mirror base URL has no query or fragment"
+        )
+    return mirror
