@@ -1,0 +1,422 @@
+"""HTTPSimpleStore against misbehaving servers: every byte counted at the server.
+
+Dropped connections, lying Content-Length, stalls and trickles, error statuses,
+Retry-After, Range resumption, huge error bodies and hostile redirects. Each
+server is a real one on 127.0.0.1 (tests/httpserver.py), never a mock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
+    HTTPSimpleStoreResourceInfo,
+)
+from e3_typed_store.errors import (
+    DeadlineExceededError,
+    DownloadError,
+    HTTPStatusError,
+    IntegrityError,
+)
+from tests.httpserver import Exchange, LoopbackServer
+
+SIZE = 256 * 1024
+CONTENT = bytes(range(256)) * (SIZE // 256)
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+HALF = SIZE // 2
+BIG_ERROR = 50 * 1024 * 1024
+
+FAST: HTTPSimpleStoreConfiguration = {
+    "retries": 2,
+    "backoff_base": 0.01,
+    "backoff_max": 0.05,
+    "deadline": 10.0,
+    "connect_timeout": 2.0,
+    "read_timeout": 5.0,
+    "chunk_size": 16 * 1024,
+}
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as running:
+        yield running
+
+
+def fetch(
+    server: LoopbackServer,
+    dest: Path,
+    path: str = "/r.bin",
+    sha256: str = SHA256,
+    configuration: HTTPSimpleStoreConfiguration = FAST,
+) -> str:
+    store = HTTPSimpleStore(configuration, None)
+    info = store.get_resource_metadata({"url": server.url(path), "sha256": sha256})
+    return store.download_resource_content(info, str(dest))
+
+
+def dest_files(dest: Path) -> list[str]:
+    return sorted(os.listdir(dest)) if dest.exists() else []
+
+
+def full(exchange: Exchange) -> None:
+    exchange.respond(200, CONTENT, {"Accept-Ranges": "bytes", "ETag": '"v1"'})
+
+
+def partial(exchange: Exchange) -> bool:
+    """Answer a ``Range: bytes=N-`` request with 206; False if there is none."""
+    wanted = exchange.request.headers.get("range")
+    if wanted is None:
+        return False
+    start = int(wanted.removeprefix("bytes=").rstrip("-"))
+    body = CONTENT[start:]
+    exchange.send_head(
+        206,
+        {
+            "Content-Length": str(len(body)),
+            "Content-Range": f"bytes {start}-{SIZE - 1}/{SIZE}",
+            "ETag": '"v1"',
+        },
+    )
+    exchange.send(body)
+    return True
+
+
+def cut_after(size: int, *, reset: bool = False) -> Callable[[Exchange], None]:
+    """A 200 that promises the whole content and delivers *size* bytes."""
+
+    def handler(exchange: Exchange) -> None:
+        exchange.send_head(
+            200, {"Content-Length": str(SIZE), "Accept-Ranges": "bytes", "ETag": '"v1"'}
+        )
+        exchange.send(CONTENT[:size])
+        if reset:
+            exchange.reset()
+
+    return handler
+
+
+def sequence(*handlers: Callable[[Exchange], None]) -> Callable[[Exchange], None]:
+    """Answer the n-th request with the n-th handler (the last one repeats)."""
+    calls: list[int] = []
+
+    def handler(exchange: Exchange) -> None:
+        calls.append(1)
+        handlers[min(len(calls), len(handlers)) - 1](exchange)
+
+    return handler
+
+
+# -- dropped connections and lying lengths --------------------------------------
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_dropped_connection_resumes_with_range(
+    server: LoopbackServer, tmp_path: Path, reset: bool
+) -> None:
+    def resumable(exchange: Exchange) -> None:
+        if not partial(exchange):
+            cut_after(HALF, reset=reset)(exchange)
+
+    server.route("/r.bin", resumable)
+    path = fetch(server, tmp_path)
+    assert Path(path).read_bytes() == CONTENT
+    first, second = server.requests("/r.bin")
+    assert "range" not in first.headers
+    # A reset discards what was in flight: the client asks from what it got.
+    resumed_at = int(second.headers["range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= HALF
+    assert resumed_at == HALF or reset
+    assert second.headers["if-range"] == '"v1"'
+    assert server.body_sent("/r.bin") < 2 * SIZE
+    assert dest_files(tmp_path) == ["r.bin"]
+
+
+def test_dropped_connection_without_range_support_restarts(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/r.bin", sequence(cut_after(HALF), full))
+    path = fetch(server, tmp_path)
+    assert Path(path).read_bytes() == CONTENT
+    _first, second = server.requests("/r.bin")
+    assert second.headers["range"] == f"bytes={HALF}-"  # asked, but got a 200
+    assert server.body_sent("/r.bin") == HALF + SIZE
+
+
+def test_a_partial_response_that_does_not_fit_restarts_from_zero(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def wrong_range(exchange: Exchange) -> None:
+        exchange.send_head(
+            206,
+            {
+                "Content-Length": str(SIZE),
+                "Content-Range": f"bytes 0-{SIZE - 1}/{SIZE}",
+            },
+        )
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", sequence(cut_after(HALF), wrong_range, full))
+    path = fetch(server, tmp_path)
+    assert Path(path).read_bytes() == CONTENT
+    requests = server.requests("/r.bin")
+    assert len(requests) == 3
+    assert "range" in requests[1].headers
+    assert "range" not in requests[2].headers
+
+
+def test_truncated_body_every_time_fails_after_the_retries(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/r.bin", cut_after(HALF))
+    with pytest.raises(DownloadError) as raised:
+        fetch(server, tmp_path, configuration={**FAST, "retries": 2})
+    assert not isinstance(raised.value, HTTPStatusError)
+    assert len(server.requests("/r.bin")) == 3
+    assert dest_files(tmp_path) == []
+
+
+def test_body_longer_than_content_length_is_an_integrity_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def longer(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(HALF)})
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", longer)
+    with pytest.raises(IntegrityError) as raised:
+        fetch(server, tmp_path)
+    assert raised.value.actual == hashlib.sha256(CONTENT[:HALF]).hexdigest()
+    assert dest_files(tmp_path) == []
+
+
+def test_chunked_and_close_delimited_bodies(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def chunked(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Transfer-Encoding": "chunked"})
+        for start in range(0, SIZE, 10000):
+            piece = CONTENT[start : start + 10000]
+            exchange.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        exchange.send(b"0\r\n\r\n")
+
+    def close_delimited(exchange: Exchange) -> None:
+        exchange.send_head(200)
+        exchange.send(CONTENT)
+
+    server.route("/chunked", chunked)
+    server.route("/close", close_delimited)
+    assert Path(fetch(server, tmp_path / "a", "/chunked")).read_bytes() == CONTENT
+    assert Path(fetch(server, tmp_path / "b", "/close")).read_bytes() == CONTENT
+
+
+def test_truncated_chunked_body_is_retried(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def cut_chunked(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Transfer-Encoding": "chunked"})
+        exchange.send(b"%x\r\n%s\r\n" % (HALF, CONTENT[:HALF]))
+
+    server.route("/r.bin", sequence(cut_chunked, full))
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 2
+
+
+def test_content_encoding_is_decoded_as_e3_does(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def gzipped(exchange: Exchange) -> None:
+        exchange.respond(200, gzip.compress(CONTENT), {"Content-Encoding": "gzip"})
+
+    server.route("/r.bin", gzipped)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert server.requests("/r.bin")[0].headers["accept-encoding"] == "identity"
+
+
+# -- deadline ------------------------------------------------------------------
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def trickle(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(SIZE)})
+        for offset in range(SIZE):
+            exchange.send(CONTENT[offset : offset + 1])
+            exchange.sleep(0.05)
+
+    server.route("/r.bin", trickle)
+    with pytest.raises(DeadlineExceededError) as raised:
+        fetch(
+            server,
+            tmp_path,
+            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert raised.value.deadline == 1.0
+    assert 0 < server.body_sent("/r.bin") < SIZE
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["before-head", "mid-body"])
+def test_a_stalled_server_is_cut_off_at_the_deadline(
+    server: LoopbackServer, tmp_path: Path, where: str
+) -> None:
+    def stall(exchange: Exchange) -> None:
+        if where == "mid-body":
+            exchange.send_head(200, {"Content-Length": str(SIZE)})
+            exchange.send(CONTENT[:100])
+        exchange.sleep(60)
+
+    server.route("/r.bin", stall)
+    with pytest.raises(DeadlineExceededError):
+        fetch(
+            server,
+            tmp_path,
+            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert dest_files(tmp_path) == []
+
+
+# -- statuses and retries ------------------------------------------------------
+
+
+def test_500_then_200_is_retried(server: LoopbackServer, tmp_path: Path) -> None:
+    server.route(
+        "/r.bin", sequence(lambda exchange: exchange.respond(500, b"oops"), full)
+    )
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 2
+
+
+def test_503_every_time_gives_up_after_the_retries(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/r.bin", lambda exchange: exchange.respond(503, b"busy"))
+    with pytest.raises(HTTPStatusError) as raised:
+        fetch(server, tmp_path, configuration={**FAST, "retries": 3})
+    assert raised.value.status == 503
+    assert len(server.requests("/r.bin")) == 4
+    assert dest_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410])
+def test_client_errors_are_not_retried(
+    server: LoopbackServer, tmp_path: Path, status: int
+) -> None:
+    server.route("/r.bin", lambda exchange: exchange.respond(status, b"no"))
+    with pytest.raises(HTTPStatusError) as raised:
+        fetch(server, tmp_path)
+    assert raised.value.status == status
+    assert raised.value.url == server.url("/r.bin")
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == []
+
+
+def test_429_retry_after_is_honoured(server: LoopbackServer, tmp_path: Path) -> None:
+    def too_many(exchange: Exchange) -> None:
+        exchange.respond(429, b"slow down", {"Retry-After": "1"})
+
+    server.route("/r.bin", sequence(too_many, full))
+    start = time.monotonic()
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 2
+    assert time.monotonic() - start >= 0.9  # waited as told, not the 10 ms backoff
+
+
+def test_429_retry_after_beyond_the_deadline_gives_up_at_once(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(429, b"", {"Retry-After": "3600"})
+    )
+    with pytest.raises(HTTPStatusError) as raised:
+        fetch(server, tmp_path, configuration={**FAST, "deadline": 5.0})
+    assert raised.value.status == 429
+    assert len(server.requests("/r.bin")) == 1
+
+
+@pytest.mark.parametrize("status", [500, 302])
+def test_a_huge_error_or_redirect_body_is_not_read(
+    server: LoopbackServer, tmp_path: Path, status: int
+) -> None:
+    def huge(exchange: Exchange) -> None:
+        exchange.set_send_buffer(64 * 1024)
+        headers = {"Content-Length": str(BIG_ERROR), "Content-Type": "text/plain"}
+        if status == 302:
+            headers["Location"] = "/elsewhere"
+        exchange.send_head(status, headers)
+        piece = b"E" * 65536
+        for _ in range(BIG_ERROR // len(piece)):
+            exchange.send(piece)
+
+    server.route("/r.bin", huge)
+    server.route("/elsewhere", lambda exchange: exchange.respond(404))
+    with pytest.raises(HTTPStatusError):
+        fetch(server, tmp_path, configuration={**FAST, "retries": 0})
+    server.wait_finished()
+    [exchange] = [e for e in server.exchanges if e.request.path == "/r.bin"]
+    assert exchange.error is not None  # the client hung up mid-body
+    assert exchange.body_sent < BIG_ERROR // 10
+    assert dest_files(tmp_path) == []
+
+
+# -- redirects -------------------------------------------------------------------
+
+
+def test_redirects_are_followed(server: LoopbackServer, tmp_path: Path) -> None:
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(301, b"", {"Location": "/v2/r.bin"})
+    )
+    server.route(
+        "/v2/r.bin",
+        lambda exchange: exchange.respond(307, b"", {"Location": server.url("/final")}),
+    )
+    server.route("/final", full)
+    path = fetch(server, tmp_path)
+    assert path == str(tmp_path / "r.bin")  # named after the URL asked for
+    assert Path(path).read_bytes() == CONTENT
+
+
+@pytest.mark.parametrize(
+    "location", ["file:///etc/passwd", "ftp://127.0.0.1/x", "http:///nohost"]
+)
+def test_redirects_off_http_are_refused(
+    server: LoopbackServer, tmp_path: Path, location: str
+) -> None:
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(302, b"", {"Location": location})
+    )
+    with pytest.raises(DownloadError, match="redirect"):
+        fetch(server, tmp_path)
+    assert len(server.requests()) == 1
+    assert dest_files(tmp_path) == []
+
+
+def test_a_redirect_loop_ends(server: LoopbackServer, tmp_path: Path) -> None:
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(302, b"", {"Location": "/r.bin"})
+    )
+    with pytest.raises(DownloadError, match="redirects"):
+        fetch(server, tmp_path)
+    assert len(server.requests()) == 11
+
+
+def test_resource_info_built_directly_downloads(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/r.bin", full)
+    store = HTTPSimpleStore(FAST, None)
+    info = HTTPSimpleStoreResourceInfo(server.url("/r.bin"), SHA256, "sha256")
+    assert Path(store.download_resource_content(info, str(tmp_path))).read_bytes() == (
+        CONTENT
+    )
