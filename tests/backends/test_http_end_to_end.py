@@ -1,0 +1,115 @@
+"""HTTPSimpleStore with FileCache end to end, against a real loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import e3.store
+import e3.store.cache
+import pytest
+
+from e3_typed_store._demo import DemoServer
+from e3_typed_store.backends.base import StoreOptions
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.errors import OfflineError
+
+PAYLOAD = bytes(range(256)) * 8192  # 2 MiB
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def server() -> Iterator[DemoServer]:
+    served = DemoServer({"res.bin": PAYLOAD})
+    yield served
+    served.stop()
+
+
+def make_store(cache_dir: Path, offline: bool | None = None) -> HTTPSimpleStore:
+    return HTTPSimpleStore(
+        {"progress": False},
+        FileCache({"cache_dir": str(cache_dir)}),
+        options=StoreOptions(offline=offline),
+    )
+
+
+def fetch_once(url: str, cache_dir: str, dest: str) -> str:
+    """Run in a child process: one fetch through a fresh store."""
+    store = make_store(Path(cache_dir))
+    return store.fetch_resource(
+        store.get_resource_metadata({"url": url, "sha256": SHA256}), dest
+    )
+
+
+def test_eight_processes_one_get(server: DemoServer, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(8) as pool:
+        jobs = [
+            pool.apply_async(
+                fetch_once,
+                (server.url("res.bin"), str(cache_dir), str(tmp_path / f"d{i}")),
+            )
+            for i in range(8)
+        ]
+        paths = [job.get(timeout=120) for job in jobs]
+    assert server.count("res.bin") == 1
+    for i, path in enumerate(paths):
+        assert Path(path).parent == tmp_path / f"d{i}"
+        assert Path(path).read_bytes() == PAYLOAD
+
+
+def test_hit_in_another_dest_after_the_first_is_deleted(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path / "cache")
+    info = store.get_resource_metadata({"url": server.url("res.bin"), "sha256": SHA256})
+    first = store.fetch_resource(info, str(tmp_path / "first"))
+    shutil.rmtree(tmp_path / "first")
+    second = store.fetch_resource(info, str(tmp_path / "second"))
+    assert Path(second).parent == tmp_path / "second"
+    assert Path(second).read_bytes() == PAYLOAD
+    assert Path(first).name == Path(second).name
+    assert server.count("res.bin") == 1
+
+
+def test_offline_hit_and_miss_never_touch_the_network(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "cache"
+    online = make_store(cache_dir)
+    online.fetch_resource(
+        online.get_resource_metadata({"url": server.url("res.bin"), "sha256": SHA256}),
+        str(tmp_path / "a"),
+    )
+    offline = make_store(cache_dir, offline=True)
+    hit = offline.fetch_resource(
+        offline.get_resource_metadata({"url": server.url("res.bin"), "sha256": SHA256}),
+        str(tmp_path / "b"),
+    )
+    assert Path(hit).read_bytes() == PAYLOAD
+    other = hashlib.sha256(b"not cached").hexdigest()
+    with pytest.raises(OfflineError):
+        offline.fetch_resource(
+            offline.get_resource_metadata(
+                {"url": server.url("res.bin"), "sha256": other}
+            ),
+            str(tmp_path / "c"),
+        )
+    assert server.count("res.bin") == 1
+
+
+def test_plain_e3_code_loads_our_store(server: DemoServer, tmp_path: Path) -> None:
+    # As e3 code does it: e3-core's loaders, e3-core's cache, e3's sha1 query.
+    cache = e3.store.cache.load_cache("file-cache", {"cache_dir": str(tmp_path / "c")})
+    store = e3.store.load_store("typed-http-simple-store", {}, cache)
+    info = store.get_resource_metadata({"url": server.url("res.bin"), "sha": SHA1})
+    path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None and Path(path).read_bytes() == PAYLOAD
+    loaded: object = store
+    assert isinstance(loaded, HTTPSimpleStore)
