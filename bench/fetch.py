@@ -16,6 +16,7 @@ from bench.timing import Contender
 
 __all__ = [
     "RAW",
+    "RAW_SHA256",
     "CURL",
     "OURS_COLD",
     "OURS_WARM",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 RAW = "raw transfer (requests -> file, no hash)"
+RAW_SHA256 = "raw transfer + sha256 inline (one pass, one thread)"
 CURL = "curl | openssl dgst -sha256"
 OURS_COLD = "e3-typed-store cold"
 OURS_WARM = "e3-typed-store warm, verified hit"
@@ -47,6 +49,7 @@ POOCH_COLD = "pooch cold"
 POOCH_WARM = "pooch warm (verified hit)"
 FETCH_NAMES = [
     RAW,
+    RAW_SHA256,
     CURL,
     HASH_SHA256,
     HASH_SHA1,
@@ -137,26 +140,32 @@ def e3_fetcher(cache_dir: str) -> Callable[[str, DataFile, str], str | None]:
     return fetch
 
 
-def _raw(url: str, work: str, data: DataFile) -> Contender:
+def _raw(url: str, work: str, data: DataFile, hashed: bool) -> Contender:
     import requests
 
+    name = RAW_SHA256 if hashed else RAW
     dirs = _Dirs(work, "raw")
     out: list[str] = []
 
     def run() -> None:
         target = os.path.join(dirs.current, data.name)
+        digest = hashlib.sha256()
         with requests.get(url, stream=True, timeout=_TIMEOUT) as response:
             response.raise_for_status()
             with open(target, "wb") as stream:
                 for chunk in response.iter_content(_CHUNK):
+                    if hashed:
+                        digest.update(chunk)
                     stream.write(chunk)
+        if hashed and digest.hexdigest() != data.sha256:
+            raise RuntimeError(f"{name}: wrong digest {digest.hexdigest()}")
         out[:] = [target]
 
     return Contender(
-        RAW,
+        name,
         run,
         prepare=dirs.new,
-        check=lambda: _expect(out[0], data, RAW),
+        check=lambda: _expect(out[0], data, name),
         cleanup=dirs.drop,
     )
 
@@ -362,7 +371,8 @@ def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
     by_name = {
         c.name: c
         for c in [
-            _raw(url, work, data),
+            _raw(url, work, data, hashed=False),
+            _raw(url, work, data, hashed=True),
             _curl(url, data),
             *_hash_passes(data),
             *_ours(url, work, data),

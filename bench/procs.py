@@ -172,11 +172,13 @@ class ConcurrencyResult:
     bad: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: str | None = None
+    #: For each run, when each process had its file (seconds after the go), sorted.
+    finish: list[list[float]] = field(default_factory=list)
 
 
 def _one_concurrent_run(
     impl: str, server: Server, data: DataFile, work: str, procs: int
-) -> tuple[float, int, int, list[str]]:
+) -> tuple[float, int, int, list[str], list[float]]:
     root = tempfile.mkdtemp(prefix=f"concurrent-{impl}.", dir=work)
     cache = os.path.join(root, "cache")
     url = server.url(data.name)
@@ -236,7 +238,12 @@ def _one_concurrent_run(
                 errors.append(str(result["error"]))
             if not isinstance(path, str) or file_sha256(path) != data.sha256:
                 bad += 1
-        return elapsed, gets, bad, errors
+        finish = sorted(
+            float(seconds)
+            for result in results
+            if isinstance(seconds := result.get("seconds"), (int, float))
+        )
+        return elapsed, gets, bad, errors, finish
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -267,7 +274,7 @@ def concurrency(
             if result.skipped is not None:
                 continue
             try:
-                elapsed, gets, bad, errors = _one_concurrent_run(
+                elapsed, gets, bad, errors, finish = _one_concurrent_run(
                     impl, server, data, work, procs
                 )
             except (
@@ -283,6 +290,7 @@ def concurrency(
             result.gets.append(gets)
             result.bad.append(bad)
             result.errors.extend(errors)
+            result.finish.append(finish)
         progress(f"concurrency rep {rep + 1}/{reps} done")
     return results
 

@@ -143,14 +143,18 @@ def _concurrency_rows(results: Results) -> list[list[str]]:
         found = results.concurrency.get(impl)
         if found is None or not found.seconds:
             why = found.skipped if found and found.skipped else "not measured"
-            rows.append([name, why, "", "", ""])
+            rows.append([name, why, "", "", "", ""])
             continue
+        # The run of median total time: when each process had its file.
+        ranked = sorted(range(len(found.seconds)), key=found.seconds.__getitem__)
+        typical = found.finish[ranked[len(ranked) // 2]] if found.finish else []
         rows.append(
             [
                 name,
                 fmt_time(median(found.seconds)),
                 f"GETs per run {sorted(set(found.gets))}",
                 f"bad results {sum(found.bad)}",
+                " ".join(f"{1e3 * t:.0f}" for t in typical),
                 str(len(found.seconds)),
             ]
         )
@@ -188,7 +192,14 @@ def _sections(results: Results) -> list[tuple[str, list[str], list[list[str]]]]:
             f"{results.concurrency_procs} processes fetching one"
             f" {results.concurrency_label} resource at once, fresh shared cache"
             " (GETs counted in the server's access log)",
-            ["contender", "median total", "GETs", "integrity", "n"],
+            [
+                "contender",
+                "median total",
+                "GETs",
+                "integrity",
+                "each process done at (ms, median run)",
+                "n",
+            ],
             _concurrency_rows(results),
         )
     )
@@ -223,8 +234,11 @@ def _text_table(head: list[str], rows: Sequence[list[str]]) -> list[str]:
     return out
 
 
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "MISSED", None: "not measured"}[met]
+def _verdict(target: Target) -> str:
+    verdict = {True: "met", False: "MISSED", None: "not measured"}[target.met]
+    if target.met is False and target.where:
+        verdict += " at " + ", ".join(target.where)
+    return verdict
 
 
 def render_text(results: Results) -> str:
@@ -237,7 +251,7 @@ def render_text(results: Results) -> str:
     lines += ["", "== Targets"]
     lines += _text_table(
         ["source", "target", "this run", "verdict"],
-        [[t.source, t.text, t.value, _verdict(t.met)] for t in results.targets],
+        [[t.source, t.text, t.value, _verdict(t)] for t in results.targets],
     )
     http = results.http_stack
     if http:
@@ -295,7 +309,9 @@ _METHOD = """\
 - *raw transfer*: `requests` streams the body to a file in 1 MiB chunks, no
   hash: the in-process bound of a cold fetch. *curl | openssl*:
   `curl -s URL | openssl dgst -sha256` in a shell, process starts included: the
-  external one-pass bound (it writes no file).
+  external one-pass bound (it writes no file). *raw transfer + sha256 inline*:
+  the same loop hashing each chunk before writing it: what one pass costs when
+  the hash does not overlap the transfer.
 - *hash pass*: hashlib over the served file (in the page cache), 1 MiB reads:
   what one verification pass costs at hashlib speed.
 - *cold*: a fresh store object, an empty cache directory and an empty
@@ -327,7 +343,7 @@ def _md_targets(results: Results) -> list[str]:
                 t.source,
                 t.text,
                 t.value,
-                f"**{_verdict(t.met)}**" if t.met is False else _verdict(t.met),
+                f"**{_verdict(t)}**" if t.met is False else _verdict(t),
             ]
             for t in results.targets
         ],
@@ -394,7 +410,7 @@ def plot(results: Results, path: str) -> str | None:
     from bench import fetch as f
 
     labels = [d.label for d in results.files]
-    cold = [f.CURL, f.OURS_COLD, f.E3_COLD, f.POOCH_COLD]
+    cold = [f.RAW_SHA256, f.CURL, f.OURS_COLD, f.E3_COLD, f.POOCH_COLD]
     warm = [f.OURS_WARM, f.OURS_TRUSTED, f.E3_WARM, f.POOCH_WARM]
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     width = 0.8 / len(cold)

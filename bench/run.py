@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(out_dir, "results.json") if smoke else _RESULTS
     )
     if args.render_only:
-        _write(load(results_path), out_dir)
+        saved = load(results_path)
+        analyse(saved, saved.files[-1])  # ratios and verdicts as this code states them
+        _write(saved, out_dir)
         return 0
 
     started = time.perf_counter()

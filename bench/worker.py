@@ -41,6 +41,11 @@ def _concurrent(
             _CONFIG, FileCache({"cache_dir": cache}), options=StoreOptions()
         )
 
+        # The HTTP layer is imported lazily, by the first download; imported
+        # here, before the start line, as e3-core's is by its driver module:
+        # the timed part is the fetch, not the import.
+        import e3_typed_store._http  # noqa: F401
+
         def fetch() -> str | None:
             return ours.fetch_resource(
                 ours.get_resource_metadata({"url": url, "sha256": sha256}), dest

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # row, saying it was skipped.
 CONTENDERS = [
     "raw transfer (requests -> file, no hash)",
+    "raw transfer + sha256 inline (one pass, one thread)",
     "curl | openssl dgst -sha256",
     "hash pass, hashlib sha256",
     "hash pass, hashlib sha1",
