@@ -85,6 +85,8 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks waiting for the hashing thread: bounds memory to a few chunks.
 _DIGEST_QUEUE_CHUNKS = 8
+# Seconds spent waiting for the start of an error body, for the log.
+_SNIPPET_WAIT = 0.5
 # The longest Retry-After honoured, whatever the server says (one day).
 _MAX_RETRY_AFTER = 86400.0
 
@@ -441,13 +443,14 @@ class _PartFile:
         self._algorithm: Algorithm = algorithm
         self._progress = progress
         self._dest = dest
+        self._digest = _OverlappedDigest(algorithm)
         try:
             os.makedirs(dest, exist_ok=True)
             self.path = unique_temp_name(dest, _TEMP_STEM)
             self._file = open(self.path, "xb")  # closed by __exit__ or commit
         except OSError as exc:
+            self._digest.close()
             raise DownloadError(url, f"cannot write into {dest}: {exc}") from exc
-        self._digest = _OverlappedDigest(algorithm)
         #: Bytes of the content held so far.
         self.size = 0
         #: The size of the whole content when a response said it.
@@ -636,7 +639,7 @@ def _open(
             if status in _REDIRECT_STATUSES and "Location" in response.headers:
                 current = _redirect_target(current, response.headers["Location"])
                 continue
-            snippet = _snippet(response)
+            snippet = _snippet(response, deadline)
             log.warning("GET %s: HTTP %d %s", current, status, snippet)
             if status == 429 or 500 <= status < 600:
                 error = HTTPStatusError(current, status)
@@ -700,11 +703,13 @@ def _redirect_target(current: str, location: str) -> str:
     return target
 
 
-def _snippet(response: requests.Response) -> str:
+def _snippet(response: requests.Response, deadline: Deadline) -> str:
     """Return the start of an error body, read without reading the rest."""
     raw: urllib3.response.HTTPResponse = response.raw
     try:
-        data = raw.read1(SNIPPET_BYTES, decode_content=False)
+        # A server that sends an error status and then nothing costs little.
+        with _Watchdog(raw, min(_SNIPPET_WAIT, deadline.remaining())):
+            data = raw.read1(SNIPPET_BYTES, decode_content=False)
     except (urllib3.exceptions.HTTPError, OSError, ValueError):
         return ""
     text = data.decode("utf-8", "replace")
@@ -763,36 +768,62 @@ def _stream_body(
 ) -> None:
     """Copy the body into *part*, a network read at a time, within the deadline."""
     raw: urllib3.response.HTTPResponse = response.raw
-    read_wait = -1.0
-    while True:
-        deadline.check(url)
-        wait = min(policy.read_timeout, deadline.remaining())
-        if wait != read_wait:
-            # The read timeout, shortened as the deadline nears.
-            _limit_read_wait(raw, wait)
-            read_wait = wait
-        try:
-            # read1: one network read at most, so that a server trickling bytes
-            # cannot keep a call busy past the deadline.
-            chunk = raw.read1(policy.chunk_size, decode_content=True)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if deadline.expired():
-                raise DeadlineExceededError(url, deadline.seconds) from exc
-            raise _transient(
-                url, f"connection lost after {part.size} bytes: {exc}", exc
-            ) from exc
-        if not chunk:
-            break
-        part.write(chunk)
+    with _Watchdog(raw, deadline.remaining()) as watchdog:
+        while True:
+            deadline.check(url)
+            try:
+                # read1: one network read at most, so that the deadline is
+                # checked between reads however slowly the bytes trickle in.
+                chunk = raw.read1(policy.chunk_size, decode_content=True)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if watchdog.fired or deadline.expired():
+                    raise DeadlineExceededError(url, deadline.seconds) from exc
+                raise _transient(
+                    url, f"connection lost after {part.size} bytes: {exc}", exc
+                ) from exc
+            if not chunk:
+                break
+            part.write(chunk)
+    if watchdog.fired:  # a body without a length ends as the socket is shut
+        raise DeadlineExceededError(url, deadline.seconds)
     if part.total is not None and part.size < part.total:
         raise _transient(url, f"body ended at byte {part.size} of {part.total}", None)
 
 
-def _limit_read_wait(raw: urllib3.response.HTTPResponse, seconds: float) -> None:
-    connection = raw.connection
-    sock = connection.sock if connection is not None else None
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
+class _Watchdog:
+    """Shut a response's socket down when time is up, waking a blocked read.
+
+    The read timeout bounds each wait for bytes; this bounds the whole body,
+    so that a server stalling just before the deadline is cut at the
+    deadline, not a read timeout later.
+    """
+
+    def __init__(self, raw: urllib3.response.HTTPResponse, seconds: float) -> None:
+        self._raw = raw
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        #: Whether the time was up before the block ended.
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        self._timer.join()
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self._raw.shutdown()
+        except (RuntimeError, ValueError, OSError):
+            pass  # the response was closed or released meanwhile: nothing to wake
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:

@@ -12,10 +12,16 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from e3_typed_store._http import (
+    content_disposition_name,
+    retry_after_seconds,
+    safe_file_name,
+)
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStore,
     HTTPSimpleStoreConfiguration,
@@ -287,6 +293,24 @@ def test_a_stalled_server_is_cut_off_at_the_deadline(
     assert dest_files(tmp_path) == []
 
 
+def test_a_stalled_body_without_length_is_a_deadline_error_not_a_short_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def close_delimited_stall(exchange: Exchange) -> None:
+        exchange.send_head(200)
+        exchange.send(CONTENT[:HALF])
+        exchange.sleep(60)
+
+    server.route("/r.bin", close_delimited_stall)
+    with pytest.raises(DeadlineExceededError):
+        fetch(
+            server,
+            tmp_path,
+            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert dest_files(tmp_path) == []
+
+
 # -- statuses and retries ------------------------------------------------------
 
 
@@ -420,3 +444,90 @@ def test_resource_info_built_directly_downloads(
     assert Path(store.download_resource_content(info, str(tmp_path))).read_bytes() == (
         CONTENT
     )
+
+
+def test_an_error_status_then_silence_is_still_the_status(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def stall_after_head(exchange: Exchange) -> None:
+        exchange.send_head(404, {"Content-Length": "1000"})
+        exchange.sleep(60)
+
+    server.route("/r.bin", stall_after_head)
+    with pytest.raises(HTTPStatusError) as raised:
+        fetch(server, tmp_path, configuration={**FAST, "read_timeout": 30.0})
+    assert raised.value.status == 404
+
+
+def test_range_not_satisfiable_starts_over(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def refuse_range(exchange: Exchange) -> None:
+        exchange.respond(416, b"", {"Content-Range": f"bytes */{SIZE}"})
+
+    server.route("/r.bin", sequence(cut_after(HALF), refuse_range, full))
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    requests = server.requests("/r.bin")
+    assert ["range" in r.headers for r in requests] == [False, True, False]
+
+
+def test_retry_after_forms() -> None:
+    from email.utils import format_datetime
+
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds(" 7 ") == 7.0
+    assert retry_after_seconds("99999999999") == 86400.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("-3") is None
+    past = format_datetime(datetime(2000, 1, 1, tzinfo=timezone.utc), usegmt=True)
+    assert retry_after_seconds(past) == 0.0
+    later = datetime.now(timezone.utc) + timedelta(seconds=120)
+    waited = retry_after_seconds(format_datetime(later, usegmt=True))
+    assert waited is not None and 100 < waited <= 120
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("attachment; filename=plain.txt", "plain.txt"),
+        ('attachment; filename="quoted \\"name\\".txt"', None),
+        ('attachment; filename="semi;colon.txt"', "semi;colon.txt"),
+        ("attachment; FILENAME=upper.txt", "upper.txt"),
+        ("attachment; filename*=utf-8'en'%E2%82%AC.txt", "\u20ac.txt"),
+        ("attachment; filename*=iso-8859-1''%E9t%E9.txt", "\xe9t\xe9.txt"),
+        ("attachment; filename*=koi8-r''x.txt", None),
+        ("attachment; filename*=UTF-8''a%2Fb.txt; filename=c.txt", "b.txt"),
+        ('attachment; x="; filename=../evil"; filename=good.txt', "good.txt"),
+        ("attachment; filename=CON", None),
+        ("attachment; filename=com1.tar.gz", None),
+        ("attachment; filename=a:b", None),
+        ("attachment; filename=a|b", None),
+        ("attachment; filename=a?b", None),
+        ("attachment; filename=a\tb", None),
+        ("attachment; filename=\u00e9\u0301", "\u00e9\u0301"),
+    ],
+)
+def test_content_disposition_names(header: str, expected: str | None) -> None:
+    assert content_disposition_name(header) == expected
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "../x",
+        "/etc/passwd",
+        "*",
+        "..",
+        "",
+        "C:\\x",
+        "a/../../b",
+        "a\x00b",
+        "\\\\srv\\s",
+    ],
+)
+def test_safe_file_name_is_a_single_component_or_none(candidate: str) -> None:
+    name = safe_file_name(candidate)
+    if name is not None:
+        assert name not in {".", ".."}
+        assert "/" not in name and "\\" not in name and "\x00" not in name
+        assert os.path.basename(name) == name

@@ -6,7 +6,6 @@ test_http_hostile.py.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -15,7 +14,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import termios
 from collections.abc import Callable, Iterator
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -582,6 +580,8 @@ def test_progress_bar_on_a_terminal_counts_bytes(
     enabled: bool,
 ) -> None:
     server.route("/x.bin", serve(CONTENT))
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
     controller, terminal_fd = os.openpty()
     # A terminal of 24 rows and 100 columns (a new pty has none).
     fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

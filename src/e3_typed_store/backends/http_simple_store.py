@@ -127,17 +127,21 @@ class HTTPSimpleStoreSettings:
     :param deadline: seconds a whole download may take, every attempt, retry
         wait and mirror included
     :param retries: attempts made on one URL after a transient failure
-        (connection error, timeout, truncated body, HTTP 429 or 5xx); any other
-        error status moves on to the next URL at once
+        (connection error, timeout, truncated body, HTTP 429 or 5xx), from 0 to
+        100; a dropped transfer resumes with a ``Range`` request when the server
+        allows it. Any other error status, a refused redirect or a digest
+        mismatch moves on to the next URL at once
     :param backoff_base: seconds before the first retry, doubled for each next
-        one; a ``Retry-After`` in seconds or as a date replaces it
+        one; a ``Retry-After`` (seconds or an HTTP date) replaces it, and a wait
+        that would end past the deadline ends the attempts on that URL at once
     :param backoff_max: the longest backoff between two attempts
     :param mirrors: base URLs tried in order before the resource URL (see the
         module documentation for how a resource URL maps onto one)
     :param fallback_to_origin: try the resource URL itself after the mirrors
     :param progress: draw a progress bar on standard error when it is a
         terminal
-    :param chunk_size: the most bytes read from the network at once
+    :param chunk_size: the most bytes read from the network at once, from 1 KiB
+        to 64 MiB
     :raises InvalidConfigurationError: a value is of the wrong type or out of
         range; the error names the key and the value
 
