@@ -156,3 +156,19 @@ def test_e3_core_loads_our_cache_by_name(tmp_path: Path) -> None:
     # e3-core's stubbed Cache and ours differ in signatures: widen, then check.
     loaded: object = cache
     assert isinstance(loaded, FileCache)
+
+
+def test_load_store_with_an_expected_class() -> None:
+    from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+
+    store = load_store("http-simple-store", {}, None, expect=HTTPSimpleStore)
+    assert isinstance(store, HTTPSimpleStore)
+    with pytest.raises(PluginError, match="not the expected MemoryCache"):
+        load_store("http-simple-store", {}, None, expect=MemoryCache)
+
+
+def test_load_store_checks_the_drivers_configuration() -> None:
+    from e3_typed_store.errors import InvalidConfigurationError
+
+    with pytest.raises(InvalidConfigurationError, match="retries"):
+        load_store("http-simple-store", {"retries": -1}, None)

@@ -9,15 +9,19 @@ A driver is checked when it is loaded: it must offer every method of the
 store (or cache) API with the parameter names of that API. A driver that does
 not conform raises :class:`PluginError` naming what is missing.
 
-Typing: a known name gives the driver's precise type through overloads; any
-other name gives an *erased* type, ``StoreProtocol[ResourceInfoProtocol,
+Typing: ``load_cache`` gives a known name's precise type through overloads.
+``load_store`` gives an *erased* type, ``StoreProtocol[ResourceInfoProtocol,
 Query]``, which accepts any metadata and query statically -- pass it only the
-metadata its own ``get_resource_metadata`` returned.
+metadata its own ``get_resource_metadata`` returned -- unless the caller names
+the class it expects (``expect=``), which is then checked at run time. A
+``Literal`` overload per store name cannot be sound: a store's query and
+metadata types are narrower than the erased ones, so the precise overload
+would overlap the erased one with an incompatible result.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypeGuard, overload
+from typing import TYPE_CHECKING, Literal, TypeGuard, TypeVar, overload
 
 from e3_typed_store._types import CachedResource
 from e3_typed_store.backends.base import (
@@ -29,12 +33,8 @@ from e3_typed_store.cache.backends.base import CacheConfiguration, CacheProtocol
 from e3_typed_store.errors import PluginError
 
 if TYPE_CHECKING:
-    # Only for the overloads on known names, which are never called: importing
-    # the HTTP driver at run time would import the HTTP stack with the package.
-    from e3_typed_store.backends.http_simple_store import (
-        HTTPSimpleStore,
-        HTTPSimpleStoreConfiguration,
-    )
+    # Only for the overloads on known names, which are never called: the
+    # package's import stays light.
     from e3_typed_store.cache.backends.filecache import (
         FileCache,
         FileCacheConfiguration,
@@ -78,6 +78,7 @@ CACHE_API: dict[str, tuple[str, ...]] = {
 
 # A loaded store whose driver is not known statically (see the module docstring).
 ErasedStore = StoreProtocol[ResourceInfoProtocol, Query]
+StoreT = TypeVar("StoreT")
 
 
 def _is_erased_store(value: object) -> TypeGuard[ErasedStore]:
@@ -185,30 +186,52 @@ def _conforming(namespace: str, name: str, api: dict[str, tuple[str, ...]]) -> t
 
 @overload
 def load_store(
-    name: Literal["http-simple-store"],
-    configuration: HTTPSimpleStoreConfiguration,
-    cache: CacheProtocol[CachedResource] | None,
-) -> HTTPSimpleStore: ...
-
-
-@overload
-def load_store(
     name: str, configuration: object, cache: CacheProtocol[CachedResource] | None
 ) -> ErasedStore: ...
 
 
+@overload
 def load_store(
-    name: str, configuration: object, cache: CacheProtocol[CachedResource] | None
-) -> ErasedStore:
+    name: str,
+    configuration: object,
+    cache: CacheProtocol[CachedResource] | None,
+    *,
+    expect: type[StoreT],
+) -> StoreT: ...
+
+
+def load_store(
+    name: str,
+    configuration: object,
+    cache: CacheProtocol[CachedResource] | None,
+    *,
+    expect: type[StoreT] | None = None,
+) -> ErasedStore | StoreT:
     """Load the store driver registered as *name* and build it.
+
+    Without *expect*, the result has the erased type of the module docstring.
+    With it, the result is checked to be an instance of that class and has
+    its precise type: ``load_store("http-simple-store", {}, cache,
+    expect=HTTPSimpleStore)`` is an ``HTTPSimpleStore``.
 
     :param name: the driver's name in :data:`STORE_NAMESPACE`
     :param configuration: the driver's configuration
     :param cache: the cache backend the store records downloads in
-    :raises PluginError: the driver is not installed or does not conform
+    :param expect: the class the driver must build
+    :raises PluginError: the driver is not installed, does not conform, or
+        does not build an *expect*
     """
     driver = _conforming(STORE_NAMESPACE, name, STORE_API)
     store: object = driver(configuration, cache)
+    if expect is not None:
+        if not isinstance(store, expect):
+            raise PluginError(
+                STORE_NAMESPACE,
+                name,
+                f"builds a {type(store).__qualname__}, not the expected"
+                f" {expect.__qualname__}",
+            )
+        return store
     if not _is_erased_store(store):
         raise PluginError(STORE_NAMESPACE, name, "does not build a store")
     return store

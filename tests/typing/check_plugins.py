@@ -19,7 +19,8 @@ from e3_typed_store.cache.backends.memory import MemoryCache
 
 
 def known_names_give_precise_types() -> None:
-    assert_type(load_store("http-simple-store", {}, None), HTTPSimpleStore)
+    store = load_store("http-simple-store", {}, None, expect=HTTPSimpleStore)
+    assert_type(store, HTTPSimpleStore)
     assert_type(load_cache("file-cache", {"cache_dir": "/tmp"}), FileCache)
     assert_type(load_cache("memory-cache"), MemoryCache[CachedResource])
 
@@ -28,3 +29,7 @@ def other_names_give_the_erased_type(name: str) -> None:
     store = load_store(name, {"any": "thing"}, None)
     assert_type(store, StoreProtocol[ResourceInfoProtocol, Mapping[str, object]])
     assert_type(load_cache(name, None), CacheProtocol[CachedResource])
+
+
+def an_expected_class_must_be_a_class() -> None:
+    load_store("http-simple-store", {}, None, expect="HTTPSimpleStore")  # type: ignore[call-overload]
