@@ -252,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         for data in files:
             print(f"fetch {data.label} x {reps}", file=sys.stderr)
             contenders = f.fetch_contenders(server.url(data.name), work, data)
-            results.fetch[data.label] = round_robin(contenders, reps, _progress)
+            results.fetch[data.label] = round_robin(
+                contenders, reps, _progress, settle=os.sync
+            )
         print(f"cache backends, {cache_ops} ops x {reps}", file=sys.stderr)
         results.cache_op_count = cache_ops
         results.cache_ops = round_robin(
-            cache_contenders(work, cache_ops), reps, _progress
+            cache_contenders(work, cache_ops), reps, _progress, settle=os.sync
         )
         print("import time", file=sys.stderr)
         results.imports = procs.import_times(max(reps, 1 if smoke else 10), _progress)

@@ -50,11 +50,14 @@ def round_robin(
     reps: int,
     progress: Callable[[str], None],
     warmup: bool = True,
+    settle: Callable[[], None] | None = None,
 ) -> dict[str, Sample]:
     """Time every contender *reps* times, alternating: rep 1 of each, then rep 2...
 
     The order rotates from one repetition to the next, so no contender always
-    runs right after the same other one.
+    runs right after the same other one. *settle*, when given, runs untimed
+    right before each timed run (``os.sync``: every run starts with no dirty
+    pages of an earlier one waiting to be written back).
     """
     samples = {c.name: Sample(c.name, skipped=c.skipped) for c in contenders}
     active = [c for c in contenders if c.skipped is None]
@@ -79,6 +82,8 @@ def round_robin(
                 continue
             try:
                 contender.prepare()
+                if settle is not None:
+                    settle()
                 try:
                     start = time.perf_counter()
                     own = contender.run()
