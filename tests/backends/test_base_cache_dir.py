@@ -12,7 +12,7 @@ import pytest
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
-from e3_typed_store.errors import OfflineError, StoreError
+from e3_typed_store.errors import InvalidConfigurationError, OfflineError, StoreError
 from tests.backends.drivers import (
     CopyConfig,
     CopyInfo,
@@ -239,3 +239,29 @@ def test_eight_processes_download_once(
     for i, path in enumerate(paths):
         assert path == str(tmp_path / f"dest{i}" / "res.bin")
         assert Path(path).read_bytes() == PAYLOAD
+
+
+def test_options_from_a_configuration_mapping() -> None:
+    options = StoreOptions.from_configuration(
+        {"offline": True, "trust_unchanged_files": True, "lock_timeout": 5, "x": 1}
+    )
+    assert options == StoreOptions(
+        offline=True, trust_unchanged_files=True, lock_timeout=5.0
+    )
+    assert StoreOptions.from_configuration({}) == StoreOptions()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("offline", "yes"),
+        ("trust_unchanged_files", 1),
+        ("lock_timeout", 0),
+        ("lock_timeout", True),
+        ("lock_timeout", "10"),
+    ],
+)
+def test_bad_options_in_a_configuration(key: str, value: object) -> None:
+    with pytest.raises(InvalidConfigurationError) as raised:
+        StoreOptions.from_configuration({key: value})
+    assert raised.value.key == key and raised.value.value == value

@@ -113,3 +113,18 @@ def test_plain_e3_code_loads_our_store(server: DemoServer, tmp_path: Path) -> No
     assert path is not None and Path(path).read_bytes() == PAYLOAD
     loaded: object = store
     assert isinstance(loaded, HTTPSimpleStore)
+
+
+def test_offline_and_fast_hits_from_the_configuration(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    # What load_store users have: a configuration mapping and no options=.
+    cache = FileCache({"cache_dir": str(tmp_path / "cache")})
+    store = HTTPSimpleStore({"offline": True, "progress": False}, cache)
+    assert store.options.is_offline()
+    info = store.get_resource_metadata({"url": server.url("res.bin"), "sha256": SHA256})
+    with pytest.raises(OfflineError):
+        store.fetch_resource(info, str(tmp_path / "d"))
+    assert server.count("res.bin") == 0
+    fast = HTTPSimpleStore({"trust_unchanged_files": True, "lock_timeout": 60}, cache)
+    assert fast.options.trust_unchanged_files and fast.options.lock_timeout == 60.0

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Generic, Protocol, runtime_checkable
+from typing import ClassVar, Generic, Protocol, runtime_checkable
 
 from typing_extensions import TypeVar
 
@@ -30,7 +30,7 @@ from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store.cache.backends.base import CacheProtocol
-from e3_typed_store.errors import OfflineError
+from e3_typed_store.errors import InvalidConfigurationError, OfflineError
 from e3_typed_store.errors import StoreError as StoreError
 
 __all__ = [
@@ -179,6 +179,43 @@ class StoreOptions:
     offline: bool | None = None
     trust_unchanged_files: bool = False
     lock_timeout: float = 3600.0
+
+    #: The configuration keys :meth:`from_configuration` reads.
+    KEYS: ClassVar[frozenset[str]] = frozenset(
+        {"offline", "trust_unchanged_files", "lock_timeout"}
+    )
+
+    @classmethod
+    def from_configuration(cls, configuration: Mapping[str, object]) -> StoreOptions:
+        """Read the options a driver's configuration mapping may carry.
+
+        The keys are the field names (:attr:`KEYS`); absent keys keep their
+        defaults, other keys are ignored. A driver whose configuration is
+        loaded from a file or passed through ``load_store`` uses this, so
+        that offline mode and fast hits are configurable there too.
+
+        :param configuration: the driver's configuration
+        :raises InvalidConfigurationError: a value has the wrong type
+        """
+        options = cls()
+        offline = configuration.get("offline", options.offline)
+        if offline is not None and not isinstance(offline, bool):
+            raise InvalidConfigurationError("offline", offline, "expected a boolean")
+        trust = configuration.get("trust_unchanged_files", False)
+        if not isinstance(trust, bool):
+            raise InvalidConfigurationError(
+                "trust_unchanged_files", trust, "expected a boolean"
+            )
+        timeout = configuration.get("lock_timeout", options.lock_timeout)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout > 0
+        ):
+            raise InvalidConfigurationError(
+                "lock_timeout", timeout, "expected a positive number of seconds"
+            )
+        return cls(offline, trust, float(timeout))
 
     def is_offline(self) -> bool:
         """Tell whether offline mode is on, from the option or the environment."""

@@ -101,7 +101,10 @@ class HTTPSimpleStoreConfiguration(TypedDict, total=False):
     """The configuration of :class:`HTTPSimpleStore`; every key is optional.
 
     The keys and their defaults are the fields of
-    :class:`HTTPSimpleStoreSettings`.
+    :class:`HTTPSimpleStoreSettings`, plus ``offline``,
+    ``trust_unchanged_files`` and ``lock_timeout``, which set the store's
+    :class:`~e3_typed_store.backends.base.StoreOptions` when no ``options``
+    are given.
 
     .. versionadded:: 0.1
     """
@@ -116,6 +119,10 @@ class HTTPSimpleStoreConfiguration(TypedDict, total=False):
     fallback_to_origin: bool
     progress: bool
     chunk_size: int
+    # Read into the store's StoreOptions unless options= is given.
+    offline: bool
+    trust_unchanged_files: bool
+    lock_timeout: float
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,8 @@ class HTTPSimpleStoreSettings:
         default = cls()
         if configuration is None:
             return default
-        values = _configuration_values(configuration, {f.name for f in fields(cls)})
+        known = {f.name for f in fields(cls)} | StoreOptions.KEYS
+        values = _configuration_values(configuration, known)
 
         def get(name: str) -> object:
             return values.get(name, getattr(default, name))
@@ -308,7 +316,9 @@ class HTTPSimpleStore(
         None for the defaults
     :param cache_backend: where downloaded resources are recorded; None to
         disable caching
-    :param options: cache and network behaviour of the store base
+    :param options: cache and network behaviour of the store base; when None,
+        read from the configuration's ``offline``, ``trust_unchanged_files``
+        and ``lock_timeout`` keys
     :raises InvalidConfigurationError: a configuration key is unknown or its
         value is bad; the error names both
 
@@ -327,6 +337,8 @@ class HTTPSimpleStore(
         )
         #: The validated settings.
         self.settings = HTTPSimpleStoreSettings.from_configuration(configuration)
+        if options is None:
+            options = StoreOptions.from_configuration(configuration)
         super().__init__(configuration, cache_backend, options=options)
 
     @override
