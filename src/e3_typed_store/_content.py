@@ -12,9 +12,7 @@ Bazel's repository cache outlives its workspaces.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 
 from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
@@ -88,6 +86,8 @@ class ContentStore:
         """
         uid_dir = self._uid_dir(uid)
         os.makedirs(uid_dir, exist_ok=True)
+        import json  # here: only the opt-in fast hits use stamps
+
         record = {"path": path, **asdict(FileStamp.of(path))}
         temp = unique_temp_name(uid_dir, "stamp.json")
         try:
@@ -104,6 +104,8 @@ class ContentStore:
 
         Any doubt -- no stamp, an unreadable one, another file -- answers False.
         """
+        import json
+
         try:
             with open(
                 os.path.join(self._uid_dir(uid), "stamp.json"), encoding="utf-8"
@@ -122,6 +124,8 @@ class ContentStore:
 
         :raises OSError: they exist but cannot be removed
         """
+        import shutil
+
         try:
             shutil.rmtree(self._uid_dir(uid))
         except FileNotFoundError:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import uuid
 
 __all__ = ["is_within", "place_in", "safe_component", "unique_temp_name"]
 
@@ -38,6 +35,8 @@ def safe_component(text: str) -> str:
     """
     if _SAFE_COMPONENT.fullmatch(text) and not text.endswith("."):
         return text
+    import hashlib  # here: only unusual uids need it, and it is slow to import
+
     return "_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -47,7 +46,7 @@ def unique_temp_name(directory: str, base: str) -> str:
     :param directory: where the temporary file will live
     :param base: a readable stem, kept for people looking at the directory
     """
-    return os.path.join(directory, f".{base}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    return os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(16).hex()}.tmp")
 
 
 def place_in(source: str, directory: str, name: str) -> str:
@@ -71,6 +70,8 @@ def place_in(source: str, directory: str, name: str) -> str:
         try:
             os.link(source, temp)
         except OSError:
+            import shutil  # here: a hard link is the common case
+
             shutil.copyfile(source, temp)
         os.replace(temp, target)
     except BaseException:
