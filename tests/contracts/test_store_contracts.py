@@ -80,13 +80,25 @@ def demo_server() -> Iterator[DemoServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def hostile_server() -> Iterator[DemoServer]:
+    server = DemoServer(
+        {"res.tgz": PAYLOAD}, hostile_names={"res.tgz": "../escaped.tgz"}
+    )
+    yield server
+    server.stop()
+
+
 class TestHTTPSimpleStore(StoreContract[HTTPSimpleStoreResourceInfo, HTTPSimpleQuery]):
     server: DemoServer
 
+    #: Serve from the server that suggests a file name out of dest.
+    hostile = False
+
     @pytest.fixture(autouse=True)
-    def serve(self, demo_server: DemoServer) -> None:
+    def serve(self, demo_server: DemoServer, hostile_server: DemoServer) -> None:
         # One server for the module (stopping one takes a poll interval).
-        self.server = demo_server
+        self.server = hostile_server if self.hostile else demo_server
 
     @override
     def make_store(
@@ -116,3 +128,9 @@ class TestHTTPSimpleStore(StoreContract[HTTPSimpleStoreResourceInfo, HTTPSimpleQ
             {"url": self.server.url("res.tgz"), "sha": SHA256},
             {"url": self.server.url("res.tgz"), "sha256": SHA256, "extra": "1"},
         ]
+
+
+class TestHTTPSimpleStoreHostileServer(TestHTTPSimpleStore):
+    """A server whose Content-Disposition names ``../escaped.tgz``."""
+
+    hostile = True
