@@ -1,0 +1,1 @@
+"""An example third-party store driver for e3-typed-store."""
