@@ -314,9 +314,10 @@ _METHOD = """\
   the hash does not overlap the transfer.
 - *hash pass*: hashlib over the served file (in the page cache), 1 MiB reads:
   what one verification pass costs at hashlib speed.
-- Before each timed run, untimed: `os.sync()`, so that no run pays for the
-  write-back of files an earlier one wrote (the payloads are written to an ext4
-  disk; a run's own writes stay in the page cache).
+- Payloads and every file the contenders write live in tmpfs when it has room
+  (the notes above say where): a cold fetch is then the network, the hash and
+  page writes, not the disk. Before each timed run, untimed, `os.sync()`: no run
+  pays for write-back of what was written before it, on this machine.
 - *cold*: a fresh store object, an empty cache directory and an empty
   destination each repetition. *warm*: a cache filled once before the
   repetitions; each repetition builds a fresh store object and asks for the
