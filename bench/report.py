@@ -272,7 +272,7 @@ def _md_table(head: list[str], rows: Sequence[list[str]]) -> list[str]:
 _HEADER = """\
 # Performance
 
-Measured by the repository's benchmark. To reproduce (about ten minutes; it
+Measured by the repository's benchmark. To reproduce (a few minutes; it
 installs nginx, curl and openssl with apt when they are missing):
 
 ```sh

@@ -141,7 +141,7 @@ def _scratch(asked: str | None, payload_bytes: int) -> tuple[str | None, str]:
     throttles a fast writer now and then and makes a run's figures bimodal).
     """
     if asked is not None:
-        return asked, f"payloads and downloads in {asked} (asked for)"
+        return asked, f"payloads and downloads in {asked} (asked for)."
     shm = "/dev/shm"
     # Room for the payloads, five warm copies of each, and the cold runs.
     needed = 8 * payload_bytes + (1 << 30)
@@ -149,10 +149,10 @@ def _scratch(asked: str | None, payload_bytes: int) -> tuple[str | None, str]:
         if shutil.disk_usage(shm).free > needed:
             return shm, (
                 "payloads and downloads in tmpfs (/dev/shm): the figures measure"
-                " the network, hashing and page writes, not the disk"
+                " the network, hashing and page writes, not the disk."
             )
     default = tempfile.gettempdir()
-    return None, f"payloads and downloads on the disk ({default}): no room in tmpfs"
+    return None, f"payloads and downloads on the disk ({default}): no room in tmpfs."
 
 
 def _load() -> str:
