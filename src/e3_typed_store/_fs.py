@@ -5,9 +5,28 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["is_within", "place_in", "safe_component", "unique_temp_name"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "is_within",
+    "place_in",
+    "safe_component",
+    "safe_file_name",
+    "unique_temp_name",
+]
 
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+#: The longest file name taken from outside (a server, a URL, a query), in bytes
+#: of UTF-8.
+MAX_NAME_BYTES = 255
+# Characters that are not portable in a file name (Windows forbids them) on
+# top of the path separators and the control characters.
+_FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul"}
+    | {f"com{digit}" for digit in range(1, 10)}
+    | {f"lpt{digit}" for digit in range(1, 10)}
+)
 
 
 def is_within(path: str, directory: str) -> bool:
@@ -38,6 +57,36 @@ def safe_component(text: str) -> str:
     import hashlib  # here: only unusual uids need it, and it is slow to import
 
     return "_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def safe_file_name(candidate: str) -> str | None:
+    """Reduce a name that came from outside to a safe base name, or None.
+
+    The name is cut to what follows its last ``/`` or ``\\`` (so ``../x``,
+    ``/etc/passwd`` and ``C:\\x`` give ``x``, ``passwd`` and ``x``); the result
+    is refused when it is empty, ``.`` or ``..``, has leading or trailing
+    white space or a trailing dot, holds a control or format character (NUL,
+    bidirectional overrides...) or one of ``<>:"|?*``, is a Windows device
+    name, or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
+
+    :param candidate: a file name suggested by a server or a URL
+    :return: a name that is one path component inside any directory, or None
+    """
+    import unicodedata  # here: the base module's import stays light
+
+    name = re.split(r"[/\\]", candidate)[-1]
+    if name in {"", ".", ".."} or name != name.strip() or name.endswith("."):
+        return None
+    for character in name:
+        if character in _FORBIDDEN_CHARACTERS:
+            return None
+        if unicodedata.category(character).startswith("C"):
+            return None
+    if name.split(".", 1)[0].lower() in _WINDOWS_DEVICES:
+        return None
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return None
+    return name
 
 
 def unique_temp_name(directory: str, base: str) -> str:

@@ -24,7 +24,6 @@ import queue
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
@@ -35,7 +34,7 @@ import requests
 import urllib3.exceptions
 import urllib3.response
 
-from e3_typed_store._fs import unique_temp_name
+from e3_typed_store._fs import safe_file_name, unique_temp_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store.errors import (
@@ -47,7 +46,6 @@ from e3_typed_store.errors import (
 )
 
 __all__ = [
-    "MAX_NAME_BYTES",
     "MAX_REDIRECTS",
     "SNIPPET_BYTES",
     "Deadline",
@@ -56,25 +54,14 @@ __all__ = [
     "download",
     "resource_file_name",
     "retry_after_seconds",
-    "safe_file_name",
 ]
 
-#: The longest file name taken from a server or a URL, in bytes of UTF-8.
-MAX_NAME_BYTES = 255
 #: Redirects followed for one request before giving up.
 MAX_REDIRECTS = 10
 #: At most this much of an error response's body is read, for the log.
 SNIPPET_BYTES = 256
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Characters that are not portable in a file name (Windows forbids them) on
-# top of the path separators and the control characters.
-_FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
-_WINDOWS_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul"}
-    | {f"com{digit}" for digit in range(1, 10)}
-    | {f"lpt{digit}" for digit in range(1, 10)}
-)
 # One ``; name=value`` parameter of a Content-Disposition header, the value a
 # quoted-string or anything up to the next semicolon.
 _DISPOSITION_PARAMETER = re.compile(
@@ -157,34 +144,6 @@ class Deadline:
         """
         if self.expired():
             raise DeadlineExceededError(url, self.seconds)
-
-
-def safe_file_name(candidate: str) -> str | None:
-    """Reduce a name that came from outside to a safe base name, or None.
-
-    The name is cut to what follows its last ``/`` or ``\\`` (so ``../x``,
-    ``/etc/passwd`` and ``C:\\x`` give ``x``, ``passwd`` and ``x``); the result
-    is refused when it is empty, ``.`` or ``..``, has leading or trailing
-    white space or a trailing dot, holds a control or format character (NUL,
-    bidirectional overrides...) or one of ``<>:"|?*``, is a Windows device
-    name, or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
-
-    :param candidate: a file name suggested by a server or a URL
-    :return: a name that is one path component inside any directory, or None
-    """
-    name = re.split(r"[/\\]", candidate)[-1]
-    if name in {"", ".", ".."} or name != name.strip() or name.endswith("."):
-        return None
-    for character in name:
-        if character in _FORBIDDEN_CHARACTERS:
-            return None
-        if unicodedata.category(character).startswith("C"):
-            return None
-    if name.split(".", 1)[0].lower() in _WINDOWS_DEVICES:
-        return None
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        return None
-    return name
 
 
 def content_disposition_name(header: str) -> str | None:

@@ -17,11 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from e3_typed_store._http import (
-    content_disposition_name,
-    retry_after_seconds,
-    safe_file_name,
-)
+from e3_typed_store._fs import safe_file_name
+from e3_typed_store._http import content_disposition_name, retry_after_seconds
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStore,
     HTTPSimpleStoreConfiguration,

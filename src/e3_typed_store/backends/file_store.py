@@ -53,7 +53,6 @@ import logging
 import os
 import stat
 import sys
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict, TypeGuard
@@ -61,12 +60,12 @@ from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self, override
 
-from e3_typed_store._fs import unique_temp_name
-from e3_typed_store._hashing import ALGORITHMS, Algorithm, file_digest
-from e3_typed_store._query import digest_value, required_str
+from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
+from e3_typed_store._fs import safe_file_name, unique_temp_name
+from e3_typed_store._hashing import Algorithm
+from e3_typed_store._query import required_str
 from e3_typed_store._types import CachedResource
-from e3_typed_store.backends.base import ResourceInfo, Store, StoreOptions
-from e3_typed_store.backends.http_simple_store import DIGEST_KEYS
+from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import (
     DownloadError,
@@ -87,13 +86,9 @@ __all__ = [
 #: The logger of this driver.
 logger = logging.getLogger("e3.store.filestore")
 
-_KEY_OF: dict[Algorithm, str] = {
-    algorithm: key for key, algorithm in DIGEST_KEYS.items()
-}
 _LOCATION_KEYS = ("path", "url")
 _MIN_CHUNK = 1 << 12
 _MAX_CHUNK = 1 << 26
-_MAX_NAME_BYTES = 255
 # linux/fs.h: _IOW(0x94, 9, int)
 _FICLONE = 0x40049409
 # What a failed FICLONE says when cloning cannot work here: fall back to a copy.
@@ -201,7 +196,7 @@ class FileStoreSettings:
         )
 
 
-class FileStoreResourceInfo(ResourceInfo):
+class FileStoreResourceInfo(DigestResourceInfo):
     """A file, with the digest its content must have.
 
     :param location: the path or URL as the query gave it, for messages
@@ -213,17 +208,16 @@ class FileStoreResourceInfo(ResourceInfo):
     .. versionadded:: 0.1
     """
 
+    _logger = logger
+
     def __init__(
         self, location: str, path: str, sha: str, algorithm: Algorithm = "sha256"
     ) -> None:
-        if algorithm not in ALGORITHMS:
-            raise InvalidQueryError("algorithm", algorithm, "unknown digest algorithm")
         if not os.path.isabs(path):
             raise InvalidQueryError("path", path, "expected an absolute path")
+        super().__init__(sha, algorithm)
         self._location = location
         self._path = os.path.normpath(path)
-        self._algorithm: Algorithm = algorithm
-        self._digest = digest_value(_KEY_OF[algorithm], algorithm, sha)
 
     @property
     def location(self) -> str:
@@ -236,60 +230,14 @@ class FileStoreResourceInfo(ResourceInfo):
         return self._path
 
     @property
-    def algorithm(self) -> Algorithm:
-        """The digest algorithm."""
-        return self._algorithm
-
-    @property
-    def digest(self) -> str:
-        """The expected digest, lower-case hex."""
-        return self._digest
-
-    @property
-    @override
-    def uid(self) -> str:
-        """The expected digest, as in the HTTP store."""
-        return self._digest
-
-    @property
     def file_name(self) -> str:
         """The name the resource gets in a destination directory."""
         name = os.path.basename(self._path)
         return name if _is_safe_name(name) else self._digest
 
     @override
-    def verify(self, resource_path: str) -> bool:
-        """Hash the file and compare with the expected digest.
-
-        :param resource_path: the file to check
-        :return: True if its digest is the expected one
-        :raises OSError: the file cannot be read
-        """
-        actual = file_digest(resource_path, self._algorithm)
-        if actual != self._digest:
-            logger.critical(
-                "wrong %s for resource %s expecting %s got %s",
-                self._algorithm,
-                resource_path,
-                self._digest,
-                actual,
-            )
-            return False
-        return True
-
-    @override
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, FileStoreResourceInfo):
-            return NotImplemented
-        return (self._path, self._algorithm, self._digest) == (
-            other._path,
-            other._algorithm,
-            other._digest,
-        )
-
-    @override
-    def __hash__(self) -> int:
-        return hash((self._path, self._algorithm, self._digest))
+    def _location_key(self) -> str:
+        return self._path
 
     @override
     def __repr__(self) -> str:
@@ -500,14 +448,8 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _is_safe_name(name: str) -> bool:
-    if name in {"", ".", ".."} or name != name.strip() or name.startswith("."):
-        return False
-    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-        return False
-    return not any(
-        character in '\\/<>:"|?*' or unicodedata.category(character).startswith("C")
-        for character in name
-    )
+    # Not hidden, and kept whole by the rule names from servers go through.
+    return not name.startswith(".") and safe_file_name(name) == name
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
@@ -561,18 +503,7 @@ def _parse_query(value: object, root: str | None) -> FileStoreResourceInfo:
         raise InvalidQueryError(
             "url", query["url"], "give either path or url, not both"
         )
-    digests = [key for key in DIGEST_KEYS if key in query]
-    if not digests:
-        raise InvalidQueryError(
-            "sha", None, "a digest is required: one of sha, sha256 or sha512"
-        )
-    if len(digests) > 1:
-        second = digests[1]
-        raise InvalidQueryError(
-            second, query[second], f"only one digest may be given, {digests[0]} is"
-        )
-    digest_key = digests[0]
-    sha = required_str(query, digest_key)
+    algorithm, sha = query_digest(query)
     location_key = locations[0]
     location = required_str(query, location_key)
     if location_key == "url":
@@ -583,7 +514,7 @@ def _parse_query(value: object, root: str | None) -> FileStoreResourceInfo:
         location,
         _rooted("path" if location_key == "path" else "url", location, path, root),
         sha,
-        DIGEST_KEYS[digest_key],
+        algorithm,
     )
 
 

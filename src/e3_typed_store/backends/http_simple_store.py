@@ -43,10 +43,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from typing_extensions import Required, Self, override
 
-from e3_typed_store._hashing import ALGORITHMS, Algorithm, file_digest
-from e3_typed_store._query import digest_value, required_str
+from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
+from e3_typed_store._digest_info import DigestResourceInfo, query_digest
+from e3_typed_store._hashing import Algorithm
+from e3_typed_store._query import required_str
 from e3_typed_store._types import CachedResource
-from e3_typed_store.backends.base import ResourceInfo, Store, StoreOptions
+from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import InvalidConfigurationError, InvalidQueryError
 
@@ -65,16 +67,6 @@ __all__ = [
 #: (``e3.store.httpsimplestore``), so logging configured for e3 applies.
 logger = logging.getLogger("e3.store.httpsimplestore")
 
-#: Each query key that holds a digest, and the algorithm of that digest.
-DIGEST_KEYS: dict[str, Algorithm] = {
-    "sha": "sha1",
-    "sha256": "sha256",
-    "sha512": "sha512",
-}
-
-_KEY_OF: dict[Algorithm, str] = {
-    algorithm: key for key, algorithm in DIGEST_KEYS.items()
-}
 _SCHEMES = frozenset({"http", "https"})
 _MAX_RETRIES = 100
 _MIN_CHUNK = 1 << 10
@@ -216,7 +208,7 @@ class HTTPSimpleStoreSettings:
         )
 
 
-class HTTPSimpleStoreResourceInfo(ResourceInfo):
+class HTTPSimpleStoreResourceInfo(DigestResourceInfo):
     """A resource at a URL, with the digest its content must have.
 
     Built by :meth:`HTTPSimpleStore.get_resource_metadata`, or directly with
@@ -230,12 +222,11 @@ class HTTPSimpleStoreResourceInfo(ResourceInfo):
     .. versionadded:: 0.1
     """
 
+    _logger = logger
+
     def __init__(self, url: str, sha: str, algorithm: Algorithm = "sha1") -> None:
-        if algorithm not in ALGORITHMS:
-            raise InvalidQueryError("algorithm", algorithm, "unknown digest algorithm")
         self._url = _check_url(url)
-        self._algorithm: Algorithm = algorithm
-        self._digest = digest_value(_KEY_OF[algorithm], algorithm, sha)
+        super().__init__(sha, algorithm)
 
     @property
     def url(self) -> str:
@@ -243,58 +234,13 @@ class HTTPSimpleStoreResourceInfo(ResourceInfo):
         return self._url
 
     @property
-    def algorithm(self) -> Algorithm:
-        """The digest algorithm."""
-        return self._algorithm
-
-    @property
-    def digest(self) -> str:
-        """The expected digest, lower-case hex."""
-        return self._digest
-
-    @property
     def sha(self) -> str:
         """The expected digest, lower-case hex (e3-core's attribute name)."""
         return self._digest
 
-    @property
     @override
-    def uid(self) -> str:
-        """The expected digest: for a SHA-1, e3-core's uid (in lower case)."""
-        return self._digest
-
-    @override
-    def verify(self, resource_path: str) -> bool:
-        """Hash the file and compare; log e3-core's critical line on a mismatch.
-
-        :param resource_path: the file to check
-        :return: True if its digest is the expected one
-        :raises OSError: the file cannot be read
-        """
-        actual = file_digest(resource_path, self._algorithm)
-        if actual != self._digest:
-            logger.critical(
-                "wrong sha for resource %s expecting %s got %s",
-                resource_path,
-                self._digest,
-                actual,
-            )
-            return False
-        return True
-
-    @override
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HTTPSimpleStoreResourceInfo):
-            return NotImplemented
-        return (self._url, self._algorithm, self._digest) == (
-            other._url,
-            other._algorithm,
-            other._digest,
-        )
-
-    @override
-    def __hash__(self) -> int:
-        return hash((self._url, self._algorithm, self._digest))
+    def _location_key(self) -> str:
+        return self._url
 
     @override
     def __repr__(self) -> str:
@@ -423,19 +369,8 @@ def _parse_query(value: object) -> HTTPSimpleStoreResourceInfo:
                 key if isinstance(key, str) else repr(key), value, "unknown key"
             )
     url = required_str(_string_keys(query), "url")
-    present = [key for key in DIGEST_KEYS if key in query]
-    if not present:
-        raise InvalidQueryError(
-            "sha", None, "a digest is required: one of sha, sha256 or sha512"
-        )
-    if len(present) > 1:
-        second = present[1]
-        raise InvalidQueryError(
-            second, query[second], f"only one digest may be given, {present[0]} is"
-        )
-    key = present[0]
-    sha = required_str(_string_keys(query), key)
-    return HTTPSimpleStoreResourceInfo(url, sha, DIGEST_KEYS[key])
+    algorithm, sha = query_digest(_string_keys(query))
+    return HTTPSimpleStoreResourceInfo(url, sha, algorithm)
 
 
 def _string_keys(query: Mapping[object, object]) -> dict[str, object]:
