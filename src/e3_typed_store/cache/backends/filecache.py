@@ -149,6 +149,10 @@ def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
     return found
 
 
+# One decoder for every read: json.loads with a hook builds a new one per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_json_object)
+
+
 def _entry_name(uid: str) -> str:
     """Return the file name of the entry of *uid*: never a path, never ``.cache``."""
     return safe_component(uid) + _SUFFIX
@@ -202,9 +206,7 @@ def _decode_entry(data: bytes) -> FileCacheEntry | str:
     if len(data) > _MAX_ENTRY_BYTES:
         return f"larger than {_MAX_ENTRY_BYTES} bytes"
     try:
-        document: object = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_json_object
-        )
+        document: object = _DECODER.decode(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad UTF-8, bad JSON, duplicate keys and integers
         # too long to convert; RecursionError, absurdly deep nesting.
@@ -236,6 +238,18 @@ def _decode_entry(data: bytes) -> FileCacheEntry | str:
         value=CachedResource(uid=value_uid, local_path=local_path),
         expiry=expiry,
     )
+
+
+def _read_entry(fd: int, size: int) -> bytes:
+    """Read an entry file of *size* bytes (fstat), at most one byte past the bound.
+
+    One read in the common case; the loop only for a file that grew meanwhile.
+    """
+    want = min(size, _MAX_ENTRY_BYTES) + 1
+    data = os.read(fd, want)
+    if len(data) < want:
+        return data  # the whole file: a regular file's read is short only at its end
+    return data + _read_at_most(fd, _MAX_ENTRY_BYTES + 1 - len(data))
 
 
 def _read_at_most(fd: int, size: int) -> bytes:
@@ -482,7 +496,11 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :param uid: the uid asked for, or None to accept the one the file is
             named after
         """
-        shown = _show(uid) if uid is not None else os.path.basename(path)
+
+        def shown() -> str:
+            # Built on the warning paths only: a hit never pays for it.
+            return _show(uid) if uid is not None else os.path.basename(path)
+
         try:
             fd = os.open(path, _READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
@@ -490,34 +508,36 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         except OSError as exc:
             if exc.errno == errno.ELOOP or os.path.islink(path):
                 # O_NOFOLLOW refused a symlink: no entry is one.
-                _logger.warning("cache entry %s is a symlink, discarded", shown)
+                _logger.warning("cache entry %s is a symlink, discarded", shown())
                 self._discard(path, None)
             else:
-                _logger.warning("cannot read cache entry %s: %s", shown, exc)
+                _logger.warning("cannot read cache entry %s: %s", shown(), exc)
             return None
         try:
             status = os.fstat(fd)
             if stat.S_ISREG(status.st_mode):
-                decoded = _decode_entry(_read_at_most(fd, _MAX_ENTRY_BYTES + 1))
+                decoded = _decode_entry(_read_entry(fd, status.st_size))
             else:
                 decoded = "not a regular file"
             if isinstance(decoded, str):
                 reason = decoded
-            elif _entry_name(decoded.uid) != os.path.basename(path) or (
-                uid is not None and decoded.uid != uid
+            elif (
+                decoded.uid != uid
+                if uid is not None  # then path is uid_to_file(uid)
+                else _entry_name(decoded.uid) != os.path.basename(path)
             ):
                 reason = f"it records the uid {_show(decoded.uid)}"
             elif decoded.expiry < time.time():
-                _logger.debug("cache entry %s expired, removed", shown)
+                _logger.debug("cache entry %s expired, removed", shown())
                 self._discard(path, status)
                 return None
             else:
                 return decoded
-            _logger.warning("invalid cache entry %s, discarded: %s", shown, reason)
+            _logger.warning("invalid cache entry %s, discarded: %s", shown(), reason)
             self._discard(path, status)
             return None
         except OSError as exc:
-            _logger.warning("cannot read cache entry %s: %s", shown, exc)
+            _logger.warning("cannot read cache entry %s: %s", shown(), exc)
             return None
         finally:
             os.close(fd)
