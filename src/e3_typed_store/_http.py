@@ -72,6 +72,8 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks waiting for the hashing thread: bounds memory to a few chunks.
 _DIGEST_QUEUE_CHUNKS = 8
+# Bytes hashed inline before the hashing thread starts (see _OverlappedDigest).
+_INLINE_DIGEST_BYTES = 4 << 20
 # Seconds spent waiting for the start of an error body, for the log.
 _SNIPPET_WAIT = 0.5
 # The longest Retry-After honoured, whatever the server says (one day).
@@ -343,17 +345,17 @@ class _OverlappedDigest:
 
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
     while the next is received and written. The queue is bounded: memory stays
-    at a few chunks however fast the network is.
+    at a few chunks however fast the network is. The first
+    :data:`_INLINE_DIGEST_BYTES` are hashed inline: a small download is over
+    before a thread would pay for its start.
     """
 
     def __init__(self, algorithm: Algorithm) -> None:
         self._hash = hashlib.new(algorithm)
+        self._inline_left = _INLINE_DIGEST_BYTES
         self._queue: queue.Queue[bytes | None] = queue.Queue(_DIGEST_QUEUE_CHUNKS)
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name="e3-typed-store-digest", daemon=True
-        )
-        self._thread.start()
+        self._thread: threading.Thread | None = None
         self._closed = False
 
     def _run(self) -> None:
@@ -370,14 +372,24 @@ class _OverlappedDigest:
 
         :param chunk: the next bytes of the content
         """
+        if self._thread is None:
+            if self._inline_left > 0:
+                self._inline_left -= len(chunk)
+                self._hash.update(chunk)
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="e3-typed-store-digest", daemon=True
+            )
+            self._thread.start()
         self._queue.put(chunk)
 
     def close(self) -> None:
-        """Stop the worker once it has hashed what it was given."""
+        """Stop the worker, if any, once it has hashed what it was given."""
         if not self._closed:
             self._closed = True
-            self._queue.put(None)
-            self._thread.join()
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
 
     def hexdigest(self) -> str:
         """Return the lower-case hex digest of everything given; stops the worker."""

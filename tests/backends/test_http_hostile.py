@@ -528,3 +528,77 @@ def test_safe_file_name_is_a_single_component_or_none(candidate: str) -> None:
         assert name not in {".", ".."}
         assert "/" not in name and "\\" not in name and "\x00" not in name
         assert os.path.basename(name) == name
+
+
+# -- past the inline part of the digest: the hashing thread at work -------------
+
+LARGE = bytes(range(251)) * (40 * 1024)  # about 10 MiB: past the inline digest
+LARGE_SHA256 = hashlib.sha256(LARGE).hexdigest()
+
+
+def large_partial_or_cut(cut: int) -> Callable[[Exchange], None]:
+    """A first answer that drops after *cut* bytes; a 206 for the rest after it."""
+
+    def handler(exchange: Exchange) -> None:
+        wanted = exchange.request.headers.get("range")
+        if wanted is None:
+            exchange.send_head(
+                200,
+                {
+                    "Content-Length": str(len(LARGE)),
+                    "Accept-Ranges": "bytes",
+                    "ETag": '"big"',
+                },
+            )
+            exchange.send(LARGE[:cut])
+            return
+        start = int(wanted.removeprefix("bytes=").rstrip("-"))
+        body = LARGE[start:]
+        exchange.send_head(
+            206,
+            {
+                "Content-Length": str(len(body)),
+                "Content-Range": f"bytes {start}-{len(LARGE) - 1}/{len(LARGE)}",
+                "ETag": '"big"',
+            },
+        )
+        exchange.send(body)
+
+    return handler
+
+
+@pytest.mark.parametrize("cut", [1 << 20, 7 << 20], ids=["before-thread", "in-thread"])
+def test_large_download_resumes_with_the_digest_intact(
+    server: LoopbackServer, tmp_path: Path, cut: int
+) -> None:
+    server.route("/big.bin", large_partial_or_cut(cut))
+    path = fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+    assert Path(path).read_bytes() == LARGE
+    assert len(server.requests("/big.bin")) == 2
+    assert server.body_sent("/big.bin") < 2 * len(LARGE)
+
+
+def test_large_download_restarts_with_a_fresh_digest(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def whole(exchange: Exchange) -> None:
+        exchange.respond(200, LARGE, {})
+
+    def cut(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(len(LARGE))})
+        exchange.send(LARGE[: 7 << 20])
+
+    server.route("/big.bin", sequence(cut, whole))
+    path = fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+    assert Path(path).read_bytes() == LARGE
+
+
+def test_large_mismatch_is_detected_past_the_inline_part(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    tampered = LARGE[:-1] + b"X"
+    server.route("/big.bin", lambda exchange: exchange.respond(200, tampered, {}))
+    with pytest.raises(IntegrityError) as raised:
+        fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+    assert raised.value.actual == hashlib.sha256(tampered).hexdigest()
+    assert dest_files(tmp_path) == []
