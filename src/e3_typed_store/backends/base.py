@@ -321,23 +321,37 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             if self.options.is_offline():
                 raise OfflineError(uid)
             with ExitStack() as stack:
-                if self._cache_dir is not None:
-                    lock_dir = os.path.join(self._cache_dir, "locks")
-                    lock = uid_lock(lock_dir, uid, self.options.lock_timeout)
-                    try:
-                        stack.enter_context(lock)
-                    except OSError as exc:
-                        logger.warning(
-                            "cannot lock %s, going on unlocked: %s", uid, exc
-                        )
-                    else:
-                        # Another process may have fetched it while this one waited.
-                        hit = self._verified_cache_hit(metadata)
-                        if hit is not None:
-                            return self._inside(hit, dest)
+                if self._locked(stack, uid) and self._has_entry(uid):
+                    # Another process fetched it while this one waited. Its
+                    # copy is verified with the lock released, so that all the
+                    # processes that waited verify at once, not one by one.
+                    stack.close()
+                    hit = self._verified_cache_hit(metadata)
+                    if hit is not None:
+                        return self._inside(hit, dest)
                 return self._download(metadata, dest)
         except OSError as exc:
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
+
+    def _locked(self, stack: ExitStack, uid: str) -> bool:
+        """Take the lock of *uid* for the life of *stack*; False if there is none."""
+        if self._cache_dir is None:
+            return False
+        lock_dir = os.path.join(self._cache_dir, "locks")
+        try:
+            stack.enter_context(uid_lock(lock_dir, uid, self.options.lock_timeout))
+        except OSError as exc:
+            logger.warning("cannot lock %s, going on unlocked: %s", uid, exc)
+            return False
+        return True
+
+    def _has_entry(self, uid: str) -> bool:
+        if self.cache_backend is None:
+            return False
+        try:
+            return self.cache_backend.get(uid) is not None
+        except Exception:  # noqa: BLE001 - unreadable: a miss, see _verified_cache_hit
+            return False
 
     def _download(self, metadata: InfoT, dest: str) -> str:
         uid = metadata.uid
