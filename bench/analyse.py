@@ -240,14 +240,33 @@ def _checks(results: Results) -> None:
     results.ratios.append(
         ("stat-trusted hit loop: beartype on / off", _x(_ratio(on, off)))
     )
-    results.targets.append(
-        Target(
-            "issue 4",
-            "CLI whole-process cache hit",
-            "TODO: measured once the CLI lands",
-            None,
+    _cli(results)
+
+
+def _cli(results: Results) -> None:
+    ours = _med(results.cli.get(procs.CLI_NAMES["ours"]))
+    fast = _med(results.cli.get(procs.CLI_NAMES["ours_fast"]))
+    e3 = _med(results.cli.get(procs.CLI_NAMES["e3"]))
+    bare = _med(results.cli.get(procs.CLI_NAMES["bare"]))
+    results.ratios.append(
+        ("CLI hit process: e3-typed-store / e3-core one-liner", _x(_ratio(ours, e3)))
+    )
+    results.ratios.append(
+        (
+            "CLI hit process, --trust-unchanged: e3-typed-store / e3-core one-liner",
+            _x(_ratio(fast, e3)),
         )
     )
+    results.ratios.append(
+        (
+            "CLI hit process above interpreter start: e3-typed-store / e3-core",
+            _x(_ratio(_minus(ours, bare), _minus(e3, bare))),
+        )
+    )
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def analyse(results: Results, largest: DataFile) -> None:

@@ -21,9 +21,11 @@ __all__ = [
     "BEARTYPE_OFF",
     "BEARTYPE_ON",
     "CLI_HIT",
+    "CLI_NAMES",
     "CONCURRENT_NAMES",
     "IMPORT_NAMES",
     "ConcurrencyResult",
+    "cli_hit",
     "concurrency",
     "http_stack",
     "import_times",
@@ -51,6 +53,12 @@ CONCURRENT_NAMES = {
 BEARTYPE_OFF = "stat-trusted hit loop, runtime checks off"
 BEARTYPE_ON = "stat-trusted hit loop, beartype on"
 CLI_HIT = "CLI whole-process cache hit"
+CLI_NAMES = {
+    "ours": f"{CLI_HIT}: e3-typed-store fetch (verified)",
+    "ours_fast": f"{CLI_HIT}: e3-typed-store fetch --trust-unchanged",
+    "e3": f"{CLI_HIT}: e3-core one-liner (load_store + download_resource)",
+    "bare": "python -c pass (interpreter start)",
+}
 
 
 def worker_env(checks: bool = False) -> dict[str, str]:
@@ -362,8 +370,100 @@ def http_stack(server: Server, data: DataFile, work: str) -> dict[str, object]:
 # --- the CLI --------------------------------------------------------------------------
 
 
-def cli_hit() -> Sample:
-    # TODO(CLI issue): time a whole `e3-typed-store fetch --trust-unchanged ...`
-    # process serving a cache hit (fresh interpreter, import, hit, exit) against
-    # `python -c pass`, once the CLI has landed. Until then: no number.
-    return Sample(CLI_HIT, skipped="TODO: not measured until the CLI lands")
+def _script(name: str) -> list[str]:
+    """The command of a console script installed beside this interpreter."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(path):
+        return [path]
+    return [sys.executable, "-m", name.replace("-", "_")]
+
+
+def cli_hit(
+    server: Server,
+    data: DataFile,
+    work: str,
+    reps: int,
+    progress: Callable[[str], None],
+) -> dict[str, Sample]:
+    """Whole processes serving one cache hit: the CLI against an e3-core one-liner.
+
+    Each run is a fresh interpreter that imports what it needs, serves the
+    hit (a verified one, and a stat-trusted one for the CLI) into a fresh
+    destination and exits; ``python -c pass`` is the floor.
+    """
+    root = tempfile.mkdtemp(prefix="cli.", dir=work)
+    url = server.url(data.name)
+    ours_cache = os.path.join(root, "ours-cache")
+    e3_cache = os.path.join(root, "e3-cache")
+    counter = iter(range(1_000_000))
+    cli = _script("e3-typed-store")
+    e3_code = (
+        "import sys\n"
+        "from e3.store import load_store\n"
+        "from e3.store.cache import load_cache\n"
+        "cache = load_cache('file-cache', {'cache_dir': sys.argv[1]})\n"
+        "store = load_store('http-simple-store', {}, cache)\n"
+        "info = store.get_resource_metadata({'url': sys.argv[2], 'sha': sys.argv[3]})\n"
+        "path = store.download_resource(info, sys.argv[4])\n"
+        "print(path)\n"
+        "sys.exit(path is None)\n"
+    )
+
+    def ours(*extra: str) -> list[str]:
+        dest = os.path.join(root, f"dest{next(counter)}")
+        return [
+            *cli,
+            "fetch",
+            url,
+            "--sha256",
+            data.sha256,
+            "--dest",
+            dest,
+            "--cache-dir",
+            ours_cache,
+            "--no-progress",
+            *extra,
+        ]
+
+    def e3() -> list[str]:
+        dest = os.path.join(root, f"dest{next(counter)}")
+        os.makedirs(dest)  # e3-core's download wants an existing directory
+        return [sys.executable, "-c", e3_code, e3_cache, url, data.sha1, dest]
+
+    def timed(command: Callable[[], list[str]]) -> Callable[[], float | None]:
+        def run() -> float | None:
+            argv = command()
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=worker_env(),
+                timeout=120,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{argv[:3]} failed: {done.stderr.strip()[-400:]}")
+            return None
+
+        return run
+
+    try:
+        # Fill both caches once: every timed run is then a hit.
+        timed(ours)()
+        timed(e3)()
+        return round_robin(
+            [
+                Contender(CLI_NAMES["ours"], timed(ours)),
+                Contender(
+                    CLI_NAMES["ours_fast"], timed(lambda: ours("--trust-unchanged"))
+                ),
+                Contender(CLI_NAMES["e3"], timed(e3)),
+                Contender(
+                    CLI_NAMES["bare"], timed(lambda: [sys.executable, "-c", "pass"])
+                ),
+            ],
+            reps,
+            progress,
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

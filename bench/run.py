@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             server, hit_data, work, reps, results.check_ops, _progress
         )
         results.http_stack = procs.http_stack(server, hit_data, work)
-        results.cli = procs.cli_hit()
+        print("command line: whole-process cache hits", file=sys.stderr)
+        results.cli = procs.cli_hit(server, hit_data, work, reps, _progress)
         analyse(results, files[-1])
         profile_misses(results, server, work)
         results.machine["load average at end (1, 5, 15 min)"] = _load()

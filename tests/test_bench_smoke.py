@@ -48,7 +48,9 @@ CONTENDERS = [
     "8 processes, one resource: e3-core",
     "stat-trusted hit loop, runtime checks off",
     "stat-trusted hit loop, beartype on",
-    "CLI whole-process cache hit",
+    "CLI whole-process cache hit: e3-typed-store fetch (verified)",
+    "CLI whole-process cache hit: e3-typed-store fetch --trust-unchanged",
+    "CLI whole-process cache hit: e3-core one-liner",
 ]
 
 
