@@ -14,16 +14,21 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import FrozenInstanceError
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from e3_typed_store.backends.base import ResourceInfo, Store
+from e3_typed_store import load_store
+from e3_typed_store.backends.base import (
+    ResourceInfo,
+    ResourceInfoProtocol,
+    Store,
+    StoreProtocol,
+)
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleQuery,
     HTTPSimpleStore,
@@ -58,9 +63,9 @@ FAST: HTTPSimpleStoreConfiguration = {
 }
 
 
-def untyped(value: object) -> Any:
-    """Hand *value* to an API whatever its declared type, as untyped code would."""
-    return value
+def by_name() -> StoreProtocol[ResourceInfoProtocol, Mapping[str, object]]:
+    """The store as code loading it by name has it: queries of any shape go in."""
+    return load_store("http-simple-store", {}, None)
 
 
 @pytest.fixture
@@ -85,6 +90,15 @@ def dest_files(dest: Path) -> list[str]:
 # -- queries ---------------------------------------------------------------
 
 
+def query_for(url: str, key: str, digest: str) -> HTTPSimpleQuery:
+    """The query giving *digest* under the digest key *key*."""
+    if key == "sha":
+        return {"url": url, "sha": digest}
+    if key == "sha256":
+        return {"url": url, "sha256": digest}
+    return {"url": url, "sha512": digest}
+
+
 @pytest.mark.parametrize(
     ("key", "digest", "algorithm"),
     [
@@ -101,9 +115,7 @@ def test_download_each_algorithm_in_any_case(
 ) -> None:
     server.route("/pkg/a.tgz", serve(CONTENT))
     store = HTTPSimpleStore(FAST, None)
-    info = store.get_resource_metadata(
-        untyped({"url": server.url("/pkg/a.tgz"), key: digest})
-    )
+    info = store.get_resource_metadata(query_for(server.url("/pkg/a.tgz"), key, digest))
     assert info.algorithm == algorithm
     assert info.uid == digest.lower() == info.digest
     path = store.download_resource_content(info, str(tmp_path))
@@ -209,9 +221,8 @@ GOOD_URL = "http://127.0.0.1/x"
 def test_bad_query_names_key_and_value(
     query: dict[str, object], key: str, value: object
 ) -> None:
-    store = HTTPSimpleStore({}, None)
     with pytest.raises(InvalidQueryError) as raised:
-        store.get_resource_metadata(untyped(query))
+        by_name().get_resource_metadata(query)
     assert raised.value.key == key
     assert raised.value.value == value
     assert repr(key) in str(raised.value)
@@ -246,9 +257,9 @@ _QUERY_KEYS = st.one_of(
 def test_any_query_gives_metadata_or_invalid_query_error(
     query: dict[str, object],
 ) -> None:
-    store = HTTPSimpleStore({}, None)
+    store = by_name()
     try:
-        info = store.get_resource_metadata(untyped(query))
+        info = store.get_resource_metadata(query)
     except InvalidQueryError as exc:
         assert exc.key in {str(k) for k in query} | {"url", "sha"}
         return
@@ -289,7 +300,7 @@ def test_bad_configuration_names_key_and_value(
     configuration: dict[str, object], key: str, value: object
 ) -> None:
     with pytest.raises(InvalidConfigurationError) as raised:
-        HTTPSimpleStore(untyped(configuration), None)
+        load_store("http-simple-store", configuration, None)
     assert raised.value.key == key
     assert raised.value.value == value or value != value  # nan-safe
     assert repr(key) in str(raised.value)
