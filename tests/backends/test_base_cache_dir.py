@@ -12,6 +12,7 @@ import pytest
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.errors import InvalidConfigurationError, OfflineError, StoreError
 from tests.backends.drivers import (
     CopyConfig,
@@ -265,3 +266,17 @@ def test_bad_options_in_a_configuration(key: str, value: object) -> None:
     with pytest.raises(InvalidConfigurationError) as raised:
         StoreOptions.from_configuration({key: value})
     assert raised.value.key == key and raised.value.value == value
+
+
+def test_a_store_reads_its_options_from_a_configuration_mapping(
+    source: Path, tmp_path: Path
+) -> None:
+    from tests.backends.drivers import NoneStore
+
+    # NoneStore's configuration type is None: no mapping, the defaults.
+    assert NoneStore(None, None).options == StoreOptions()
+    assert CopyStore(CopyConfig(str(source)), None).options == StoreOptions()
+    # An explicit options= wins over the mapping.
+    store = HTTPSimpleStore({"offline": True}, None, options=StoreOptions())
+    assert store.options == StoreOptions()
+    assert HTTPSimpleStore({"offline": True}, None).options.offline is True

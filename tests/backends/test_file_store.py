@@ -352,3 +352,11 @@ def test_query_type_accepts_url_form() -> None:
     query: FileStoreQuery = {"url": "file:///m/x", "sha": SHA1}
     store = FileStore({}, None)
     assert store.get_resource_metadata(query).path == "/m/x"
+
+
+def test_offline_from_the_configuration(tmp_path: Path) -> None:
+    # As for every store: the keys of StoreOptions in the configuration mapping.
+    store = FileStore({"offline": True, "trust_unchanged_files": True}, None)
+    assert store.options.is_offline() and store.options.trust_unchanged_files
+    with pytest.raises(InvalidConfigurationError, match="lock_timeout"):
+        FileStore({"lock_timeout": -1}, None)

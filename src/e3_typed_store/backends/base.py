@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Protocol, runtime_checkable
+from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
 from typing_extensions import TypeVar
 
@@ -239,7 +239,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     :param store_configuration: configuration for this store, typed by the driver
     :param cache_backend: where downloaded resources are recorded; None to
         disable caching
-    :param options: cache and network behaviour; the defaults are e3-core's
+    :param options: cache and network behaviour; when None, read from the
+        ``offline``, ``trust_unchanged_files`` and ``lock_timeout`` keys of a
+        configuration mapping (:meth:`StoreOptions.from_configuration`), else
+        the defaults, which are e3-core's
+    :raises InvalidConfigurationError: one of those keys has a bad value
 
     .. versionadded:: 0.1
     """
@@ -253,7 +257,14 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     ) -> None:
         self.store_configuration = store_configuration
         self.cache_backend = cache_backend
-        self.options = options if options is not None else StoreOptions()
+        if options is None:
+            # What code loading a store by name has: its configuration mapping.
+            options = (
+                StoreOptions.from_configuration(store_configuration)
+                if _is_str_mapping(store_configuration)
+                else StoreOptions()
+            )
+        self.options = options
         cache_dir: object = getattr(cache_backend, "cache_dir", None)
         self._cache_dir = cache_dir if isinstance(cache_dir, str) else None
         self._content = (
@@ -457,6 +468,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+def _is_str_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    # Keys are only read by name: other key types simply never match.
+    return isinstance(value, Mapping)
 
 
 def _entry_local_path(entry: object, uid: str) -> str | None:

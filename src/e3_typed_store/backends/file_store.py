@@ -129,7 +129,10 @@ class FileStoreQuery(TypedDict, total=False):
 class FileStoreConfiguration(TypedDict, total=False):
     """The configuration of :class:`FileStore`; every key is optional.
 
-    The keys and their defaults are the fields of :class:`FileStoreSettings`.
+    The keys and their defaults are the fields of :class:`FileStoreSettings`,
+    plus ``offline``, ``trust_unchanged_files`` and ``lock_timeout``, which set
+    the store's :class:`~e3_typed_store.backends.base.StoreOptions` when no
+    ``options`` are given.
 
     .. versionadded:: 0.1
     """
@@ -137,6 +140,10 @@ class FileStoreConfiguration(TypedDict, total=False):
     root: str
     reflink: bool
     chunk_size: int
+    # Read into the store's StoreOptions unless options= is given.
+    offline: bool
+    trust_unchanged_files: bool
+    lock_timeout: float
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class FileStoreSettings:
                 "store_configuration", configuration, "expected a mapping"
             )
         default = cls()
-        known = {"root", "reflink", "chunk_size"}
+        known = {"root", "reflink", "chunk_size"} | StoreOptions.KEYS
         for key, value in configuration.items():
             if not isinstance(key, str) or key not in known:
                 name = key if isinstance(key, str) else repr(key)
@@ -255,7 +262,9 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         None for the defaults (no root: absolute paths only)
     :param cache_backend: where copied resources are recorded; None to
         disable caching
-    :param options: cache behaviour of the store base
+    :param options: cache behaviour of the store base; when None, read from
+        the configuration's ``offline``, ``trust_unchanged_files`` and
+        ``lock_timeout`` keys
     :raises InvalidConfigurationError: a configuration key is unknown or its
         value is bad
 

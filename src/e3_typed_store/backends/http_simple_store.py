@@ -283,8 +283,6 @@ class HTTPSimpleStore(
         )
         #: The validated settings.
         self.settings = HTTPSimpleStoreSettings.from_configuration(configuration)
-        if options is None:
-            options = StoreOptions.from_configuration(configuration)
         super().__init__(configuration, cache_backend, options=options)
 
     @override
