@@ -8,7 +8,7 @@ would turn the run red until the mark is removed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -32,22 +32,6 @@ SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 OTHER_SHA1 = hashlib.sha1(b"something else").hexdigest()
 
 E3Query = dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def demo_server() -> Iterator[DemoServer]:
-    server = DemoServer({"res.tgz": PAYLOAD})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def hostile_server() -> Iterator[DemoServer]:
-    server = DemoServer(
-        {"res.tgz": PAYLOAD}, hostile_names={"res.tgz": "../escaped.tgz"}
-    )
-    yield server
-    server.stop()
 
 
 class TestE3HTTPSimpleStore(StoreContract[E3Info, E3Query]):

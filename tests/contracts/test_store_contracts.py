@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -71,22 +71,6 @@ class TestFileStoreMemoryCache(TestFileStore):
     @override
     def make_cache(self, tmp_path: Path) -> CacheProtocol[CachedResource]:
         return MemoryCache()
-
-
-@pytest.fixture(scope="module")
-def demo_server() -> Iterator[DemoServer]:
-    server = DemoServer({"res.tgz": PAYLOAD})
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def hostile_server() -> Iterator[DemoServer]:
-    server = DemoServer(
-        {"res.tgz": PAYLOAD}, hostile_names={"res.tgz": "../escaped.tgz"}
-    )
-    yield server
-    server.stop()
 
 
 class TestHTTPSimpleStore(StoreContract[HTTPSimpleStoreResourceInfo, HTTPSimpleQuery]):
