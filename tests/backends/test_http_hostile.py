@@ -75,19 +75,19 @@ def full(exchange: Exchange) -> None:
     exchange.respond(200, CONTENT, {"Accept-Ranges": "bytes", "ETag": '"v1"'})
 
 
-def partial(exchange: Exchange) -> bool:
+def partial(exchange: Exchange, content: bytes = CONTENT, etag: str = '"v1"') -> bool:
     """Answer a ``Range: bytes=N-`` request with 206; False if there is none."""
     wanted = exchange.request.headers.get("range")
     if wanted is None:
         return False
     start = int(wanted.removeprefix("bytes=").rstrip("-"))
-    body = CONTENT[start:]
+    body = content[start:]
     exchange.send_head(
         206,
         {
             "Content-Length": str(len(body)),
-            "Content-Range": f"bytes {start}-{SIZE - 1}/{SIZE}",
-            "ETag": '"v1"',
+            "Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}",
+            "ETag": etag,
         },
     )
     exchange.send(body)
@@ -540,29 +540,17 @@ def large_partial_or_cut(cut: int) -> Callable[[Exchange], None]:
     """A first answer that drops after *cut* bytes; a 206 for the rest after it."""
 
     def handler(exchange: Exchange) -> None:
-        wanted = exchange.request.headers.get("range")
-        if wanted is None:
-            exchange.send_head(
-                200,
-                {
-                    "Content-Length": str(len(LARGE)),
-                    "Accept-Ranges": "bytes",
-                    "ETag": '"big"',
-                },
-            )
-            exchange.send(LARGE[:cut])
+        if partial(exchange, LARGE, '"big"'):
             return
-        start = int(wanted.removeprefix("bytes=").rstrip("-"))
-        body = LARGE[start:]
         exchange.send_head(
-            206,
+            200,
             {
-                "Content-Length": str(len(body)),
-                "Content-Range": f"bytes {start}-{len(LARGE) - 1}/{len(LARGE)}",
+                "Content-Length": str(len(LARGE)),
+                "Accept-Ranges": "bytes",
                 "ETag": '"big"',
             },
         )
-        exchange.send(body)
+        exchange.send(LARGE[:cut])
 
     return handler
 
