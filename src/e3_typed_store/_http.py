@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import heapq
 import logging
 import os
 import queue
@@ -743,9 +744,10 @@ def _stream_body(
         while True:
             deadline.check(url)
             try:
-                # read1: one network read at most, so that the deadline is
-                # checked between reads however slowly the bytes trickle in.
-                chunk = raw.read1(policy.chunk_size, decode_content=True)
+                # A whole chunk per call (fewer, larger writes and hash
+                # updates); the watchdog cuts a read that trickles past the
+                # deadline, the read timeout one that stalls.
+                chunk = raw.read(policy.chunk_size, decode_content=True)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if watchdog.fired or deadline.expired():
                     raise DeadlineExceededError(url, deadline.seconds) from exc
@@ -765,19 +767,20 @@ class _Watchdog:
     """Shut a response's socket down when time is up, waking a blocked read.
 
     The read timeout bounds each wait for bytes; this bounds the whole body,
-    so that a server stalling just before the deadline is cut at the
-    deadline, not a read timeout later.
+    so that a server stalling or trickling just before the deadline is cut at
+    the deadline, not a read timeout later. The alarms of all downloads share
+    one thread (:data:`_ALARMS`): starting a timer thread per download would
+    cost more than a small download.
     """
 
     def __init__(self, raw: urllib3.response.HTTPResponse, seconds: float) -> None:
         self._raw = raw
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._seconds = seconds
         #: Whether the time was up before the block ended.
         self.fired = False
 
     def __enter__(self) -> _Watchdog:
-        self._timer.start()
+        _ALARMS.add(self, time.monotonic() + self._seconds)
         return self
 
     def __exit__(
@@ -786,15 +789,72 @@ class _Watchdog:
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._timer.cancel()
-        self._timer.join()
+        _ALARMS.cancel(self)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """Mark the time as up and wake the read (called by the alarm thread)."""
         self.fired = True
         try:
             self._raw.shutdown()
         except (RuntimeError, ValueError, OSError):
             pass  # the response was closed or released meanwhile: nothing to wake
+
+
+class _Alarms:
+    """One daemon thread firing the watchdogs whose time is up, earliest first.
+
+    A watchdog is fired with the lock held, and :meth:`cancel` takes the lock:
+    once ``cancel`` returns, the watchdog is not being fired and never will
+    be. After a fork the child starts afresh (the thread does not survive it).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start with no watchdog and no thread (also in a forked child)."""
+        self._condition = threading.Condition()
+        self._due: list[tuple[float, int, _Watchdog]] = []
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def add(self, watchdog: _Watchdog, when: float) -> None:
+        """Fire *watchdog* at *when* (``time.monotonic()`` time) unless cancelled."""
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="e3-typed-store-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._count += 1
+            heapq.heappush(self._due, (when, self._count, watchdog))
+            self._condition.notify()
+
+    def cancel(self, watchdog: _Watchdog) -> None:
+        """Forget *watchdog*; it is not firing once this returns."""
+        with self._condition:
+            for index, entry in enumerate(self._due):
+                if entry[2] is watchdog:
+                    self._due[index] = self._due[-1]
+                    self._due.pop()
+                    heapq.heapify(self._due)
+                    break
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                if not self._due:
+                    self._condition.wait()
+                    continue
+                delay = self._due[0][0] - time.monotonic()
+                if delay > 0:
+                    self._condition.wait(delay)
+                    continue
+                heapq.heappop(self._due)[2].fire()
+
+
+_ALARMS = _Alarms()
+os.register_at_fork(after_in_child=_ALARMS.reset)
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:

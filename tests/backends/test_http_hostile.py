@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -288,6 +290,71 @@ def test_a_stalled_server_is_cut_off_at_the_deadline(
             configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
         )
     assert dest_files(tmp_path) == []
+
+
+def trickle_slowly(exchange: Exchange) -> None:
+    exchange.send_head(200, {"Content-Length": str(SIZE)})
+    for offset in range(SIZE):
+        exchange.send(CONTENT[offset : offset + 1])
+        exchange.sleep(0.05)
+
+
+def test_deadlines_of_concurrent_downloads_fire_earliest_first(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # One alarm thread serves every download: a short deadline set after a
+    # long one still fires first, and each download gets its own deadline.
+    server.route("/r.bin", trickle_slowly)
+    ended: list[float] = []
+
+    def attempt(deadline: float) -> None:
+        with pytest.raises(DeadlineExceededError) as raised:
+            fetch(
+                server,
+                tmp_path / str(deadline),
+                configuration={**FAST, "deadline": deadline, "read_timeout": 30.0},
+            )
+        ended.append(raised.value.deadline)
+
+    long_one = threading.Thread(target=attempt, args=(3.0,))
+    long_one.start()
+    while not server.requests("/r.bin"):
+        assert long_one.is_alive()
+        time.sleep(0.01)
+    attempt(0.5)
+    long_one.join()
+    assert ended == [0.5, 3.0]
+
+
+def fetch_in_forked_child(server_url: str, dest: str) -> None:
+    """In a forked child: a trickled download must still end at its deadline."""
+    store = HTTPSimpleStore({**FAST, "deadline": 0.5, "read_timeout": 30.0}, None)
+    info = store.get_resource_metadata({"url": server_url, "sha256": SHA256})
+    try:
+        store.download_resource_content(info, dest)
+    except DeadlineExceededError:
+        os._exit(0)
+    os._exit(1)
+
+
+def test_the_deadline_holds_in_a_forked_child(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The parent's alarm thread does not survive a fork: the child needs its own.
+    server.route("/ok.bin", full)
+    server.route("/r.bin", trickle_slowly)
+    fetch(server, tmp_path / "parent", path="/ok.bin")
+    child = multiprocessing.get_context("fork").Process(
+        target=fetch_in_forked_child,
+        args=(server.url("/r.bin"), str(tmp_path / "child")),
+    )
+    child.start()
+    child.join(20)
+    alive = child.is_alive()
+    child.kill()
+    child.join()
+    assert not alive, "the child's download outlived its deadline"
+    assert child.exitcode == 0
 
 
 def test_a_stalled_body_without_length_is_a_deadline_error_not_a_short_file(
