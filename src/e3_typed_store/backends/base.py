@@ -451,7 +451,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         recorded = path
         if self._content is not None:
             try:
-                recorded = self._content.keep(uid, path, verified=True)
+                # Stamped only for the fast hits that read stamps: without
+                # them, a stamp is a file written for nothing.
+                recorded = self._content.keep(
+                    uid, path, verified=self.options.trust_unchanged_files
+                )
             except OSError as exc:
                 logger.warning(
                     "cannot keep a copy of %s in the cache, recording %s: %s",
