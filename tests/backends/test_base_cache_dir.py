@@ -124,6 +124,22 @@ def test_fast_hit_skips_the_hash_while_the_file_is_unchanged(
     assert len(verified) == 1
 
 
+def test_fast_hits_on_a_cache_filled_without_them_verify_once(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # A download made without fast hits writes no stamp: the first fast hit
+    # hashes the copy, stamps it, and the next ones trust it.
+    plain, plain_info = make_store(source, cache_dir)
+    plain.fetch_resource(plain_info, str(tmp_path / "one"))
+    assert not list((cache_dir / "resources").rglob("stamp.json"))
+    fast, info = make_store(source, cache_dir, StoreOptions(trust_unchanged_files=True))
+    info = CountingCopyInfo(info.name, info.sha256)
+    fast.fetch_resource(info, str(tmp_path / "two"))
+    fast.fetch_resource(info, str(tmp_path / "three"))
+    assert len(info.verified) == 1
+    assert fast.downloads == 0
+
+
 def test_default_verifies_every_hit(
     source: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
