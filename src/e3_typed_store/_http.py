@@ -73,8 +73,10 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks waiting for the hashing thread: bounds memory to a few chunks.
 _DIGEST_QUEUE_CHUNKS = 8
-# Bytes hashed inline before the hashing thread starts (see _OverlappedDigest).
-_INLINE_DIGEST_BYTES = 4 << 20
+# Bytes hashed inline before a digest worker takes over (see _OverlappedDigest).
+_INLINE_DIGEST_BYTES = 1 << 20
+# Digest workers kept waiting for the next download (see _DigestWorkers).
+_IDLE_DIGEST_WORKERS = 4
 # Seconds spent waiting for the start of an error body, for the log.
 _SNIPPET_WAIT = 0.5
 # The longest Retry-After honoured, whatever the server says (one day).
@@ -347,19 +349,21 @@ class _OverlappedDigest:
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
     while the next is received and written. The queue is bounded: memory stays
     at a few chunks however fast the network is. The first
-    :data:`_INLINE_DIGEST_BYTES` are hashed inline: a small download is over
-    before a thread would pay for its start.
+    :data:`_INLINE_DIGEST_BYTES` are hashed inline: below that, handing chunks
+    over costs about what the overlap saves. The worker comes from
+    :data:`_DIGEST_WORKERS`.
     """
 
     def __init__(self, algorithm: Algorithm) -> None:
         self._hash = hashlib.new(algorithm)
-        self._inline_left = _INLINE_DIGEST_BYTES
         self._queue: queue.Queue[bytes | None] = queue.Queue(_DIGEST_QUEUE_CHUNKS)
         self._failure: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._inline_left = _INLINE_DIGEST_BYTES
+        self._done: threading.Event | None = None
         self._closed = False
 
-    def _run(self) -> None:
+    def drain(self) -> None:
+        """Hash the queued chunks until the end mark (run by a worker thread)."""
         while (chunk := self._queue.get()) is not None:
             if self._failure is None:
                 try:
@@ -367,37 +371,87 @@ class _OverlappedDigest:
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     # Keep draining so that update() never blocks forever.
                     self._failure = exc
+        if self._done is not None:
+            self._done.set()
 
     def update(self, chunk: bytes) -> None:
         """Hash *chunk* after the chunks given before.
 
         :param chunk: the next bytes of the content
         """
-        if self._thread is None:
+        if self._done is None:
             if self._inline_left > 0:
                 self._inline_left -= len(chunk)
                 self._hash.update(chunk)
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="e3-typed-store-digest", daemon=True
-            )
-            self._thread.start()
+            self._done = threading.Event()
+            _DIGEST_WORKERS.assign(self)
         self._queue.put(chunk)
 
     def close(self) -> None:
-        """Stop the worker, if any, once it has hashed what it was given."""
+        """Wait until the worker, if any, has hashed what it was given."""
         if not self._closed:
             self._closed = True
-            if self._thread is not None:
+            if self._done is not None:
                 self._queue.put(None)
-                self._thread.join()
+                self._done.wait()
 
     def hexdigest(self) -> str:
-        """Return the lower-case hex digest of everything given; stops the worker."""
+        """Return the lower-case hex digest of everything given; frees the worker."""
         self.close()
         if self._failure is not None:
             raise self._failure
         return self._hash.hexdigest()
+
+
+class _DigestWorkers:
+    """Threads that drain digests, kept between downloads.
+
+    Starting a thread costs about as much as hashing 100 KiB, so a worker that
+    finished a digest waits for the next one; at most
+    :data:`_IDLE_DIGEST_WORKERS` wait, the others end. Each download has a
+    worker of its own while it runs: concurrent downloads hash in parallel.
+    After a fork the child starts with none (threads do not survive it).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every worker (also in a forked child)."""
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[_OverlappedDigest]] = []
+
+    def assign(self, digest: _OverlappedDigest) -> None:
+        """Have a worker run ``digest.drain()``, an idle one if there is one."""
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue[_OverlappedDigest]()
+            threading.Thread(
+                target=self._serve,
+                args=(inbox, self._lock, self._idle),
+                name="e3-typed-store-digest",
+                daemon=True,
+            ).start()
+        inbox.put(digest)
+
+    @staticmethod
+    def _serve(
+        inbox: queue.SimpleQueue[_OverlappedDigest],
+        lock: threading.Lock,
+        idle: list[queue.SimpleQueue[_OverlappedDigest]],
+    ) -> None:
+        while True:
+            inbox.get().drain()
+            with lock:
+                if len(idle) >= _IDLE_DIGEST_WORKERS:
+                    return
+                idle.append(inbox)
+
+
+_DIGEST_WORKERS = _DigestWorkers()
+os.register_at_fork(after_in_child=_DIGEST_WORKERS.reset)
 
 
 class _PartFile:
@@ -744,10 +798,10 @@ def _stream_body(
         while True:
             deadline.check(url)
             try:
-                # A whole chunk per call (fewer, larger writes and hash
-                # updates); the watchdog cuts a read that trickles past the
-                # deadline, the read timeout one that stalls.
-                chunk = raw.read(policy.chunk_size, decode_content=True)
+                # read1: one network read at most, so that every byte received
+                # is kept when the connection drops (a resumed download goes on
+                # from there) and the deadline is checked between reads.
+                chunk = raw.read1(policy.chunk_size, decode_content=True)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if watchdog.fired or deadline.expired():
                     raise DeadlineExceededError(url, deadline.seconds) from exc

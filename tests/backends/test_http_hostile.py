@@ -597,10 +597,20 @@ def test_safe_file_name_is_a_single_component_or_none(candidate: str) -> None:
         assert os.path.basename(name) == name
 
 
-# -- past the inline part of the digest: the hashing thread at work -------------
+# -- past the first MiB: the digest worker thread at work -----------------------
 
-LARGE = bytes(range(251)) * (40 * 1024)  # about 10 MiB: past the inline digest
+LARGE = bytes(range(251)) * (40 * 1024)  # about 10 MiB: mostly hashed by a worker
 LARGE_SHA256 = hashlib.sha256(LARGE).hexdigest()
+BIG_CHUNKS: HTTPSimpleStoreConfiguration = {**FAST, "chunk_size": 1 << 20}
+DIGEST_WORKER = "e3-typed-store-digest"
+
+
+def fetch_large(server: LoopbackServer, dest: Path) -> str:
+    return fetch(server, dest, "/big.bin", LARGE_SHA256, BIG_CHUNKS)
+
+
+def digest_workers() -> int:
+    return sum(thread.name == DIGEST_WORKER for thread in threading.enumerate())
 
 
 def large_partial_or_cut(cut: int) -> Callable[[Exchange], None]:
@@ -622,12 +632,16 @@ def large_partial_or_cut(cut: int) -> Callable[[Exchange], None]:
     return handler
 
 
-@pytest.mark.parametrize("cut", [1 << 20, 7 << 20], ids=["before-thread", "in-thread"])
+@pytest.mark.parametrize(
+    "cut", [512 << 10, 7 << 20], ids=["inline-then-worker", "in-worker"]
+)
 def test_large_download_resumes_with_the_digest_intact(
     server: LoopbackServer, tmp_path: Path, cut: int
 ) -> None:
+    # Cut at 512 KiB, the first answer is hashed inline and the resumed rest
+    # by a worker, after it; cut at 7 MiB, the worker goes on after the resume.
     server.route("/big.bin", large_partial_or_cut(cut))
-    path = fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+    path = fetch_large(server, tmp_path)
     assert Path(path).read_bytes() == LARGE
     assert len(server.requests("/big.bin")) == 2
     assert server.body_sent("/big.bin") < 2 * len(LARGE)
@@ -644,16 +658,72 @@ def test_large_download_restarts_with_a_fresh_digest(
         exchange.send(LARGE[: 7 << 20])
 
     server.route("/big.bin", sequence(cut, whole))
-    path = fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+    path = fetch_large(server, tmp_path)
     assert Path(path).read_bytes() == LARGE
 
 
-def test_large_mismatch_is_detected_past_the_inline_part(
+def test_large_mismatch_is_detected_by_the_worker(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
     tampered = LARGE[:-1] + b"X"
     server.route("/big.bin", lambda exchange: exchange.respond(200, tampered, {}))
     with pytest.raises(IntegrityError) as raised:
-        fetch(server, tmp_path, "/big.bin", LARGE_SHA256)
+        fetch_large(server, tmp_path)
     assert raised.value.actual == hashlib.sha256(tampered).hexdigest()
     assert dest_files(tmp_path) == []
+
+
+def test_digest_workers_are_reused_not_multiplied(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/big.bin", lambda exchange: exchange.respond(200, LARGE, {}))
+    fetch_large(server, tmp_path / "first")
+    after_one = digest_workers()
+    assert after_one >= 1  # kept, waiting for the next download
+    for index in range(5):
+        fetch_large(server, tmp_path / str(index))
+    assert digest_workers() == after_one
+    # Concurrent downloads hash in parallel, each with a worker; once they are
+    # over, at most a few workers stay.
+    threads = [
+        threading.Thread(target=fetch_large, args=(server, tmp_path / f"c{index}"))
+        for index in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(
+        Path(tmp_path / f"c{index}" / "big.bin").read_bytes() == LARGE
+        for index in range(8)
+    )
+    assert digest_workers() <= 4
+
+
+def fetch_large_in_forked_child(server_url: str, dest: str) -> None:
+    """In a forked child: a download hashed by a worker must complete."""
+    store = HTTPSimpleStore(BIG_CHUNKS, None)
+    info = store.get_resource_metadata({"url": server_url, "sha256": LARGE_SHA256})
+    path = store.download_resource_content(info, dest)
+    os._exit(0 if Path(path).read_bytes() == LARGE else 1)
+
+
+def test_a_forked_child_gets_digest_workers_of_its_own(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The parent's idle workers do not survive a fork: handing a digest to
+    # one of them would hang the child.
+    server.route("/big.bin", lambda exchange: exchange.respond(200, LARGE, {}))
+    fetch_large(server, tmp_path / "parent")
+    assert digest_workers() >= 1
+    child = multiprocessing.get_context("fork").Process(
+        target=fetch_large_in_forked_child,
+        args=(server.url("/big.bin"), str(tmp_path / "child")),
+    )
+    child.start()
+    child.join(30)
+    alive = child.is_alive()
+    child.kill()
+    child.join()
+    assert not alive, "the child's download hung"
+    assert child.exitcode == 0
