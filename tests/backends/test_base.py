@@ -103,6 +103,18 @@ def test_hit_for_another_dest_lands_inside_it(
     assert store.downloads == 1
 
 
+def test_hit_recorded_below_dest_is_linked_into_dest_itself(
+    store: CopyStore, info: CopyInfo, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    recorded = store.fetch_resource(info, str(dest / "sub"))
+    path = store.fetch_resource(info, str(dest))
+    assert path == str(dest / "res.bin")
+    assert os.path.samefile(path, recorded)  # one link, not a copy
+    assert Path(recorded).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+
+
 @pytest.mark.parametrize(
     "entry",
     [

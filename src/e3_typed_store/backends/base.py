@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -328,7 +329,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             os.makedirs(dest, exist_ok=True)
             hit = self._verified_cache_hit(metadata)
             if hit is not None:
-                return self._inside(hit, dest)
+                return self._place_hit(hit, dest)
             if self.options.is_offline():
                 raise OfflineError(uid)
             with ExitStack() as stack:
@@ -339,7 +340,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     stack.close()
                     hit = self._verified_cache_hit(metadata)
                     if hit is not None:
-                        return self._inside(hit, dest)
+                        return self._place_hit(hit, dest)
                 return self._download(metadata, dest)
         except OSError as exc:
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
@@ -377,7 +378,16 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def _inside(path: str, dest: str) -> str:
         # A hit recorded elsewhere, or a driver that wrote outside dest: the
         # caller asked for dest, so the file appears there, atomically.
-        if is_within(path, dest):
+        if _directly_in(path, dest) or is_within(path, dest):
+            return path
+        return place_in(path, dest, os.path.basename(path))
+
+    @staticmethod
+    def _place_hit(path: str, dest: str) -> str:
+        # A cached file is linked into dest whether or not it lies somewhere
+        # below dest already: one link beats resolving two paths, and a file
+        # already there (the same one) is left as it is.
+        if _directly_in(path, dest):
             return path
         return place_in(path, dest, os.path.basename(path))
 
@@ -472,6 +482,20 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+def _directly_in(path: str, dest: str) -> bool:
+    """Tell whether *path* is a regular file (not a link) named in *dest* itself.
+
+    Such a file lies in *dest* once links are resolved too, so
+    :func:`is_within`'s two ``realpath`` calls can be spared.
+    """
+    if os.path.dirname(path) != dest or os.path.basename(path) in {"", ".", ".."}:
+        return False
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _is_str_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
