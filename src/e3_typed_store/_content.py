@@ -69,11 +69,21 @@ class ContentStore:
         """
         payload_dir = os.path.join(self._uid_dir(uid), "payload")
         name = os.path.basename(path)
-        kept = place_in(path, payload_dir, name)
-        for other in os.listdir(payload_dir):
-            if other != name and not other.startswith("."):
-                os.unlink(os.path.join(payload_dir, other))
-        if verified and os.path.samefile(kept, path):
+        kept = os.path.join(payload_dir, name)
+        try:
+            # The common case, a first copy: the link appears whole, with
+            # nothing to replace and nothing else in the directory.
+            os.makedirs(payload_dir)
+            os.link(path, kept)
+        except OSError:
+            kept = place_in(path, payload_dir, name)
+            for other in os.listdir(payload_dir):
+                if other != name and not other.startswith("."):
+                    os.unlink(os.path.join(payload_dir, other))
+            same = os.path.samefile(kept, path)
+        else:
+            same = True
+        if verified and same:
             self.stamp(uid, kept)
         else:
             self.forget_stamp(uid)
