@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 from types import ModuleType
 from typing import TypeVar
 
@@ -48,6 +50,27 @@ def test_public_definitions_are_exported(module: ModuleType) -> None:
         and name not in exported
     ]
     assert defined == [], f"{module.__name__} defines {defined} without exporting them"
+
+
+def test_package_lists_its_names_before_they_are_loaded() -> None:
+    # dir() and the star import see the names the package imports on demand.
+    code = (
+        "import e3_typed_store as p\n"
+        "print(sorted(set(p.__all__) - set(dir(p))))\n"
+        "names = {}\n"
+        "exec('from e3_typed_store import *', names)\n"
+        "print(sorted(set(p.__all__) - set(names)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]", "[]"]
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = e3_typed_store.no_such_name
 
 
 def test_seed_names_are_in_the_base_module() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -78,6 +79,28 @@ def extra_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 def test_package_exports_loaders() -> None:
     assert e3_typed_store.load_store is load_store
     assert e3_typed_store.load_cache is load_cache
+
+
+LOADER_ON_DEMAND = """
+import sys
+import e3_typed_store.backends.base
+import e3_typed_store.cache.backends.filecache
+print("e3_typed_store._plugins" in sys.modules)
+from e3_typed_store import load_store
+print("e3_typed_store._plugins" in sys.modules, load_store.__module__)
+"""
+
+
+def test_the_loader_is_imported_when_first_asked_for() -> None:
+    # A store or cache module used directly does not pay for the loader.
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER_ON_DEMAND],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "e3_typed_store._plugins"]
 
 
 def test_own_drivers_are_registered() -> None:

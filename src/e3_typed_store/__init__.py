@@ -10,11 +10,18 @@ of it at run time. Without it, importing the package does not import beartype.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 #: The environment variable that turns runtime type checking on ("1", "true", "yes").
 RUNTIME_CHECKS_VARIABLE = "E3_TYPED_STORE_RUNTIME_CHECKS"
 
-if os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {"1", "true", "yes"}:
+_CHECKS = os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {
+    "1",
+    "true",
+    "yes",
+}
+
+if _CHECKS:
     # Before any submodule is imported: the import hook decorates only the
     # modules imported after it is installed. A hint beartype cannot check
     # raises instead of warning.
@@ -23,18 +30,14 @@ if os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {"1", "true", 
 
     beartype_this_package(conf=BeartypeConf(warning_cls_on_decorator_exception=None))
 
-# After the hook: these modules are checked like the others.
-from e3_typed_store._plugins import (  # noqa: E402
-    CACHE_NAMESPACE as CACHE_NAMESPACE,
-)
-from e3_typed_store._plugins import (  # noqa: E402
-    STORE_NAMESPACE as STORE_NAMESPACE,
-)
-from e3_typed_store._plugins import load_cache as load_cache  # noqa: E402
-from e3_typed_store._plugins import load_store as load_store  # noqa: E402
-from e3_typed_store._runtime import (  # noqa: E402
-    runtime_checks_enabled as runtime_checks_enabled,
-)
+if TYPE_CHECKING:
+    from e3_typed_store._plugins import CACHE_NAMESPACE as CACHE_NAMESPACE
+    from e3_typed_store._plugins import STORE_NAMESPACE as STORE_NAMESPACE
+    from e3_typed_store._plugins import load_cache as load_cache
+    from e3_typed_store._plugins import load_store as load_store
+    from e3_typed_store._runtime import (
+        runtime_checks_enabled as runtime_checks_enabled,
+    )
 
 __all__ = [
     "CACHE_NAMESPACE",
@@ -47,3 +50,37 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Where each name of __all__ not defined here lives. The plugin loader is
+# imported when one of its names is first asked for (PEP 562), so that
+# importing a store or cache module does not import it.
+_LAZY = {
+    "CACHE_NAMESPACE": "e3_typed_store._plugins",
+    "STORE_NAMESPACE": "e3_typed_store._plugins",
+    "load_cache": "e3_typed_store._plugins",
+    "load_store": "e3_typed_store._plugins",
+    "runtime_checks_enabled": "e3_typed_store._runtime",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value: object = getattr(import_module(module), name)
+    globals()[name] = value  # asked once: later lookups find it here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+if _CHECKS:
+    # The hook decorates the modules imported after it, not this one.
+    from beartype import beartype
+
+    __getattr__ = beartype(__getattr__)
+    __dir__ = beartype(__dir__)
