@@ -1,10 +1,77 @@
-"""Value types shared by the store and cache modules, apart to avoid an import cycle."""
+"""Types shared by the store and cache modules, apart to avoid an import cycle.
+
+Besides :class:`CachedResource`, this module gives the modules of the package
+the ``typing_extensions`` names they need at run time -- ``TypeVar`` with a
+PEP 696 default, and ``override`` -- without importing ``typing_extensions``
+on Python 3.11 and later: that module alone costs a sixth of the import time
+of ``e3_typed_store.backends.base``. Type checkers see ``typing_extensions``'s
+own definitions.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
-__all__ = ["CachedResource"]
+__all__ = ["CachedResource", "TypeVar", "override"]
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as TypeVar
+    from typing_extensions import override as override
+else:
+    if sys.version_info >= (3, 12):
+        from typing import override
+    else:
+
+        def override(method):
+            # typing.override of Python 3.12: mark the method, for introspection.
+            try:
+                method.__override__ = True
+            except (AttributeError, TypeError):
+                pass  # a callable that takes no attributes stays unmarked
+            return method
+
+    if sys.version_info >= (3, 13):
+        from typing import TypeVar
+    elif sys.version_info < (3, 11):
+        # No hook for defaults in typing: typing_extensions patches it.
+        from typing_extensions import TypeVar
+    else:
+        import typing
+
+        def TypeVar(  # named as the class it stands for
+            name,
+            *constraints,
+            bound=None,
+            covariant=False,
+            contravariant=False,
+            default,
+        ):
+            # Only type variables with a default come here: without one,
+            # typing.TypeVar does. typing_extensions' TypeVar on 3.11 and
+            # 3.12 is this, without patching the typing module.
+            typevar = typing.TypeVar(
+                name,
+                *constraints,
+                bound=bound,
+                covariant=covariant,
+                contravariant=contravariant,
+            )
+            # typing credits the module that called it, this one: pickling
+            # finds a type variable through the module that defines it.
+            typevar.__module__ = sys._getframe(1).f_globals.get("__name__", "__main__")
+            typevar.__default__ = default
+            typevar.has_default = lambda: True
+
+            def fill_default(alias, args):
+                # Generic.__class_getitem__ asks each parameter in turn; the one
+                # just past the arguments given appends its default.
+                if alias.__parameters__.index(typevar) == len(args):
+                    args += (default,)
+                return args
+
+            typevar.__typing_prepare_subst__ = fill_default
+            return typevar
 
 
 class CachedResource(NamedTuple):

@@ -25,8 +25,16 @@ callers can act on them without parsing the message.
 
 from __future__ import annotations
 
+import sys
+
 from e3.error import E3Error
-from typing_extensions import Self, override
+
+from e3_typed_store._types import override
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:
+    from typing_extensions import Self
 
 __all__ = [
     "CacheError",

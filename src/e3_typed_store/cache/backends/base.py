@@ -16,9 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Generic, Protocol, runtime_checkable
 
-from typing_extensions import TypeVar
-
-from e3_typed_store._types import CachedResource
+from e3_typed_store._types import CachedResource, TypeVar
 
 __all__ = [
     "Cache",

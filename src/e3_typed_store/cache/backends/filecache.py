@@ -54,10 +54,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple, TypedDict
 
-from typing_extensions import override
-
 from e3_typed_store._fs import safe_component, unique_temp_name
-from e3_typed_store._types import CachedResource
+from e3_typed_store._types import CachedResource, override
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, Cache
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
 

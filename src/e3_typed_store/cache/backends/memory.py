@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import time
 
-from typing_extensions import TypeVar, override
-
-from e3_typed_store._types import CachedResource
+from e3_typed_store._types import CachedResource, TypeVar, override
 from e3_typed_store.cache.backends.base import (
     DEFAULT_TIMEOUT,
     Cache,
