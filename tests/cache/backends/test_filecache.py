@@ -313,6 +313,8 @@ CORRUPT = {
     "value path not str": variant(value={"uid": "u", "local_path": 3}),
     "value uid null": variant(value={"uid": None, "local_path": "/p"}),
     "duplicate key": json.dumps(GOOD).encode()[:-1] + b', "uid": "u"}',
+    "data after the object": json.dumps(GOOD).encode() + b"\n{}\n",
+    "two objects": json.dumps(GOOD).encode() * 2,
     "too large": variant(value={"uid": "u", "local_path": "/" * (2 << 20)}),
     "deeply nested": b"[" * 200_000,
     "e3 pickle": pickle.dumps(NOW + 3600)
@@ -341,6 +343,9 @@ def test_the_good_document_reads_back(cache: FileCache) -> None:
     path.write_bytes(json.dumps(GOOD).encode())
     assert cache.get("u") == ENTRY
     path.write_bytes(json.dumps(GOOD, indent=2).encode("utf-8"))
+    assert cache.get("u") == ENTRY
+    # JSON allows whitespace around the document, whatever set() writes.
+    path.write_bytes(b" \r\n\t" + json.dumps(GOOD).encode() + b"\n\n \t")
     assert cache.get("u") == ENTRY
 
 

@@ -91,6 +91,11 @@ def _show(value: object) -> str:
     return _SHOWN.repr(value)
 
 
+def _shown(uid: str | None, path: str) -> str:
+    """Name an entry in a log line: by its uid, else by its file name."""
+    return _show(uid) if uid is not None else os.path.basename(path)
+
+
 def _open_flags() -> tuple[int, int]:
     """Return the flags to open an entry for reading, and a new file for writing."""
     if sys.platform == "win32":
@@ -131,6 +136,11 @@ class FileCacheEntry(NamedTuple):
     expiry: float
 
 
+# A valid entry as _decode_entry reads it: (uid, value, expiry), the fields of
+# FileCacheEntry. A plain tuple is quicker to build, and get needs no more.
+_Fields = tuple[str, CachedResource, float]
+
+
 class _JsonObject(dict[str, object]):
     """A JSON object as decoded by :func:`_decode_entry`, typed for the checks."""
 
@@ -149,6 +159,22 @@ def _json_object(pairs: list[tuple[str, object]]) -> _JsonObject:
 
 # One decoder for every read: json.loads with a hook builds a new one per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_json_object)
+
+
+def _parse_json(text: str) -> object:
+    """Decode *text* as ``_DECODER.decode`` does, with the same errors.
+
+    An entry as written here is its object then a newline: for that shape one
+    ``raw_decode`` does the work, without the two regular expression matches
+    ``decode`` spends on the whitespace around the document.
+    """
+    if text.startswith("{"):
+        # decode() would call raw_decode(text, 0) too, so it raises the same.
+        found: tuple[object, int] = _DECODER.raw_decode(text)
+        document, end = found
+        if end == len(text) or text[end:] == "\n":
+            return document
+    return _DECODER.decode(text)
 
 
 def _entry_name(uid: str) -> str:
@@ -199,12 +225,12 @@ def _finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _decode_entry(data: bytes) -> FileCacheEntry | str:
+def _decode_entry(data: bytes) -> _Fields | str:
     """Return the entry encoded in *data*, or why it is not a valid one."""
     if len(data) > _MAX_ENTRY_BYTES:
         return f"larger than {_MAX_ENTRY_BYTES} bytes"
     try:
-        document: object = _DECODER.decode(data.decode("utf-8"))
+        document = _parse_json(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         # ValueError covers bad UTF-8, bad JSON, duplicate keys and integers
         # too long to convert; RecursionError, absurdly deep nesting.
@@ -221,7 +247,10 @@ def _decode_entry(data: bytes) -> FileCacheEntry | str:
     uid = document["uid"]
     if not isinstance(uid, str):
         return f"uid is not a string: {_show(uid)}"
-    expiry = _finite_number(document["expiry"])
+    expiry = document["expiry"]
+    if type(expiry) is not float or not math.isfinite(expiry):
+        # Not the float set() writes: an integer is converted, the rest refused.
+        expiry = _finite_number(expiry)
     if expiry is None:
         return f"expiry is not a finite number: {_show(document['expiry'])}"
     value = document["value"]
@@ -231,11 +260,7 @@ def _decode_entry(data: bytes) -> FileCacheEntry | str:
     local_path = value["local_path"]
     if not isinstance(value_uid, str) or not isinstance(local_path, str):
         return f"value is not a CachedResource: {_show(value)}"
-    return FileCacheEntry(
-        uid=uid,
-        value=CachedResource(uid=value_uid, local_path=local_path),
-        expiry=expiry,
-    )
+    return (uid, CachedResource(value_uid, local_path), expiry)
 
 
 def _read_entry(fd: int, size: int) -> bytes:
@@ -243,7 +268,7 @@ def _read_entry(fd: int, size: int) -> bytes:
 
     One read in the common case; the loop only for a file that grew meanwhile.
     """
-    want = min(size, _MAX_ENTRY_BYTES) + 1
+    want = (size if size < _MAX_ENTRY_BYTES else _MAX_ENTRY_BYTES) + 1
     data = os.read(fd, want)
     if len(data) < want:
         return data  # the whole file: a regular file's read is short only at its end
@@ -332,7 +357,9 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
 
         .. versionadded:: 0.1
         """
-        return os.path.join(self.entries_dir, _entry_name(uid))
+        # os.path.join, spelled out for the hot path of get: the entry name is
+        # never absolute and entries_dir never ends with a separator.
+        return f"{self.entries_dir}{os.sep}{_entry_name(uid)}"
 
     @override
     def get(
@@ -347,7 +374,10 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :param default: the value to return on a miss
         """
         found = self._load(self.uid_to_file(uid), uid)
-        return default if found is None else found.value
+        if found is None:
+            return default
+        _, value, _ = found
+        return value
 
     @override
     def set(
@@ -485,20 +515,15 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             if _ENTRY_NAME.fullmatch(name):
                 found = self._load(os.path.join(self.entries_dir, name), None)
                 if found is not None:
-                    yield found
+                    yield FileCacheEntry._make(found)
 
-    def _load(self, path: str, uid: str | None) -> FileCacheEntry | None:
+    def _load(self, path: str, uid: str | None) -> _Fields | None:
         """Read the entry at *path*; drop it if it is expired or invalid.
 
         :param path: the entry file
         :param uid: the uid asked for, or None to accept the one the file is
             named after
         """
-
-        def shown() -> str:
-            # Built on the warning paths only: a hit never pays for it.
-            return _show(uid) if uid is not None else os.path.basename(path)
-
         try:
             fd = os.open(path, _READ_FLAGS)
         except (FileNotFoundError, NotADirectoryError):
@@ -506,10 +531,14 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         except OSError as exc:
             if exc.errno == errno.ELOOP or os.path.islink(path):
                 # O_NOFOLLOW refused a symlink: no entry is one.
-                _logger.warning("cache entry %s is a symlink, discarded", shown())
+                _logger.warning(
+                    "cache entry %s is a symlink, discarded", _shown(uid, path)
+                )
                 self._discard(path, None)
             else:
-                _logger.warning("cannot read cache entry %s: %s", shown(), exc)
+                _logger.warning(
+                    "cannot read cache entry %s: %s", _shown(uid, path), exc
+                )
             return None
         try:
             status = os.fstat(fd)
@@ -519,23 +548,27 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
                 decoded = "not a regular file"
             if isinstance(decoded, str):
                 reason = decoded
-            elif (
-                decoded.uid != uid
-                if uid is not None  # then path is uid_to_file(uid)
-                else _entry_name(decoded.uid) != os.path.basename(path)
-            ):
-                reason = f"it records the uid {_show(decoded.uid)}"
-            elif decoded.expiry < time.time():
-                _logger.debug("cache entry %s expired, removed", shown())
-                self._discard(path, status)
-                return None
             else:
-                return decoded
-            _logger.warning("invalid cache entry %s, discarded: %s", shown(), reason)
+                entry_uid, _, expiry = decoded
+                if (
+                    entry_uid != uid
+                    if uid is not None  # then path is uid_to_file(uid)
+                    else _entry_name(entry_uid) != os.path.basename(path)
+                ):
+                    reason = f"it records the uid {_show(entry_uid)}"
+                elif expiry < time.time():
+                    _logger.debug("cache entry %s expired, removed", _shown(uid, path))
+                    self._discard(path, status)
+                    return None
+                else:
+                    return decoded
+            _logger.warning(
+                "invalid cache entry %s, discarded: %s", _shown(uid, path), reason
+            )
             self._discard(path, status)
             return None
         except OSError as exc:
-            _logger.warning("cannot read cache entry %s: %s", shown(), exc)
+            _logger.warning("cannot read cache entry %s: %s", _shown(uid, path), exc)
             return None
         finally:
             os.close(fd)
