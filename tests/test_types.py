@@ -94,10 +94,11 @@ def test_override_marks_the_method() -> None:
 @pytest.mark.skipif(
     sys.version_info < (3, 11), reason="typing_extensions patches typing on 3.10"
 )
-def test_cache_modules_do_not_import_typing_extensions() -> None:
+def test_base_and_cache_modules_do_not_import_typing_extensions() -> None:
     code = (
         "import sys\n"
         "import e3_typed_store.errors\n"
+        "import e3_typed_store.backends.base\n"
         "import e3_typed_store.cache.backends.filecache\n"
         "import e3_typed_store.cache.backends.memory\n"
         "print('typing_extensions' in sys.modules)\n"

@@ -24,12 +24,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
-from typing_extensions import TypeVar
-
 from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
+from e3_typed_store._types import TypeVar
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import InvalidConfigurationError, OfflineError
 from e3_typed_store.errors import StoreError as StoreError
