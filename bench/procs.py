@@ -62,8 +62,16 @@ CLI_NAMES = {
 
 
 def worker_env(checks: bool = False) -> dict[str, str]:
-    """The environment of a subprocess: this repository importable, checks as asked."""
-    env = {k: v for k, v in os.environ.items() if k != CHECKS_VARIABLE}
+    """The environment of a subprocess: this repository importable, checks as asked.
+
+    ``PYTHONDONTWRITEBYTECODE`` is dropped: with it, a module whose bytecode
+    was never cached (this repository's, in a fresh clone) is compiled from
+    source in every timed process, while e3-core's installed bytecode is read,
+    and the import and whole-process figures would compare a compiler with a
+    loader.
+    """
+    dropped = {CHECKS_VARIABLE, "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p
     )
