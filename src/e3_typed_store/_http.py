@@ -73,8 +73,9 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks waiting for the hashing thread: bounds memory to a few chunks.
 _DIGEST_QUEUE_CHUNKS = 8
-# Bytes hashed inline before a digest worker takes over (see _OverlappedDigest).
-_INLINE_DIGEST_BYTES = 1 << 20
+# Content up to this size is hashed inline; larger content, by a digest
+# worker from its first byte (see _OverlappedDigest).
+_INLINE_DIGEST_BYTES = 256 << 10
 # Digest workers kept waiting for the next download (see _DigestWorkers).
 _IDLE_DIGEST_WORKERS = 4
 # Seconds spent waiting for the start of an error body, for the log.
@@ -348,9 +349,11 @@ class _OverlappedDigest:
 
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
     while the next is received and written. The queue is bounded: memory stays
-    at a few chunks however fast the network is. The first
-    :data:`_INLINE_DIGEST_BYTES` are hashed inline: below that, handing chunks
-    over costs about what the overlap saves. The worker comes from
+    at a few chunks however fast the network is. Content of at most
+    :data:`_INLINE_DIGEST_BYTES` is hashed inline: handing so few chunks over
+    costs about what the overlap saves. Larger content goes to a worker from
+    its first byte (see :meth:`expect`); content of unknown size, after its
+    first :data:`_INLINE_DIGEST_BYTES`. The worker comes from
     :data:`_DIGEST_WORKERS`.
     """
 
@@ -361,6 +364,14 @@ class _OverlappedDigest:
         self._inline_left = _INLINE_DIGEST_BYTES
         self._done: threading.Event | None = None
         self._closed = False
+
+    def expect(self, total: int | None) -> None:
+        """Say how many bytes are coming, before the first one.
+
+        :param total: the size of the content, None if unknown
+        """
+        if total is not None:
+            self._inline_left = total if total <= _INLINE_DIGEST_BYTES else 0
 
     def drain(self) -> None:
         """Hash the queued chunks until the end mark (run by a worker thread)."""
@@ -526,6 +537,7 @@ class _PartFile:
         self.name = name
         self.validator = validator
         self.resumable = resumable
+        self._digest.expect(total)
         self._progress.start(total)
 
     def resume(self) -> None:

@@ -597,7 +597,7 @@ def test_safe_file_name_is_a_single_component_or_none(candidate: str) -> None:
         assert os.path.basename(name) == name
 
 
-# -- past the first MiB: the digest worker thread at work -----------------------
+# -- large content: the digest worker thread at work ---------------------------
 
 LARGE = bytes(range(251)) * (40 * 1024)  # about 10 MiB: mostly hashed by a worker
 LARGE_SHA256 = hashlib.sha256(LARGE).hexdigest()
@@ -632,19 +632,41 @@ def large_partial_or_cut(cut: int) -> Callable[[Exchange], None]:
     return handler
 
 
-@pytest.mark.parametrize(
-    "cut", [512 << 10, 7 << 20], ids=["inline-then-worker", "in-worker"]
-)
+@pytest.mark.parametrize("cut", [100 << 10, 7 << 20], ids=["early", "late"])
 def test_large_download_resumes_with_the_digest_intact(
     server: LoopbackServer, tmp_path: Path, cut: int
 ) -> None:
-    # Cut at 512 KiB, the first answer is hashed inline and the resumed rest
-    # by a worker, after it; cut at 7 MiB, the worker goes on after the resume.
+    # A known size above the inline limit: a worker hashes from the first
+    # byte and goes on with the resumed rest, whether the cut came early or late.
     server.route("/big.bin", large_partial_or_cut(cut))
     path = fetch_large(server, tmp_path)
     assert Path(path).read_bytes() == LARGE
     assert len(server.requests("/big.bin")) == 2
     assert server.body_sent("/big.bin") < 2 * len(LARGE)
+
+
+def test_large_download_of_unknown_size_is_hashed_inline_then_by_a_worker(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # No Content-Length: the body ends when the connection closes. The first
+    # chunks are hashed inline, the rest by a worker, in order.
+    def until_close(exchange: Exchange) -> None:
+        exchange.send_head(200, {})
+        exchange.send(LARGE)
+
+    server.route("/big.bin", until_close)
+    path = fetch_large(server, tmp_path)
+    assert Path(path).read_bytes() == LARGE
+    tampered = LARGE[:-1] + b"X"
+
+    def tampered_until_close(exchange: Exchange) -> None:
+        exchange.send_head(200, {})
+        exchange.send(tampered)
+
+    server.route("/big.bin", tampered_until_close)
+    with pytest.raises(IntegrityError) as raised:
+        fetch_large(server, tmp_path / "again")
+    assert raised.value.actual == hashlib.sha256(tampered).hexdigest()
 
 
 def test_large_download_restarts_with_a_fresh_digest(
