@@ -21,6 +21,10 @@ ALGORITHMS: dict[Algorithm, int] = {"sha1": 40, "sha256": 64, "sha512": 128}
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _CHUNK = 1 << 20
+# Read buffers kept between calls (list.pop and list.append are atomic): a
+# fresh 1 MiB buffer is zero-filled, and often page-faulted in, at every hit.
+_SPARE_BUFFERS: list[bytearray] = []
+_MAX_SPARE_BUFFERS = 4
 
 
 def normalize_digest(algorithm: Algorithm, value: str) -> str | None:
@@ -53,9 +57,15 @@ def file_digest(path: str, algorithm: Algorithm) -> str:
     :raises OSError: the file cannot be read
     """
     digest = hashlib.new(algorithm)
-    with open(path, "rb", buffering=0) as stream:
+    try:
+        buffer = _SPARE_BUFFERS.pop()
+    except IndexError:
         buffer = bytearray(_CHUNK)
-        view = memoryview(buffer)
-        while size := stream.readinto(view):
-            digest.update(view[:size])
+    try:
+        with open(path, "rb", buffering=0) as stream, memoryview(buffer) as view:
+            while size := stream.readinto(view):
+                digest.update(view[:size])
+    finally:
+        if len(_SPARE_BUFFERS) < _MAX_SPARE_BUFFERS:
+            _SPARE_BUFFERS.append(buffer)
     return digest.hexdigest()
