@@ -110,8 +110,19 @@ def place_in(source: str, directory: str, name: str) -> str:
     :param name: the base name it gets there
     :return: the path of the placed file
     """
-    os.makedirs(directory, exist_ok=True)
     target = os.path.join(directory, name)
+    # The common case first: no file of that name yet, and a hard link allowed.
+    # A link appears whole at once, so it needs no temporary name.
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        if not os.path.exists(source):
+            raise
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        pass  # the name is taken, or no link is possible: the general way
+    else:
+        return target
     if os.path.exists(target) and os.path.samefile(source, target):
         return target
     temp = unique_temp_name(directory, name)
