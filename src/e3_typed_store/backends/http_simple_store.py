@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TypedDict, TypeGuard
+from typing import TypedDict, TypeGuard, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from typing_extensions import Required, Self, override
@@ -68,6 +69,7 @@ __all__ = [
 logger = logging.getLogger("e3.store.httpsimplestore")
 
 _SCHEMES = frozenset({"http", "https"})
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _MAX_RETRIES = 100
 _MIN_CHUNK = 1 << 10
 _MAX_CHUNK = 1 << 26
@@ -183,11 +185,12 @@ class HTTPSimpleStoreSettings:
         :raises InvalidConfigurationError: a key is unknown, or its value is of
             the wrong type or out of range
         """
-        default = cls()
+        default = _defaults(cls)
         if configuration is None:
             return default
-        known = {f.name for f in fields(cls)} | StoreOptions.KEYS
-        values = _configuration_values(configuration, known)
+        values = _configuration_values(configuration, _known_keys(cls))
+        if not values.keys() - StoreOptions.KEYS:
+            return default
 
         def get(name: str) -> object:
             return values.get(name, getattr(default, name))
@@ -375,12 +378,34 @@ def _string_keys(query: Mapping[object, object]) -> dict[str, object]:
     return {key: value for key, value in query.items() if isinstance(key, str)}
 
 
+_SettingsT = TypeVar("_SettingsT", bound=HTTPSimpleStoreSettings)
+# Settings are frozen: the defaults of a class are built and checked once.
+_DEFAULTS: dict[type[HTTPSimpleStoreSettings], HTTPSimpleStoreSettings] = {}
+_KNOWN_KEYS: dict[type[HTTPSimpleStoreSettings], frozenset[str]] = {}
+
+
+def _defaults(cls: type[_SettingsT]) -> _SettingsT:
+    found = _DEFAULTS.get(cls)
+    if isinstance(found, cls):
+        return found
+    made = _DEFAULTS[cls] = cls()
+    return made
+
+
+def _known_keys(cls: type[HTTPSimpleStoreSettings]) -> frozenset[str]:
+    known = _KNOWN_KEYS.get(cls)
+    if known is None:
+        names = frozenset(f.name for f in fields(cls))
+        known = _KNOWN_KEYS[cls] = names | StoreOptions.KEYS
+    return known
+
+
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
         raise InvalidQueryError(
             "url", url, f"expected a string, got {type(url).__name__}"
         )
-    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
+    if _SPACE_OR_CONTROL.search(url) is not None:
         raise InvalidQueryError("url", url, "white space or control character")
     try:
         parts = urlsplit(url)
@@ -418,7 +443,9 @@ def _flag(name: str, value: object) -> bool:
     return value
 
 
-def _configuration_values(configuration: object, known: set[str]) -> dict[str, object]:
+def _configuration_values(
+    configuration: object, known: frozenset[str]
+) -> dict[str, object]:
     if not _is_mapping(configuration):
         raise InvalidConfigurationError(
             "store_configuration", configuration, "expected a mapping"
@@ -451,7 +478,7 @@ def _mirrors(value: object) -> tuple[str, ...]:
 def _mirror(mirror: object) -> str:
     if not isinstance(mirror, str):
         raise InvalidConfigurationError("mirrors", mirror, "expected a base URL string")
-    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in mirror):
+    if _SPACE_OR_CONTROL.search(mirror) is not None:
         raise InvalidConfigurationError(
             "mirrors", mirror, "white space or control character"
         )
