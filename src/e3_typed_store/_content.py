@@ -13,11 +13,13 @@ Bazel's repository cache outlives its workspaces.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
 
 __all__ = ["ContentStore", "FileStamp"]
+
+_NOT_NAMES = frozenset({"", ".", ".."})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,16 @@ class FileStamp:
         info = os.stat(path)
         return FileStamp(info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
 
+    def record(self, path: str) -> dict[str, object]:
+        """The stamp file's content: *path* and this state of it."""
+        return {
+            "path": path,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "inode": self.inode,
+            "device": self.device,
+        }
+
 
 class ContentStore:
     """Verified copies of resources, one directory per uid.
@@ -53,6 +65,19 @@ class ContentStore:
 
     def holds(self, path: str) -> bool:
         """Tell whether *path* is one of the copies kept here."""
+        # A path of the shape keep() gives, root/<uid>/payload/<name>, needs no
+        # resolving: only a writer of the cache directory could have put a
+        # symbolic link on it, and such a writer can forge the stamps anyway.
+        head, name = os.path.split(path)
+        head, payload = os.path.split(head)
+        top, uid_dir = os.path.split(head)
+        if (
+            top == self.root
+            and payload == "payload"
+            and uid_dir not in _NOT_NAMES
+            and name not in _NOT_NAMES
+        ):
+            return True
         return is_within(path, self.root)
 
     def keep(self, uid: str, path: str, verified: bool) -> str:
@@ -98,7 +123,7 @@ class ContentStore:
         os.makedirs(uid_dir, exist_ok=True)
         import json  # here: only the opt-in fast hits use stamps
 
-        record = {"path": path, **asdict(FileStamp.of(path))}
+        record = FileStamp.of(path).record(path)
         temp = unique_temp_name(uid_dir, "stamp.json")
         try:
             with open(temp, "w", encoding="utf-8") as stream:
@@ -126,8 +151,7 @@ class ContentStore:
             return False
         if not isinstance(record, dict):
             return False
-        expected = {"path": path, **asdict(now)}
-        return record == expected
+        return record == now.record(path)
 
     def remove(self, uid: str) -> None:
         """Remove the kept copy and the stamp of *uid*, if any.
