@@ -71,8 +71,12 @@ _DISPOSITION_PARAMETER = re.compile(
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
 _TEMP_STEM = "e3-typed-store-download"
-# Chunks waiting for the hashing thread: bounds memory to a few chunks.
-_DIGEST_QUEUE_CHUNKS = 8
+# Chunks are handed to the digest worker in batches of at least this many
+# bytes: every hand-over wakes the worker and moves the GIL between threads,
+# which costs more than hashing a network read of a fast connection.
+_DIGEST_BATCH_BYTES = 256 << 10
+# Batches waiting for the worker: bounds memory to a few batches.
+_DIGEST_QUEUE_BATCHES = 4
 # Content up to this size is hashed inline; larger content, by a digest
 # worker from its first byte (see _OverlappedDigest).
 _INLINE_DIGEST_BYTES = 256 << 10
@@ -359,11 +363,15 @@ class _OverlappedDigest:
 
     def __init__(self, algorithm: Algorithm) -> None:
         self._hash = hashlib.new(algorithm)
-        self._queue: queue.Queue[bytes | None] = queue.Queue(_DIGEST_QUEUE_CHUNKS)
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(
+            _DIGEST_QUEUE_BATCHES
+        )
         self._failure: BaseException | None = None
         self._inline_left = _INLINE_DIGEST_BYTES
         self._done: threading.Event | None = None
         self._closed = False
+        self._batch: list[bytes] = []
+        self._batch_size = 0
 
     def expect(self, total: int | None) -> None:
         """Say how many bytes are coming, before the first one.
@@ -375,10 +383,11 @@ class _OverlappedDigest:
 
     def drain(self) -> None:
         """Hash the queued chunks until the end mark (run by a worker thread)."""
-        while (chunk := self._queue.get()) is not None:
+        while (batch := self._queue.get()) is not None:
             if self._failure is None:
                 try:
-                    self._hash.update(chunk)
+                    for chunk in batch:
+                        self._hash.update(chunk)
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     # Keep draining so that update() never blocks forever.
                     self._failure = exc
@@ -397,13 +406,23 @@ class _OverlappedDigest:
                 return
             self._done = threading.Event()
             _DIGEST_WORKERS.assign(self)
-        self._queue.put(chunk)
+        self._batch.append(chunk)
+        self._batch_size += len(chunk)
+        if self._batch_size >= _DIGEST_BATCH_BYTES:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        self._queue.put(self._batch)
+        self._batch = []
+        self._batch_size = 0
 
     def close(self) -> None:
         """Wait until the worker, if any, has hashed what it was given."""
         if not self._closed:
             self._closed = True
             if self._done is not None:
+                if self._batch:
+                    self._hand_over()
                 self._queue.put(None)
                 self._done.wait()
 
