@@ -644,8 +644,8 @@ def _fetch(
     response = _open(session, url, part, deadline, policy, log)
     with response:
         final_url = response.url or url
-        _start_body(response, final_url, part, log)
-        _stream_body(response, final_url, part, deadline, policy)
+        encoded = _start_body(response, final_url, part, log)
+        _stream_body(response, final_url, part, deadline, policy, encoded)
 
 
 def _open(
@@ -775,8 +775,11 @@ def _snippet(response: requests.Response, deadline: Deadline) -> str:
 
 def _start_body(
     response: requests.Response, url: str, part: _PartFile, log: logging.Logger
-) -> None:
-    """Decide whether *response* continues what *part* holds or starts over."""
+) -> bool:
+    """Decide whether *response* continues what *part* holds or starts over.
+
+    :return: whether the body has a Content-Encoding to decode
+    """
     headers = response.headers
     encoded = headers.get("Content-Encoding", "identity").strip().lower() not in {
         "",
@@ -808,12 +811,13 @@ def _start_body(
         else:
             log.info("resuming %s at byte %d", url, part.size)
             part.resume()
-        return
+        return False  # a range of encoded content never fits
     if part.size > 0:
         log.info("%s sent the whole content again: starting over", url)
         part.restart()
     total = None if encoded else _int_header(headers, "Content-Length")
     part.begin(total, _suggested_name(headers), _validator(headers), not encoded)
+    return encoded
 
 
 def _stream_body(
@@ -822,8 +826,13 @@ def _stream_body(
     part: _PartFile,
     deadline: Deadline,
     policy: TransferPolicy,
+    encoded: bool,
 ) -> None:
-    """Copy the body into *part*, a network read at a time, within the deadline."""
+    """Copy the body into *part*, a network read at a time, within the deadline.
+
+    :param encoded: decode the body's Content-Encoding (urllib3's decoding
+        path, with its buffer copy, is skipped for the common identity body)
+    """
     raw: urllib3.response.HTTPResponse = response.raw
     with _Watchdog(raw, deadline.remaining()) as watchdog:
         while True:
@@ -832,7 +841,7 @@ def _stream_body(
                 # read1: one network read at most, so that every byte received
                 # is kept when the connection drops (a resumed download goes on
                 # from there) and the deadline is checked between reads.
-                chunk = raw.read1(policy.chunk_size, decode_content=True)
+                chunk = raw.read1(policy.chunk_size, decode_content=encoded)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if watchdog.fired or deadline.expired():
                     raise DeadlineExceededError(url, deadline.seconds) from exc
