@@ -80,9 +80,12 @@ def _fetch(results: Results, largest: DataFile) -> None:
         ("issue 4", "cold fetch <= 1.25x raw transfer", f.OURS_COLD, f.RAW, 1.25),
         ("issue 4", "cold fetch <= 0.75x e3-core cold", f.OURS_COLD, f.E3_COLD, 0.75),
         (
+            # Like for like: e3-core verifies SHA-1 only, and so does this
+            # library on e3-core's query key ``sha``. The SHA-256 hit is in
+            # the ratios, beside the two hash passes that price the algorithm.
             "issue 4",
-            "verified warm hit <= 1.10x e3-core hit",
-            f.OURS_WARM,
+            "verified warm hit <= 1.10x e3-core hit (both SHA-1)",
+            f.OURS_WARM_SHA1,
             f.E3_WARM,
             1.10,
         ),

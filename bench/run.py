@@ -290,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             cache_contenders(work, cache_ops), reps, _progress, settle=os.sync
         )
         print("import time", file=sys.stderr)
-        results.imports = procs.import_times(max(reps, 1 if smoke else 10), _progress)
+        # A fresh interpreter per sample is cheap and noisy: many more samples.
+        results.imports = procs.import_times(
+            1 if smoke else max(3 * reps, 21), _progress
+        )
         conc = next((d for d in files if d.size == 64 * MiB), files[-1])
         results.concurrency_label = conc.label
         print(f"8 processes, {conc.label}", file=sys.stderr)
