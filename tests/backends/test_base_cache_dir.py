@@ -91,6 +91,33 @@ def test_a_hit_lands_in_the_requested_dest(
     assert store.downloads == 1
 
 
+def test_a_dest_that_is_a_file_is_a_store_error(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"not a directory")
+    with pytest.raises(StoreError):  # a miss
+        store.fetch_resource(info, str(blocker))
+    store.fetch_resource(info, str(tmp_path / "one"))
+    with pytest.raises(StoreError):  # a hit
+        store.fetch_resource(info, str(blocker))
+    assert blocker.read_bytes() == b"not a directory"
+    assert store.fetch_resource(info, str(tmp_path / "two"))
+    assert store.downloads == 1
+
+
+def test_a_hit_creates_missing_dest_directories(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)
+    store.fetch_resource(info, str(tmp_path / "one"))
+    path = store.fetch_resource(info, str(tmp_path / "a" / "b" / "c"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert Path(path).parent == tmp_path / "a" / "b" / "c"
+    assert store.downloads == 1
+
+
 def test_a_corrupted_kept_copy_is_refetched(
     source: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

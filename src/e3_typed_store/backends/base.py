@@ -325,12 +325,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         """
         uid = metadata.uid
         try:
-            os.makedirs(dest, exist_ok=True)
             hit = self._verified_cache_hit(metadata)
             if hit is not None:
-                return self._place_hit(hit, dest)
+                return self._place_hit(hit, dest)  # creates dest if need be
             if self.options.is_offline():
                 raise OfflineError(uid)
+            os.makedirs(dest, exist_ok=True)
             with ExitStack() as stack:
                 if self._locked(stack, uid) and self._has_entry(uid):
                     # Another process fetched it while this one waited. Its
