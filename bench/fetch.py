@@ -107,7 +107,10 @@ def ours_fetcher(
 ) -> Callable[[str, DataFile, str], str]:
     """Return ``fetch(url, data, dest) -> path`` with a fresh store each call."""
     from e3_typed_store.backends.base import StoreOptions
-    from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+    from e3_typed_store.backends.http_simple_store import (
+        HTTPSimpleQuery,
+        HTTPSimpleStore,
+    )
     from e3_typed_store.cache.backends.filecache import FileCache
 
     options = StoreOptions(trust_unchanged_files=trust)
@@ -116,12 +119,12 @@ def ours_fetcher(
         store = HTTPSimpleStore(
             {"progress": False}, FileCache({"cache_dir": cache_dir}), options=options
         )
-        query: dict[str, str] = {"url": url}
+        query: HTTPSimpleQuery = {"url": url}
         if sha1:
             query["sha"] = data.sha1
         else:
             query["sha256"] = data.sha256
-        info = store.get_resource_metadata(query)  # type: ignore[arg-type]
+        info = store.get_resource_metadata(query)
         return store.fetch_resource(info, dest)
 
     return fetch
@@ -246,12 +249,15 @@ def _ours(url: str, work: str, data: DataFile) -> list[Contender]:
         ) -> None:
             got[name] = ours_fetcher(cache, trust, sha1)(url, data, dest.current)
 
+        def check(name: str = name) -> None:
+            _expect(got.get(name), data, name)
+
         contenders.append(
             Contender(
                 name,
                 warm,
                 prepare=dest.new,
-                check=lambda name=name: _expect(got.get(name), data, name),
+                check=check,
                 cleanup=dest.drop,
             )
         )

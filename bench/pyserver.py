@@ -8,11 +8,17 @@ nginx's log) and ``sendfile`` for the bodies.
 from __future__ import annotations
 
 import functools
+import io
 import shutil
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, AnyStr, TextIO
+
+from typing_extensions import override
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead, SupportsWrite
 
 _log_lock = threading.Lock()
 
@@ -20,12 +26,20 @@ _log_lock = threading.Lock()
 class _Handler(SimpleHTTPRequestHandler):
     access_log: TextIO
 
-    def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:  # type: ignore[override]
+    @override
+    def copyfile(
+        self, source: SupportsRead[AnyStr], outputfile: SupportsWrite[AnyStr]
+    ) -> None:
+        # The handler's files are opened 'rb': a real file, sent by the kernel.
+        if not isinstance(source, io.BufferedReader):
+            super().copyfile(source, outputfile)
+            return
         try:
             self.connection.sendfile(source)
         except (OSError, ValueError):
             shutil.copyfileobj(source, outputfile, 1 << 20)
 
+    @override
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         with _log_lock:
             self.access_log.write(
@@ -33,6 +47,7 @@ class _Handler(SimpleHTTPRequestHandler):
             )
             self.access_log.flush()
 
+    @override
     def log_message(self, format: str, *args: object) -> None:
         pass  # errors are answered to the client; no stderr noise
 
