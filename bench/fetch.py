@@ -143,7 +143,7 @@ def e3_fetcher(cache_dir: str) -> Callable[[str, DataFile, str], str | None]:
     return fetch
 
 
-def _raw(url: str, work: str, data: DataFile, hashed: bool) -> Contender:
+def raw_contender(url: str, work: str, data: DataFile, hashed: bool) -> Contender:
     import requests
 
     name = RAW_SHA256 if hashed else RAW
@@ -377,8 +377,8 @@ def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
     by_name = {
         c.name: c
         for c in [
-            _raw(url, work, data, hashed=False),
-            _raw(url, work, data, hashed=True),
+            raw_contender(url, work, data, hashed=False),
+            raw_contender(url, work, data, hashed=True),
             _curl(url, data),
             *_hash_passes(data),
             *_ours(url, work, data),

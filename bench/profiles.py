@@ -15,6 +15,7 @@ from collections.abc import Callable
 from bench import fetch as f
 from bench import procs
 from bench.data import DataFile
+from bench.phases import cold_phases
 from bench.report import Results
 from bench.server import Server
 
@@ -127,6 +128,14 @@ def profile_misses(results: Results, server: Server, work: str) -> None:
         wanted.append(("stat-trusted hit", largest, ["trusted"]))
     done: set[tuple[str, str]] = set()
     for _, data, kinds in wanted:
+        if "ours" in kinds and ("phases", data.label) not in done:
+            done.add(("phases", data.label))
+            results.profiles.append(
+                (
+                    f"e3-typed-store cold fetch, {data.label}: wall time by phase",
+                    cold_phases(server.url(data.name), work, data),
+                )
+            )
         for kind in kinds:
             if (kind, data.label) in done:
                 continue
