@@ -8,8 +8,9 @@ deadline, retries transient failures with exponential backoff (honouring
 ``Retry-After``), resumes a dropped transfer with a ``Range`` request when the
 server supports it, follows redirects itself (http and https only, a bounded
 number of hops, the redirect bodies never read), and never reads an error body
-beyond a short snippet for the log. Every failure leaves as a
-:class:`~e3_typed_store.errors.StoreError` subclass.
+beyond a short snippet for the log. Connections to a server are kept open
+from one download to the next, per thread (see :class:`_ThreadSessions`).
+Every failure leaves as a :class:`~e3_typed_store.errors.StoreError` subclass.
 
 This module is the only one, with the HTTP driver, that imports ``requests``.
 """
@@ -255,12 +256,10 @@ def download(
         raise DownloadError("", "no URL to download from")
     deadline = Deadline(policy.deadline)
     errors: list[StoreError] = []
-    with (
-        requests.Session() as session,
-        _PartFile(
-            dest, algorithm, ByteProgress(progress, default_name), urls[0]
-        ) as part,
-    ):
+    session = _SESSIONS.session()
+    with _PartFile(
+        dest, algorithm, ByteProgress(progress, default_name), urls[0]
+    ) as part:
         for url in urls:
             attempt = 0
             while True:
@@ -482,6 +481,40 @@ class _DigestWorkers:
 
 _DIGEST_WORKERS = _DigestWorkers()
 os.register_at_fork(after_in_child=_DIGEST_WORKERS.reset)
+
+
+class _ThreadSessions:
+    """A ``requests.Session`` per thread, kept from one download to the next.
+
+    Its connection pools keep a connection to a server open once a response
+    was read to its end, so the next download from that server skips the TCP
+    (and TLS) handshake; urllib3 checks that a pooled connection is still
+    open before it reuses it. One session per thread, because a session is
+    not meant to be shared between threads; none survives a fork, because a
+    child must not write on its parent's sockets. The session's cookie jar
+    stays empty: requests are sent through the adapter, which never stores
+    the cookies of a response in it.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every session (also in a forked child)."""
+        self._local = threading.local()
+
+    def session(self) -> requests.Session:
+        """The calling thread's session, made on first use."""
+        session = getattr(self._local, "session", None)
+        if isinstance(session, requests.Session):
+            return session
+        made = requests.Session()
+        self._local.session = made
+        return made
+
+
+_SESSIONS = _ThreadSessions()
+os.register_at_fork(after_in_child=_SESSIONS.reset)
 
 
 class _PartFile:

@@ -1,0 +1,177 @@
+"""Connections kept open between downloads: reused, never shared, never stale.
+
+These tests run a real HTTP/1.1 server on 127.0.0.1 that keeps connections
+open and counts them, unlike tests.httpserver (one request per connection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typing_extensions import override
+
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
+)
+
+CONTENT = os.urandom(300_000)
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+QUICK: HTTPSimpleStoreConfiguration = {
+    "progress": False,
+    "retries": 0,
+    "read_timeout": 10.0,
+    "deadline": 20.0,
+}
+
+
+class KeepAliveServer(ThreadingHTTPServer):
+    """Serves CONTENT at any path over HTTP/1.1; counts connections and GETs."""
+
+    daemon_threads = True
+
+    def __init__(self, close_after_response: bool) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        #: Drop each connection after its response, without saying so in a
+        #: ``Connection: close`` header: what a server does to an idle one.
+        self.close_after_response = close_after_response
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.gets = 0
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/r.bin"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: KeepAliveServer
+
+    @override
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.gets += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(CONTENT)))
+        self.end_headers()
+        self.wfile.write(CONTENT)
+        self.wfile.flush()
+        if self.server.close_after_response:
+            self.close_connection = True
+
+    @override
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve(close_after_response: bool) -> Iterator[KeepAliveServer]:
+    server = KeepAliveServer(close_after_response)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def server() -> Iterator[KeepAliveServer]:
+    yield from serve(close_after_response=False)
+
+
+@pytest.fixture
+def closing_server() -> Iterator[KeepAliveServer]:
+    yield from serve(close_after_response=True)
+
+
+def fetch(url: str, dest: Path) -> Path:
+    store = HTTPSimpleStore(QUICK, None)
+    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+    return Path(store.download_resource_content(info, str(dest)))
+
+
+def test_downloads_from_one_server_share_a_connection(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    for index in range(3):
+        assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
+    assert server.gets == 3
+    assert server.connections == 1
+
+
+def test_a_connection_the_server_dropped_is_not_reused(
+    closing_server: KeepAliveServer, tmp_path: Path
+) -> None:
+    # No retry is allowed (retries=0): a write on the dead connection would
+    # fail the second download.
+    for index in range(3):
+        assert fetch(closing_server.url, tmp_path / str(index)).read_bytes() == CONTENT
+    assert closing_server.gets == 3
+    assert closing_server.connections == 3
+
+
+def test_threads_do_not_share_connections(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    failures: list[BaseException] = []
+
+    def fetch_some(index: int) -> None:
+        try:
+            for round_ in range(3):
+                path = fetch(server.url, tmp_path / f"t{index}-{round_}")
+                assert path.read_bytes() == CONTENT
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fetch_some, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert server.gets == 12
+    assert server.connections <= 4  # each thread keeps its own
+
+
+def fetch_in_forked_child(url: str, dest: str) -> None:
+    """In a forked child: download over a connection of the child's own."""
+    try:
+        ok = fetch(url, Path(dest)).read_bytes() == CONTENT
+    except BaseException:  # noqa: BLE001 - the exit status says it
+        ok = False
+    os._exit(0 if ok else 1)
+
+
+def test_a_forked_child_opens_its_own_connection(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    # The parent's pooled connection must not be written on by the child: two
+    # processes on one socket would mix their requests and responses.
+    fetch(server.url, tmp_path / "parent")
+    child = multiprocessing.get_context("fork").Process(
+        target=fetch_in_forked_child, args=(server.url, str(tmp_path / "child"))
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert fetch(server.url, tmp_path / "parent-again").read_bytes() == CONTENT
+    assert server.gets == 3
+    assert server.connections == 2  # the parent's, reused, and the child's
