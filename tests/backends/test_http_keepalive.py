@@ -45,6 +45,8 @@ class KeepAliveServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
+        #: The Cookie header of each GET ("" when none was sent).
+        self.cookies: list[str] = []
 
     @property
     def url(self) -> str:
@@ -65,7 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.gets += 1
+            self.server.cookies.append(self.headers.get("Cookie", ""))
         self.send_response(200)
+        self.send_header("Set-Cookie", f"visit={self.server.gets}; Path=/")
         self.send_header("Content-Length", str(len(CONTENT)))
         self.end_headers()
         self.wfile.write(CONTENT)
@@ -175,3 +179,14 @@ def test_a_forked_child_opens_its_own_connection(
     assert fetch(server.url, tmp_path / "parent-again").read_bytes() == CONTENT
     assert server.gets == 3
     assert server.connections == 2  # the parent's, reused, and the child's
+
+
+def test_no_cookie_is_kept_from_one_download_to_the_next(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    # The server sets a cookie on every response: a kept session must not
+    # carry it to the next download (the downloads are unrelated).
+    for index in range(3):
+        fetch(server.url, tmp_path / str(index))
+    assert server.cookies == ["", "", ""]
+    assert server.connections == 1
