@@ -149,11 +149,14 @@ def raw_contender(url: str, work: str, data: DataFile, hashed: bool) -> Contende
     name = RAW_SHA256 if hashed else RAW
     dirs = _Dirs(work, "raw")
     out: list[str] = []
+    # One session for all repetitions: its connection is kept open between
+    # them, as this library keeps its own (see the page's method).
+    session = requests.Session()
 
     def run() -> None:
         target = os.path.join(dirs.current, data.name)
         digest = hashlib.sha256()
-        with requests.get(url, stream=True, timeout=_TIMEOUT) as response:
+        with session.get(url, stream=True, timeout=_TIMEOUT) as response:
             response.raise_for_status()
             with open(target, "wb") as stream:
                 for chunk in response.iter_content(_CHUNK):

@@ -305,7 +305,10 @@ _METHOD = """\
 ## Method
 
 - *raw transfer*: `requests` streams the body to a file in 1 MiB chunks, no
-  hash: the in-process bound of a cold fetch. *curl | openssl*:
+  hash: the in-process bound of a cold fetch. Like this library, it keeps one
+  `requests.Session` for the whole run, so its connection to the server stays
+  open between repetitions; e3-core and pooch open a connection per download,
+  as they do in use. *curl | openssl*:
   `curl -s URL | openssl dgst -sha256` in a shell, process starts included: the
   external one-pass bound (it writes no file). *raw transfer + sha256 inline*:
   the same loop hashing each chunk before writing it: what one pass costs when
