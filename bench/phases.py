@@ -24,6 +24,8 @@ from bench.timing import Contender
 
 __all__ = ["cold_phases"]
 
+_WARM_UP = 2
+
 # (owner path, attribute, label); nested phases are indented in the label.
 _PHASES: list[tuple[str, str, str]] = [
     (
@@ -115,8 +117,14 @@ def _run(contender: Contender) -> float:
         contender.cleanup()
 
 
-def cold_phases(url: str, work: str, data: DataFile, fetches: int = 60) -> str:
-    """A table: median wall time of each phase of a cold fetch of *data*."""
+def cold_phases(url: str, work: str, data: DataFile, fetches: int = 0) -> str:
+    """A table: median wall time of each phase of a cold fetch of *data*.
+
+    :param fetches: how many fetches to time; 0 for 60 of a small payload
+        and 7 of a large one
+    """
+    if fetches <= 0:
+        fetches = 60 if data.size < 16 << 20 else 7
     raw = f.raw_contender(url, work, data, hashed=False)
     hashed = f.raw_contender(url, work, data, hashed=True)
     times: dict[str, list[float]] = defaultdict(list)
@@ -126,7 +134,7 @@ def cold_phases(url: str, work: str, data: DataFile, fetches: int = 60) -> str:
     root = tempfile.mkdtemp(prefix="phases.", dir=work)
     try:
         with _timed(times):
-            for index in range(fetches + 5):
+            for index in range(fetches + _WARM_UP):
                 cache = os.path.join(root, f"cache{index}")
                 dest = os.path.join(root, f"dest{index}")
                 os.makedirs(dest)
@@ -134,9 +142,12 @@ def cold_phases(url: str, work: str, data: DataFile, fetches: int = 60) -> str:
                 start = time.perf_counter()
                 fetch(url, data, dest)
                 elapsed = time.perf_counter() - start
+                # Only one fetch's files at a time: tmpfs is memory.
+                shutil.rmtree(cache, ignore_errors=True)
+                shutil.rmtree(dest, ignore_errors=True)
                 raw_elapsed = _run(raw)
                 hashed_elapsed = _run(hashed)
-                if index < 5:  # warm-up: imports, first connections
+                if index < _WARM_UP:  # imports, first connections
                     for values in times.values():
                         values.clear()
                     continue
