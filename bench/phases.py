@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from bench import fetch as f
 from bench.data import DataFile
@@ -107,30 +108,92 @@ def _wrap(function: Callable[..., object], into: list[float]) -> Callable[..., o
     return wrapper
 
 
-def _run(contender: Contender) -> float:
+@dataclass
+class _Cost:
+    """Wall time, and CPU time of this process and of the server, per run."""
+
+    wall: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+
+    @contextmanager
+    def measure(self, server_group: int | None) -> Iterator[None]:
+        wall, cpu, served = time.perf_counter(), time.process_time(), 0.0
+        if server_group is not None:
+            served = _group_cpu(server_group)
+        yield
+        self.wall.append(time.perf_counter() - wall)
+        self.client_cpu.append(time.process_time() - cpu)
+        if server_group is not None:
+            self.server_cpu.append(_group_cpu(server_group) - served)
+
+    def drop(self) -> None:
+        self.wall.clear()
+        self.client_cpu.clear()
+        self.server_cpu.clear()
+
+    def row(self, label: str) -> str:
+        # CPU times are counted in clock ticks: their mean over all the runs
+        # says more than a median of a few ticks.
+        server = (
+            f"{statistics.mean(self.server_cpu) * 1e3:11.3f}"
+            if self.server_cpu
+            else f"{'-':>11}"
+        )
+        return (
+            f"{label:<28}{statistics.median(self.wall) * 1e3:9.3f}"
+            f"{statistics.mean(self.client_cpu) * 1e3:12.3f}{server}"
+        )
+
+
+def _group_cpu(group: int) -> float:
+    """CPU seconds (user and system) used so far by the processes of *group*."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stream:
+                fields = stream.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the command: state ppid pgrp ... utime (12th) stime (13th).
+        if int(fields[2]) == group:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _run(contender: Contender, cost: _Cost, server_group: int | None) -> None:
     contender.prepare()
     try:
-        start = time.perf_counter()
-        contender.run()
-        return time.perf_counter() - start
+        with cost.measure(server_group):
+            contender.run()
     finally:
         contender.cleanup()
 
 
-def cold_phases(url: str, work: str, data: DataFile, fetches: int = 0) -> str:
+def cold_phases(
+    url: str, work: str, data: DataFile, server_group: int | None, fetches: int = 0
+) -> str:
     """A table: median wall time of each phase of a cold fetch of *data*.
+
+    Beside it, the wall and CPU time of the whole fetch and of the raw
+    transfers timed in the same loop: this process's CPU time counts every
+    thread (the digest worker's too), the server's every process of its
+    *server_group* (Linux ``/proc``; None to leave it out). Wall times are
+    medians; CPU times, counted in clock ticks, are means.
 
     :param fetches: how many fetches to time; 0 for 60 of a small payload
         and 7 of a large one
     """
     if fetches <= 0:
         fetches = 60 if data.size < 16 << 20 else 7
+    if not os.path.isdir("/proc"):
+        server_group = None
     raw = f.raw_contender(url, work, data, hashed=False)
     hashed = f.raw_contender(url, work, data, hashed=True)
     times: dict[str, list[float]] = defaultdict(list)
-    totals: list[float] = []
-    raws: list[float] = []
-    raws_hashed: list[float] = []
+    ours, raw_cost, hashed_cost = _Cost(), _Cost(), _Cost()
     root = tempfile.mkdtemp(prefix="phases.", dir=work)
     try:
         with _timed(times):
@@ -139,35 +202,35 @@ def cold_phases(url: str, work: str, data: DataFile, fetches: int = 0) -> str:
                 dest = os.path.join(root, f"dest{index}")
                 os.makedirs(dest)
                 fetch = f.ours_fetcher(cache, trust=False)
-                start = time.perf_counter()
-                fetch(url, data, dest)
-                elapsed = time.perf_counter() - start
+                with ours.measure(server_group):
+                    fetch(url, data, dest)
                 # Only one fetch's files at a time: tmpfs is memory.
                 shutil.rmtree(cache, ignore_errors=True)
                 shutil.rmtree(dest, ignore_errors=True)
-                raw_elapsed = _run(raw)
-                hashed_elapsed = _run(hashed)
+                _run(raw, raw_cost, server_group)
+                _run(hashed, hashed_cost, server_group)
                 if index < _WARM_UP:  # imports, first connections
                     for values in times.values():
                         values.clear()
-                    continue
-                totals.append(elapsed)
-                raws.append(raw_elapsed)
-                raws_hashed.append(hashed_elapsed)
+                    for cost in (ours, raw_cost, hashed_cost):
+                        cost.drop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    rows = [
-        ("cold fetch, whole", statistics.median(totals)),
-        ("raw transfer, same loop", statistics.median(raws)),
-        ("raw transfer + sha256 inline, same loop", statistics.median(raws_hashed)),
-    ]
-    rows += [(label, statistics.median(times[label])) for _, _, label in _PHASES]
+    rows = [(label, statistics.median(times[label])) for _, _, label in _PHASES]
     width = max(len(label) for label, _ in rows)
     lines = [
-        f"median of {fetches} fetches of {data.label}, each phase timed on its own "
-        "(phases overlap: the download holds the five below it)",
+        f"{fetches} fetches of {data.label}, alternating with the raw transfers;"
+        " wall: median, CPU: mean",
         "",
-        f"{'phase':<{width}}  ms",
+        f"{'':<28}{'wall ms':>9}{'client CPU':>12}{'server CPU':>11}",
+        ours.row("cold fetch"),
+        raw_cost.row("raw transfer"),
+        hashed_cost.row("raw transfer + sha256 inline"),
+        "",
+        "the cold fetch by phase, each timed on its own (the download holds the"
+        " five phases below it)",
+        "",
+        f"{'phase':<{width}}  wall ms",
     ]
-    lines += [f"{label:<{width}}  {seconds * 1e3:6.3f}" for label, seconds in rows]
+    lines += [f"{label:<{width}}  {seconds * 1e3:7.3f}" for label, seconds in rows]
     return "\n".join(lines)

@@ -133,7 +133,7 @@ def profile_misses(results: Results, server: Server, work: str) -> None:
             results.profiles.append(
                 (
                     f"e3-typed-store cold fetch, {data.label}: wall time by phase",
-                    cold_phases(server.url(data.name), work, data),
+                    cold_phases(server.url(data.name), work, data, server.process.pid),
                 )
             )
         for kind in kinds:
