@@ -56,25 +56,32 @@ class KeepAliveServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: KeepAliveServer
+
+    def _counts(self) -> KeepAliveServer:
+        server = self.server
+        assert isinstance(server, KeepAliveServer)
+        return server
 
     @override
     def setup(self) -> None:
         super().setup()
-        with self.server.lock:
-            self.server.connections += 1
+        server = self._counts()
+        with server.lock:
+            server.connections += 1
 
     def do_GET(self) -> None:
-        with self.server.lock:
-            self.server.gets += 1
-            self.server.cookies.append(self.headers.get("Cookie", ""))
+        server = self._counts()
+        with server.lock:
+            server.gets += 1
+            server.cookies.append(self.headers.get("Cookie", ""))
+            visit = server.gets
         self.send_response(200)
-        self.send_header("Set-Cookie", f"visit={self.server.gets}; Path=/")
+        self.send_header("Set-Cookie", f"visit={visit}; Path=/")
         self.send_header("Content-Length", str(len(CONTENT)))
         self.end_headers()
         self.wfile.write(CONTENT)
         self.wfile.flush()
-        if self.server.close_after_response:
+        if server.close_after_response:
             self.close_connection = True
 
     @override
