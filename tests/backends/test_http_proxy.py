@@ -1,0 +1,119 @@
+"""Proxies from the environment, as requests (and so e3-core) honours them.
+
+Two loopback servers: the origin, and a second one standing as the proxy. A
+request through an HTTP proxy names the whole URL on its request line, so the
+proxy sees ``GET http://127.0.0.1:<port>/r.bin`` and answers it itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
+)
+from tests.httpserver import Exchange, LoopbackServer
+
+CONTENT = b"through the proxy or not\n" * 1000
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
+
+
+def answer(exchange: Exchange) -> None:
+    exchange.respond(200, CONTENT, {})
+
+
+@pytest.fixture
+def origin() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        server.route("/r.bin", answer)
+        yield server
+
+
+@pytest.fixture
+def proxy() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as server:
+        server.route_all(answer)
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Start from an environment without any proxy setting, whatever the
+    # machine running the tests has.
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+def fetch(url: str, dest: Path) -> bytes:
+    store = HTTPSimpleStore(QUICK, None)
+    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+    return Path(store.download_resource_content(info, str(dest))).read_bytes()
+
+
+def test_without_proxy_variables_the_origin_is_asked(
+    origin: LoopbackServer, proxy: LoopbackServer, tmp_path: Path
+) -> None:
+    assert fetch(origin.url("/r.bin"), tmp_path) == CONTENT
+    assert len(origin.requests("/r.bin")) == 1
+    assert proxy.requests() == []
+
+
+@pytest.mark.parametrize("name", ["http_proxy", "HTTP_PROXY", "Http_Proxy"])
+def test_an_http_proxy_variable_is_honoured(
+    origin: LoopbackServer,
+    proxy: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    monkeypatch.setenv(name, proxy.base)
+    url = origin.url("/r.bin")
+    assert fetch(url, tmp_path) == CONTENT
+    assert [request.path for request in proxy.requests()] == [url]
+    assert origin.requests() == []
+
+
+def test_all_proxy_is_honoured(
+    origin: LoopbackServer,
+    proxy: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", proxy.base)
+    assert fetch(origin.url("/r.bin"), tmp_path) == CONTENT
+    assert len(proxy.requests()) == 1
+    assert origin.requests() == []
+
+
+def test_no_proxy_sends_the_request_to_the_origin(
+    origin: LoopbackServer,
+    proxy: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.base)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert fetch(origin.url("/r.bin"), tmp_path) == CONTENT
+    assert len(origin.requests("/r.bin")) == 1
+    assert proxy.requests() == []
+
+
+def test_a_proxy_set_between_two_downloads_is_used_by_the_second(
+    origin: LoopbackServer,
+    proxy: LoopbackServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fetch(origin.url("/r.bin"), tmp_path / "one")
+    monkeypatch.setenv("http_proxy", proxy.base)
+    fetch(origin.url("/r.bin"), tmp_path / "two")
+    assert len(origin.requests("/r.bin")) == 1
+    assert len(proxy.requests()) == 1
