@@ -24,9 +24,10 @@ import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -757,16 +758,46 @@ def _send(
     """
     prepared = session.prepare_request(requests.Request("GET", url, headers=headers))
     target = prepared.url if prepared.url is not None else url
-    settings = session.merge_environment_settings(target, {}, True, None, None)
-    verify = settings["verify"]
+    if _no_proxy_settings(session):
+        # What merge_environment_settings returns then, without its two
+        # passes over the whole environment.
+        proxies: MutableMapping[str, str] = {}
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+            "CURL_CA_BUNDLE"
+        )
+        verify: bool | str = bundle or (
+            session.verify if session.verify is not None else True
+        )
+        cert = session.cert
+    else:
+        settings = session.merge_environment_settings(target, {}, True, None, None)
+        proxies = settings["proxies"]
+        verify = settings["verify"] if settings["verify"] is not None else True
+        cert = settings["cert"]
     return session.get_adapter(target).send(
         prepared,
         stream=True,
         timeout=timeout,
-        verify=verify if verify is not None else True,
-        cert=settings["cert"],
-        proxies=settings["proxies"],
+        verify=verify,
+        cert=cert,
+        proxies=proxies,
     )
+
+
+def _no_proxy_settings(session: requests.Session) -> bool:
+    """Tell whether no proxy can apply: no ``*_proxy`` variable, none set.
+
+    Where the standard library reads proxies from the environment only (not
+    on macOS or Windows, which also ask the system), no variable whose name
+    ends in ``_proxy``, in any case, means no proxy for any URL.
+    """
+    if sys.platform == "darwin" or os.name == "nt":
+        return False
+    if not session.trust_env:
+        return False  # requests then reads no variable, CA bundles included
+    if session.proxies:
+        return False
+    return not any(name[-6:].lower() == "_proxy" for name in os.environ)
 
 
 def _failed_request(

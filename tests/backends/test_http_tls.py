@@ -1,0 +1,130 @@
+"""HTTPS: certificates checked against the CA bundle the environment names.
+
+A real TLS server on 127.0.0.1, with a certificate from a throwaway authority
+(trustme). requests trusts ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``,
+else its own bundle, which does not know this authority.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trustme
+from typing_extensions import override
+
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
+)
+from e3_typed_store.errors import DownloadError
+
+CONTENT = b"served over TLS\n" * 500
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(CONTENT)))
+        self.end_headers()
+        self.wfile.write(CONTENT)
+
+    @override
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def https_url(authority: trustme.CA, tmp_path: Path) -> Iterator[str]:
+    key_and_chain = tmp_path / "server.pem"
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(key_and_chain)
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(key_and_chain))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}
+    )
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/r.bin"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def bundle(authority: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+def fetch(url: str, dest: Path) -> bytes:
+    store = HTTPSimpleStore(QUICK, None)
+    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+    return Path(store.download_resource_content(info, str(dest))).read_bytes()
+
+
+def test_an_unknown_authority_is_refused(https_url: str, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="TLS error"):
+        fetch(https_url, dest)
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_bundle_named_by_the_environment_is_trusted(
+    https_url: str,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    monkeypatch.setenv(variable, bundle)
+    assert fetch(https_url, tmp_path) == CONTENT
+
+
+def test_requests_ca_bundle_comes_before_curl_ca_bundle(
+    https_url: str,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    other = trustme.CA()
+    elsewhere = tmp_path / "other.pem"
+    other.cert_pem.write_to_path(str(elsewhere))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(elsewhere))
+    monkeypatch.setenv("CURL_CA_BUNDLE", bundle)
+    with pytest.raises(DownloadError, match="TLS error"):
+        fetch(https_url, tmp_path / "one")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    assert fetch(https_url, tmp_path / "two") == CONTENT
