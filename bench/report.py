@@ -280,7 +280,8 @@ installs nginx, curl and openssl with apt when they are missing):
 ```
 
 Every figure below comes from one run, `{command}`, on {date}: payloads of
-{sizes}, the median of {reps} repetitions per figure. Contenders alternate
+{sizes}, the median of {reps} repetitions per figure or more (payloads under
+16 MiB are fetched up to 8 times as often: the column n says). Contenders alternate
 repetition by repetition (round-robin, the order rotating), and every ratio
 compares figures of that same run on the same machine. Times are wall times;
 the server and the clients share the machine's {cores} cores.

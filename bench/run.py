@@ -184,6 +184,18 @@ _RESULTS = os.path.join(_HERE, "results.json")
 _ANALYSIS = os.path.join(_HERE, "analysis.md")
 
 
+def _fetch_reps(reps: int, size: int, smoke: bool) -> int:
+    """Repetitions of the fetches of a payload of *size* bytes.
+
+    A small payload's fetch takes milliseconds, and its ratios move the most
+    from run to run: up to 8 times *reps* repetitions, as many as keep its
+    round about as long as one of 16 MiB.
+    """
+    if smoke:
+        return reps
+    return reps * max(1, min(8, (16 << 20) // max(size, 1)))
+
+
 def _analysis(results: Results) -> str | None:
     """The hand-written findings, for the run they were written about.
 
@@ -279,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         for data in files:
-            print(f"fetch {data.label} x {reps}", file=sys.stderr)
+            fetch_reps = _fetch_reps(reps, data.size, smoke)
+            print(f"fetch {data.label} x {fetch_reps}", file=sys.stderr)
             contenders = f.fetch_contenders(server.url(data.name), work, data)
             results.fetch[data.label] = round_robin(
-                contenders, reps, _progress, settle=os.sync
+                contenders, fetch_reps, _progress, settle=os.sync
             )
         print(f"cache backends, {cache_ops} ops x {reps}", file=sys.stderr)
         results.cache_op_count = cache_ops
