@@ -20,9 +20,11 @@ Algorithm = Literal["sha1", "sha256", "sha512"]
 ALGORITHMS: dict[Algorithm, int] = {"sha1": 40, "sha256": 64, "sha512": 128}
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_CHUNK = 1 << 20
+# Reads of 256 KiB: the bytes are still in the core's cache when hashed
+# (1 MiB reads were a few percent slower on a 1 MiB file, none faster).
+_CHUNK = 256 << 10
 # Read buffers kept between calls (list.pop and list.append are atomic): a
-# fresh 1 MiB buffer is zero-filled, and often page-faulted in, at every hit.
+# fresh buffer is zero-filled, and often page-faulted in, at every hit.
 _SPARE_BUFFERS: list[bytearray] = []
 _MAX_SPARE_BUFFERS = 4
 
