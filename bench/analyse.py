@@ -57,7 +57,7 @@ def _per_size(
         return Target(source, text, shown, None)
     misses = [(label, v) for label, v in known if v > limit]
     detail = "; ".join(
-        f"{label} at {v:.2f}x, {100 * (v / limit - 1):.0f}% over the limit"
+        f"{label} at {v:.3f}x, {100 * (v / limit - 1):.1f}% over the limit"
         for label, v in misses
     )
     return Target(source, text, shown, not misses, detail, [lb for lb, _ in misses])
