@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import heapq
+import http.client
 import logging
 import os
 import queue
@@ -709,7 +710,7 @@ def _open(
         )
         log.debug("GET %s %s", current, headers.get("Range", ""))
         try:
-            response = _send(session, current, headers, timeout)
+            response = _send_again_if_stale(session, current, headers, timeout)
         except requests.exceptions.SSLError as exc:
             raise _unusable(current, f"TLS error: {exc}", exc) from exc
         except (
@@ -743,6 +744,38 @@ def _open(
                 )
             raise HTTPStatusError(current, status)
     raise _unusable(url, f"more than {MAX_REDIRECTS} redirects", None)
+
+
+def _send_again_if_stale(
+    session: requests.Session,
+    url: str,
+    headers: Mapping[str, str],
+    timeout: tuple[float, float],
+) -> requests.Response:
+    """Send one GET; once more if the connection was closed before any answer.
+
+    A kept connection can be closed by the server (its idle timeout) just as
+    it is reused: the request then fails before a byte of response, through
+    no fault of the server, and is sent again at once on a new connection,
+    without counting as an attempt or waiting for a backoff. A server that
+    closes every connection that way fails the second send too.
+    """
+    try:
+        return _send(session, url, headers, timeout)
+    except requests.ConnectionError as exc:
+        if not _closed_before_response(exc):
+            raise
+    return _send(session, url, headers, timeout)
+
+
+def _closed_before_response(exc: requests.ConnectionError) -> bool:
+    reason: object = exc.args[0] if exc.args else None
+    if not isinstance(reason, urllib3.exceptions.ProtocolError):
+        return False
+    cause: object = reason.args[1] if len(reason.args) > 1 else None
+    return isinstance(
+        cause, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+    )
 
 
 def _send(

@@ -21,6 +21,8 @@ from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStore,
     HTTPSimpleStoreConfiguration,
 )
+from e3_typed_store.errors import DownloadError
+from tests.httpserver import LoopbackServer
 
 CONTENT = os.urandom(300_000)
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
@@ -37,11 +39,16 @@ class KeepAliveServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, close_after_response: bool) -> None:
+    def __init__(
+        self, close_after_response: bool = False, close_when_reused: bool = False
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         #: Drop each connection after its response, without saying so in a
         #: ``Connection: close`` header: what a server does to an idle one.
         self.close_after_response = close_after_response
+        #: Close a connection, unanswered, when a second request comes on it:
+        #: the server's idle timeout striking just as the client reuses it.
+        self.close_when_reused = close_when_reused
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
@@ -65,16 +72,21 @@ class _Handler(BaseHTTPRequestHandler):
     @override
     def setup(self) -> None:
         super().setup()
+        self.on_this_connection = 0
         server = self._counts()
         with server.lock:
             server.connections += 1
 
     def do_GET(self) -> None:
         server = self._counts()
+        self.on_this_connection += 1
         with server.lock:
             server.gets += 1
             server.cookies.append(self.headers.get("Cookie", ""))
             visit = server.gets
+        if server.close_when_reused and self.on_this_connection > 1:
+            self.close_connection = True
+            return
         self.send_response(200)
         self.send_header("Set-Cookie", f"visit={visit}; Path=/")
         self.send_header("Content-Length", str(len(CONTENT)))
@@ -89,8 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve(close_after_response: bool) -> Iterator[KeepAliveServer]:
-    server = KeepAliveServer(close_after_response)
+def serve(
+    close_after_response: bool = False, close_when_reused: bool = False
+) -> Iterator[KeepAliveServer]:
+    server = KeepAliveServer(close_after_response, close_when_reused)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}
     )
@@ -105,7 +119,7 @@ def serve(close_after_response: bool) -> Iterator[KeepAliveServer]:
 
 @pytest.fixture
 def server() -> Iterator[KeepAliveServer]:
-    yield from serve(close_after_response=False)
+    yield from serve()
 
 
 @pytest.fixture
@@ -197,3 +211,25 @@ def test_no_cookie_is_kept_from_one_download_to_the_next(
         fetch(server.url, tmp_path / str(index))
     assert server.cookies == ["", "", ""]
     assert server.connections == 1
+
+
+def test_a_connection_closed_as_it_is_reused_costs_no_attempt(
+    tmp_path: Path,
+) -> None:
+    # retries=0: the request that met a closed connection is sent again on a
+    # new one, not counted as a failed attempt.
+    for server in serve(close_when_reused=True):
+        for index in range(3):
+            assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
+        assert server.gets == 5  # 3 answered, 2 met a closing connection
+        assert server.connections == 3
+
+
+def test_a_server_that_never_answers_is_asked_twice_per_attempt(
+    tmp_path: Path,
+) -> None:
+    with LoopbackServer() as server:
+        server.route("/r.bin", lambda exchange: None)  # closes, unanswered
+        with pytest.raises(DownloadError):
+            fetch(server.url("/r.bin"), tmp_path)
+        assert len(server.requests("/r.bin")) == 2
