@@ -191,23 +191,35 @@ class HTTPSimpleStoreSettings:
         values = _configuration_values(configuration, _known_keys(cls))
         if not values.keys() - StoreOptions.KEYS:
             return default
+        # A given value is checked and converted (an int of seconds becomes a
+        # float, a list of mirrors a tuple); a value not given is the
+        # default's, checked once already.
 
-        def get(name: str) -> object:
-            return values.get(name, getattr(default, name))
+        def seconds(name: str, allow_zero: bool, fallback: float) -> float:
+            if name not in values:
+                return fallback
+            return _seconds(name, values[name], allow_zero)
 
+        def integer(name: str, low: int, high: int, fallback: int) -> int:
+            return (
+                _integer(name, values[name], low, high) if name in values else fallback
+            )
+
+        def flag(name: str, fallback: bool) -> bool:
+            return _flag(name, values[name]) if name in values else fallback
+
+        d = default
         return cls(
-            connect_timeout=_seconds("connect_timeout", get("connect_timeout"), False),
-            read_timeout=_seconds("read_timeout", get("read_timeout"), False),
-            deadline=_seconds("deadline", get("deadline"), False),
-            retries=_integer("retries", get("retries"), 0, _MAX_RETRIES),
-            backoff_base=_seconds("backoff_base", get("backoff_base"), True),
-            backoff_max=_seconds("backoff_max", get("backoff_max"), True),
-            mirrors=_mirrors(get("mirrors")),
-            fallback_to_origin=_flag("fallback_to_origin", get("fallback_to_origin")),
-            progress=_flag("progress", get("progress")),
-            chunk_size=_integer(
-                "chunk_size", get("chunk_size"), _MIN_CHUNK, _MAX_CHUNK
-            ),
+            connect_timeout=seconds("connect_timeout", False, d.connect_timeout),
+            read_timeout=seconds("read_timeout", False, d.read_timeout),
+            deadline=seconds("deadline", False, d.deadline),
+            retries=integer("retries", 0, _MAX_RETRIES, d.retries),
+            backoff_base=seconds("backoff_base", True, d.backoff_base),
+            backoff_max=seconds("backoff_max", True, d.backoff_max),
+            mirrors=_mirrors(values["mirrors"]) if "mirrors" in values else d.mirrors,
+            fallback_to_origin=flag("fallback_to_origin", d.fallback_to_origin),
+            progress=flag("progress", d.progress),
+            chunk_size=integer("chunk_size", _MIN_CHUNK, _MAX_CHUNK, d.chunk_size),
         )
 
 
