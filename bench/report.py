@@ -338,6 +338,13 @@ _METHOD = """\
   access log; every returned file is hashed afterwards.
 - runtime checks: the same loop in a subprocess with and without
   `E3_TYPED_STORE_RUNTIME_CHECKS=1`; every other figure runs with checks off.
+- profiles, for a missed target only: cProfile listings of the contender that
+  missed (and of e3-core's, for comparison); for a missed cold fetch, also a
+  table by phase (`bench/phases.py`): cold fetches alternating with raw
+  transfers in one loop, each fetch's own files removed before the next, with
+  the median wall time of each phase of the library (functions wrapped with
+  `time.perf_counter`) and the mean CPU time of this process (all its threads)
+  and of the server's processes (read from `/proc`).
 """
 
 
