@@ -28,7 +28,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -318,6 +318,13 @@ def download(
     raise errors[-1]
 
 
+def _reset_in_forked_child(reset: Callable[[], None]) -> None:
+    """Have a forked child call *reset*: the threads and sockets of this
+    module's shared state do not belong to it. (Windows has no fork.)"""
+    if sys.platform != "win32":
+        os.register_at_fork(after_in_child=reset)
+
+
 class _TransientError(Exception):
     """A failure worth retrying on the same URL (never leaves this module)."""
 
@@ -482,7 +489,7 @@ class _DigestWorkers:
 
 
 _DIGEST_WORKERS = _DigestWorkers()
-os.register_at_fork(after_in_child=_DIGEST_WORKERS.reset)
+_reset_in_forked_child(_DIGEST_WORKERS.reset)
 
 
 class _ThreadSessions:
@@ -516,7 +523,7 @@ class _ThreadSessions:
 
 
 _SESSIONS = _ThreadSessions()
-os.register_at_fork(after_in_child=_SESSIONS.reset)
+_reset_in_forked_child(_SESSIONS.reset)
 
 
 class _PartFile:
@@ -1045,7 +1052,7 @@ class _Alarms:
 
 
 _ALARMS = _Alarms()
-os.register_at_fork(after_in_child=_ALARMS.reset)
+_reset_in_forked_child(_ALARMS.reset)
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
