@@ -414,6 +414,10 @@ class _OverlappedDigest:
                 return
             self._done = threading.Event()
             _DIGEST_WORKERS.assign(self)
+            # The first chunk alone, at once: the worker starts hashing
+            # while the first batch fills.
+            self._queue.put([chunk])
+            return
         self._batch.append(chunk)
         self._batch_size += len(chunk)
         if self._batch_size >= _DIGEST_BATCH_BYTES:
