@@ -193,33 +193,24 @@ class HTTPSimpleStoreSettings:
             return default
         # A given value is checked and converted (an int of seconds becomes a
         # float, a list of mirrors a tuple); a value not given is the
-        # default's, checked once already.
-
-        def seconds(name: str, allow_zero: bool, fallback: float) -> float:
-            if name not in values:
-                return fallback
-            return _seconds(name, values[name], allow_zero)
-
-        def integer(name: str, low: int, high: int, fallback: int) -> int:
-            return (
-                _integer(name, values[name], low, high) if name in values else fallback
-            )
-
-        def flag(name: str, fallback: bool) -> bool:
-            return _flag(name, values[name]) if name in values else fallback
-
-        d = default
+        # default's, checked once already. (Module functions, not closures:
+        # with runtime checks on, every closure made is decorated anew.)
+        v, d = values, default
         return cls(
-            connect_timeout=seconds("connect_timeout", False, d.connect_timeout),
-            read_timeout=seconds("read_timeout", False, d.read_timeout),
-            deadline=seconds("deadline", False, d.deadline),
-            retries=integer("retries", 0, _MAX_RETRIES, d.retries),
-            backoff_base=seconds("backoff_base", True, d.backoff_base),
-            backoff_max=seconds("backoff_max", True, d.backoff_max),
-            mirrors=_mirrors(values["mirrors"]) if "mirrors" in values else d.mirrors,
-            fallback_to_origin=flag("fallback_to_origin", d.fallback_to_origin),
-            progress=flag("progress", d.progress),
-            chunk_size=integer("chunk_size", _MIN_CHUNK, _MAX_CHUNK, d.chunk_size),
+            connect_timeout=_given_seconds(v, "connect_timeout", d.connect_timeout),
+            read_timeout=_given_seconds(v, "read_timeout", d.read_timeout),
+            deadline=_given_seconds(v, "deadline", d.deadline),
+            retries=_given_integer(v, "retries", d.retries, 0, _MAX_RETRIES),
+            backoff_base=_given_seconds(v, "backoff_base", d.backoff_base, True),
+            backoff_max=_given_seconds(v, "backoff_max", d.backoff_max, True),
+            mirrors=_mirrors(v["mirrors"]) if "mirrors" in v else d.mirrors,
+            fallback_to_origin=_given_flag(
+                v, "fallback_to_origin", d.fallback_to_origin
+            ),
+            progress=_given_flag(v, "progress", d.progress),
+            chunk_size=_given_integer(
+                v, "chunk_size", d.chunk_size, _MIN_CHUNK, _MAX_CHUNK
+            ),
         )
 
 
@@ -410,6 +401,22 @@ def _known_keys(cls: type[HTTPSimpleStoreSettings]) -> frozenset[str]:
         names = frozenset(f.name for f in fields(cls))
         known = _KNOWN_KEYS[cls] = names | StoreOptions.KEYS
     return known
+
+
+def _given_seconds(
+    values: Mapping[str, object], name: str, fallback: float, allow_zero: bool = False
+) -> float:
+    return _seconds(name, values[name], allow_zero) if name in values else fallback
+
+
+def _given_integer(
+    values: Mapping[str, object], name: str, fallback: int, low: int, high: int
+) -> int:
+    return _integer(name, values[name], low, high) if name in values else fallback
+
+
+def _given_flag(values: Mapping[str, object], name: str, fallback: bool) -> bool:
+    return _flag(name, values[name]) if name in values else fallback
 
 
 def _check_url(url: object) -> str:
