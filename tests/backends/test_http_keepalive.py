@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 from typing_extensions import override
 
-from e3_typed_store.backends.http_simple_store import (
-    HTTPSimpleStore,
-    HTTPSimpleStoreConfiguration,
-)
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DownloadError
+from tests.backends.fetching import fetch_over_http
 from tests.httpserver import LoopbackServer
 
 CONTENT = os.urandom(300_000)
@@ -128,9 +126,7 @@ def closing_server() -> Iterator[KeepAliveServer]:
 
 
 def fetch(url: str, dest: Path) -> Path:
-    store = HTTPSimpleStore(QUICK, None)
-    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
-    return Path(store.download_resource_content(info, str(dest)))
+    return fetch_over_http(url, dest, SHA256, QUICK)
 
 
 def test_downloads_from_one_server_share_a_connection(

@@ -8,16 +8,13 @@ proxy sees ``GET http://127.0.0.1:<port>/r.bin`` and answers it itself.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e3_typed_store.backends.http_simple_store import (
-    HTTPSimpleStore,
-    HTTPSimpleStoreConfiguration,
-)
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
+from tests.backends.fetching import fetch_over_http
 from tests.httpserver import Exchange, LoopbackServer
 
 CONTENT = b"through the proxy or not\n" * 1000
@@ -43,19 +40,12 @@ def proxy() -> Iterator[LoopbackServer]:
         yield server
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Start from an environment without any proxy setting, whatever the
-    # machine running the tests has.
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
+# Each test starts without any proxy setting, and sets what it needs.
+pytestmark = pytest.mark.usefixtures("no_proxy_variables")
 
 
 def fetch(url: str, dest: Path) -> bytes:
-    store = HTTPSimpleStore(QUICK, None)
-    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
-    return Path(store.download_resource_content(info, str(dest))).read_bytes()
+    return fetch_over_http(url, dest, SHA256, QUICK).read_bytes()
 
 
 def test_without_proxy_variables_the_origin_is_asked(

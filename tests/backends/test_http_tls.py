@@ -8,7 +8,6 @@ else its own bundle, which does not know this authority.
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
 import threading
 from collections.abc import Iterator
@@ -19,11 +18,9 @@ import pytest
 import trustme
 from typing_extensions import override
 
-from e3_typed_store.backends.http_simple_store import (
-    HTTPSimpleStore,
-    HTTPSimpleStoreConfiguration,
-)
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DownloadError
+from tests.backends.fetching import fetch_over_http
 
 CONTENT = b"served over TLS\n" * 500
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
@@ -80,18 +77,15 @@ def bundle(authority: trustme.CA, tmp_path: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_ca_bundle_variables(
+    monkeypatch: pytest.MonkeyPatch, no_proxy_variables: None
+) -> None:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
 
 
 def fetch(url: str, dest: Path) -> bytes:
-    store = HTTPSimpleStore(QUICK, None)
-    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
-    return Path(store.download_resource_content(info, str(dest))).read_bytes()
+    return fetch_over_http(url, dest, SHA256, QUICK).read_bytes()
 
 
 def test_an_unknown_authority_is_refused(https_url: str, tmp_path: Path) -> None:
