@@ -10,7 +10,8 @@ import hashlib
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DownloadError
-from tests.backends.fetching import fetch_over_http
+from tests.backends.fetching import fetch_over_http, running
 from tests.httpserver import LoopbackServer
 
 CONTENT = os.urandom(300_000)
@@ -34,8 +35,6 @@ QUICK: HTTPSimpleStoreConfiguration = {
 
 class KeepAliveServer(ThreadingHTTPServer):
     """Serves CONTENT at any path over HTTP/1.1; counts connections and GETs."""
-
-    daemon_threads = True
 
     def __init__(
         self, close_after_response: bool = False, close_when_reused: bool = False
@@ -99,30 +98,31 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
 def serve(
     close_after_response: bool = False, close_when_reused: bool = False
-) -> Iterator[KeepAliveServer]:
+) -> Generator[KeepAliveServer, None, None]:
     server = KeepAliveServer(close_after_response, close_when_reused)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}
-    )
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
 def server() -> Iterator[KeepAliveServer]:
-    yield from serve()
+    with serve() as started:
+        yield started
 
 
 @pytest.fixture
 def closing_server() -> Iterator[KeepAliveServer]:
-    yield from serve(close_after_response=True)
+    with serve(close_after_response=True) as started:
+        yield started
+
+
+@pytest.fixture
+def server_closing_reused() -> Iterator[KeepAliveServer]:
+    with serve(close_when_reused=True) as started:
+        yield started
 
 
 def fetch(url: str, dest: Path) -> Path:
@@ -210,15 +210,15 @@ def test_no_cookie_is_kept_from_one_download_to_the_next(
 
 
 def test_a_connection_closed_as_it_is_reused_costs_no_attempt(
-    tmp_path: Path,
+    server_closing_reused: KeepAliveServer, tmp_path: Path
 ) -> None:
     # retries=0: the request that met a closed connection is sent again on a
     # new one, not counted as a failed attempt.
-    for server in serve(close_when_reused=True):
-        for index in range(3):
-            assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
-        assert server.gets == 5  # 3 answered, 2 met a closing connection
-        assert server.connections == 3
+    server = server_closing_reused
+    for index in range(3):
+        assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
+    assert server.gets == 5  # 3 answered, 2 met a closing connection
+    assert server.connections == 3
 
 
 def test_a_server_that_never_answers_is_asked_twice_per_attempt(

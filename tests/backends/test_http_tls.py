@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DownloadError
-from tests.backends.fetching import fetch_over_http
+from tests.backends.fetching import fetch_over_http, running
 
 CONTENT = b"served over TLS\n" * 500
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
@@ -55,18 +54,9 @@ def https_url(authority: trustme.CA, tmp_path: Path) -> Iterator[str]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(key_and_chain))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}
-    )
-    thread.start()
-    try:
+    with running(server):
         yield f"https://127.0.0.1:{server.server_address[1]}/r.bin"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture
