@@ -24,6 +24,7 @@ import http.client
 import logging
 import os
 import queue
+import random
 import re
 import sys
 import threading
@@ -54,6 +55,7 @@ __all__ = [
     "SNIPPET_BYTES",
     "Deadline",
     "TransferPolicy",
+    "backoff_seconds",
     "content_disposition_name",
     "download",
     "resource_file_name",
@@ -286,9 +288,7 @@ def download(
                         break
                     delay = transient.retry_after
                     if delay is None:
-                        delay = min(
-                            policy.backoff_max, policy.backoff_base * 2**attempt
-                        )
+                        delay = backoff_seconds(policy, attempt)
                     if delay >= deadline.remaining():
                         log.warning(
                             "giving up on %s: %s; a retry in %g s would pass "
@@ -316,6 +316,23 @@ def download(
                     log.warning("giving up on %s: %s", url, unusable.error)
                     break
     raise errors[-1]
+
+
+def backoff_seconds(policy: TransferPolicy, attempt: int) -> float:
+    """How long to wait before retry *attempt* + 1 when the server said nothing.
+
+    Exponential with equal jitter: the wait is drawn between half and all of
+    ``min(backoff_max, backoff_base * 2**attempt)``. Processes that failed
+    together (a server restarting under many clients) then come back spread
+    over time instead of all at once, and none retries sooner than half the
+    exponential wait. (The ``random`` module reseeds in a forked child, so
+    forked workers draw differently.)
+
+    :param policy: gives ``backoff_base`` and ``backoff_max``
+    :param attempt: how many retries of this URL were made already, from 0
+    """
+    ceiling = min(policy.backoff_max, policy.backoff_base * 2.0**attempt)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def _reset_in_forked_child(reset: Callable[[], None]) -> None:

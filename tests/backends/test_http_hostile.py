@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import multiprocessing
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,11 +22,16 @@ from pathlib import Path
 import pytest
 
 from e3_typed_store._fs import safe_file_name
-from e3_typed_store._http import content_disposition_name, retry_after_seconds
+from e3_typed_store._http import (
+    backoff_seconds,
+    content_disposition_name,
+    retry_after_seconds,
+)
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStore,
     HTTPSimpleStoreConfiguration,
     HTTPSimpleStoreResourceInfo,
+    HTTPSimpleStoreSettings,
 )
 from e3_typed_store.errors import (
     DeadlineExceededError,
@@ -395,6 +402,45 @@ def test_503_every_time_gives_up_after_the_retries(
     assert raised.value.status == 503
     assert len(server.requests("/r.bin")) == 4
     assert dest_files(tmp_path) == []
+
+
+def test_retry_waits_are_exponential_with_jitter(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.route("/r.bin", lambda exchange: exchange.respond(503, b"busy"))
+    configuration: HTTPSimpleStoreConfiguration = {
+        **FAST,
+        "retries": 4,
+        "backoff_base": 0.02,
+        "backoff_max": 0.05,
+    }
+    with (
+        caplog.at_level(logging.WARNING, logger="e3_typed_store"),
+        pytest.raises(HTTPStatusError),
+    ):
+        fetch(server, tmp_path, configuration=configuration)
+    waits = [
+        float(found.group(1))
+        for record in caplog.records
+        if (found := re.search(r"retry \d+ of 4 in (\S+) s$", record.getMessage()))
+    ]
+    # Each wait lies between half and all of 0.02, 0.04, then the 0.05 cap.
+    ceilings = [0.02, 0.04, 0.05, 0.05]
+    assert len(waits) == len(ceilings)
+    for wait, ceiling in zip(waits, ceilings, strict=True):
+        assert ceiling / 2 * (1 - 1e-5) <= wait <= ceiling * (1 + 1e-5)
+
+
+def test_backoff_waits_are_spread_not_fixed() -> None:
+    policy = HTTPSimpleStoreSettings(backoff_base=1.0, backoff_max=30.0)
+    third = [backoff_seconds(policy, 2) for _ in range(200)]
+    assert all(2.0 <= wait <= 4.0 for wait in third)
+    # Clients that failed together come back spread over the whole span.
+    assert min(third) < 2.5
+    assert max(third) > 3.5
+    capped = [backoff_seconds(policy, 10) for _ in range(50)]
+    assert all(15.0 <= wait <= 30.0 for wait in capped)
+    assert backoff_seconds(HTTPSimpleStoreSettings(backoff_base=0.0), 3) == 0.0
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410])

@@ -133,8 +133,10 @@ class HTTPSimpleStoreSettings:
         allows it. Any other error status, a refused redirect or a digest
         mismatch moves on to the next URL at once
     :param backoff_base: seconds before the first retry, doubled for each next
-        one; a ``Retry-After`` (seconds or an HTTP date) replaces it, and a wait
-        that would end past the deadline ends the attempts on that URL at once
+        one, each wait drawn at random between half and all of it (so that
+        clients that failed together do not retry together); a
+        ``Retry-After`` (seconds or an HTTP date) replaces it, and a wait that
+        would end past the deadline ends the attempts on that URL at once
     :param backoff_max: the longest backoff between two attempts
     :param mirrors: base URLs tried in order before the resource URL (see the
         module documentation for how a resource URL maps onto one)
