@@ -594,7 +594,13 @@ class _PartFile:
         self._progress.close()
         self._digest.close()
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                # Its buffer could not be flushed (a full disk): the file is
+                # removed below all the same, and the error that brought us
+                # here is the one the caller gets.
+                pass
         if not self._committed:
             try:
                 os.unlink(self.path)

@@ -1,0 +1,207 @@
+"""HTTPSimpleStore when the destination cannot take the download.
+
+Real faults, no mock: a file-size limit (``RLIMIT_FSIZE``, set in a forked
+child) makes the kernel refuse a write past it with ``EFBIG``, as a full disk
+refuses one with ``ENOSPC``; a regular file where the destination's parent
+should be, and a directory where the downloaded file should go, make the
+creation and the final rename fail. Each time the caller gets a
+``DownloadError`` that says where, no temporary file is left behind, nothing
+is recorded in the cache, and no second request is made for a fault of the
+disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
+)
+from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.errors import DownloadError, StoreError
+from tests.httpserver import Exchange, LoopbackServer
+
+pytestmark = pytest.mark.skipif(
+    sys.platform == "win32", reason="RLIMIT_FSIZE and fork are POSIX"
+)
+
+LARGE = bytes(range(256)) * 1024  # 256 KiB: written straight to the file
+SMALL = b"small payload\n" * 300  # 4.2 KiB: held in the file's buffer until flushed
+CONFIGURATION: HTTPSimpleStoreConfiguration = {
+    "retries": 2,
+    "backoff_base": 0.01,
+    "backoff_max": 0.02,
+    "deadline": 20.0,
+    "chunk_size": 16 * 1024,
+    "progress": False,
+}
+
+
+class Outcome(NamedTuple):
+    """What a child saw: the error raised (or none) and the files it left."""
+
+    error: str | None
+    message: str
+    dest_files: list[str]
+    cache_entries: list[str]
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as running:
+        running.route("/large.bin", serve(LARGE))
+        running.route("/small.bin", serve(SMALL))
+        yield running
+
+
+def serve(content: bytes) -> Callable[[Exchange], None]:
+    def handler(exchange: Exchange) -> None:
+        exchange.respond(200, content, {"Accept-Ranges": "bytes"})
+
+    return handler
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory)) if directory.is_dir() else []
+
+
+def fetch_with_size_limit(
+    url: str, sha256: str, dest: str, cache_dir: str, limit: int, out: Connection
+) -> None:
+    """In a forked child: limit the size of written files, fetch, report."""
+    import resource
+    import signal
+
+    # Past the limit the kernel sends SIGXFSZ, which kills by default;
+    # ignored, the write fails with EFBIG instead, as a full disk fails one.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    store = HTTPSimpleStore(CONFIGURATION, FileCache({"cache_dir": cache_dir}))
+    info = store.get_resource_metadata({"url": url, "sha256": sha256})
+    error: str | None = None
+    message = ""
+    try:
+        store.fetch_resource(info, dest)
+    except StoreError as exc:
+        error, message = type(exc).__name__, str(exc)
+    entries = os.path.join(cache_dir, "entries")
+    out.send(Outcome(error, message, listing(Path(dest)), listing(Path(entries))))
+    out.close()
+
+
+def run_limited(
+    server: LoopbackServer, tmp_path: Path, name: str, content: bytes, limit: int
+) -> Outcome:
+    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(
+        target=fetch_with_size_limit,
+        args=(
+            server.url(f"/{name}"),
+            hashlib.sha256(content).hexdigest(),
+            str(tmp_path / "dest"),
+            str(tmp_path / "cache"),
+            limit,
+            sender,
+        ),
+    )
+    child.start()
+    sender.close()
+    try:
+        assert receiver.poll(30), "the child reported nothing"
+        outcome = receiver.recv()
+    finally:
+        child.join(10)
+        child.kill()
+    assert isinstance(outcome, Outcome)
+    return outcome
+
+
+def test_a_write_refused_by_the_disk_is_a_download_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    outcome = run_limited(server, tmp_path, "large.bin", LARGE, 64 * 1024)
+    assert outcome.error == "DownloadError"
+    assert f"cannot write into {tmp_path / 'dest'}" in outcome.message
+    assert "File too large" in outcome.message  # the OS's own words are kept
+    assert outcome.dest_files == []  # the partial file is removed
+    assert outcome.cache_entries == []
+    assert len(server.requests("/large.bin")) == 1  # a disk fault is not retried
+
+
+def test_a_flush_refused_by_the_disk_is_a_download_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The whole body fits in the file's buffer: the failure comes at the flush.
+    outcome = run_limited(server, tmp_path, "small.bin", SMALL, 1024)
+    assert outcome.error == "DownloadError"
+    assert f"cannot write into {tmp_path / 'dest'}" in outcome.message
+    assert outcome.dest_files == []
+    assert outcome.cache_entries == []
+    assert len(server.requests("/small.bin")) == 1
+
+
+def test_the_same_fetch_succeeds_within_the_limit(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The limit above is what failed the fetches: with room, the same child works.
+    outcome = run_limited(server, tmp_path, "large.bin", LARGE, 16 * 1024 * 1024)
+    assert outcome.error is None
+    assert outcome.dest_files == ["large.bin"]
+    assert len(outcome.cache_entries) == 1
+
+
+def test_a_directory_in_place_of_the_file_is_a_download_error(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    (dest / "large.bin").mkdir(parents=True)
+    (dest / "large.bin" / "kept").write_bytes(b"not ours")
+    store = HTTPSimpleStore(
+        CONFIGURATION, FileCache({"cache_dir": str(tmp_path / "cache")})
+    )
+    info = store.get_resource_metadata(
+        {"url": server.url("/large.bin"), "sha256": hashlib.sha256(LARGE).hexdigest()}
+    )
+    with pytest.raises(DownloadError) as raised:
+        store.fetch_resource(info, str(dest))
+    assert f"cannot move the download to {dest / 'large.bin'}" in str(raised.value)
+    assert listing(dest) == ["large.bin"]  # the temporary file is gone
+    assert (dest / "large.bin" / "kept").read_bytes() == b"not ours"
+    assert listing(tmp_path / "cache" / "entries") == []
+    assert store.download_resource(info, str(dest)) is None  # the seed's form
+
+
+def test_a_destination_under_a_file_is_an_error_before_any_request(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    (tmp_path / "plain").write_bytes(b"a file, not a directory")
+    dest = tmp_path / "plain" / "dest"
+    sha256 = hashlib.sha256(LARGE).hexdigest()
+    # Through the store: the destination is made before the lock is taken.
+    store = HTTPSimpleStore(
+        CONFIGURATION, FileCache({"cache_dir": str(tmp_path / "cache")})
+    )
+    info = store.get_resource_metadata(
+        {"url": server.url("/large.bin"), "sha256": sha256}
+    )
+    with pytest.raises(
+        StoreError, match=re.escape(f"cannot place {info.uid} into {dest}")
+    ):
+        store.fetch_resource(info, str(dest))
+    # Straight through the driver: its own check, with the same promise.
+    with pytest.raises(DownloadError, match=re.escape(f"cannot write into {dest}")):
+        store.download_resource_content(info, str(dest))
+    assert server.requests("/large.bin") == []
+    assert (tmp_path / "plain").read_bytes() == b"a file, not a directory"
