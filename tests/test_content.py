@@ -24,7 +24,9 @@ def download(tmp_path: Path) -> Path:
 
 
 def test_a_kept_copy_is_held(content: ContentStore, download: Path) -> None:
-    kept = content.keep("uid", str(download), verified=True)
+    kept, same_file = content.keep("uid", str(download))
+    assert same_file  # a hard link: the download's verification holds for it
+    assert os.path.samefile(kept, download)
     assert content.holds(kept)
     assert Path(kept).read_bytes() == b"payload"
 
@@ -32,7 +34,7 @@ def test_a_kept_copy_is_held(content: ContentStore, download: Path) -> None:
 def test_files_outside_the_store_are_not_held(
     content: ContentStore, download: Path, tmp_path: Path
 ) -> None:
-    content.keep("uid", str(download), verified=True)
+    content.keep("uid", str(download))
     assert not content.holds(str(download))
     # Shaped like a kept copy, but climbing out of the store.
     escape = os.path.join(content.root, "..", "payload", "res.bin")
@@ -44,7 +46,7 @@ def test_files_outside_the_store_are_not_held(
 def test_a_kept_copy_reached_through_a_link_is_held(
     content: ContentStore, download: Path, tmp_path: Path
 ) -> None:
-    kept = content.keep("uid", str(download), verified=True)
+    kept = content.keep("uid", str(download)).path
     alias = tmp_path / "alias"
     alias.symlink_to(content.root)
     assert content.holds(str(alias / os.path.relpath(kept, content.root)))
@@ -53,7 +55,9 @@ def test_a_kept_copy_reached_through_a_link_is_held(
 def test_a_stamp_holds_while_the_file_is_unchanged(
     content: ContentStore, download: Path
 ) -> None:
-    kept = content.keep("uid", str(download), verified=True)
+    kept = content.keep("uid", str(download)).path
+    assert not content.unchanged("uid", kept)  # kept, not stamped
+    content.stamp("uid", kept)
     assert content.unchanged("uid", kept)
     os.utime(kept, ns=(1, 1))
     assert not content.unchanged("uid", kept)
@@ -64,9 +68,24 @@ def test_a_stamp_holds_while_the_file_is_unchanged(
 
 
 def test_a_corrupt_stamp_is_no_stamp(content: ContentStore, download: Path) -> None:
-    kept = content.keep("uid", str(download), verified=True)
+    kept = content.keep("uid", str(download)).path
+    content.stamp("uid", kept)
     stamp = Path(kept).parent.parent / "stamp.json"
     assert stamp.exists()
     for corrupt in (b"{", b"[]", b"\xff\xfe", b'{"path": 1}'):
         stamp.write_bytes(corrupt)
         assert not content.unchanged("uid", kept)
+
+
+def test_keeping_a_new_copy_drops_the_old_stamp(
+    content: ContentStore, download: Path
+) -> None:
+    kept = content.keep("uid", str(download)).path
+    content.stamp("uid", kept)
+    assert content.unchanged("uid", kept)
+    renamed = download.with_name("renamed.bin")
+    renamed.write_bytes(b"new payload")
+    again = content.keep("uid", str(renamed))
+    assert again.same_file
+    assert not content.unchanged("uid", again.path)  # no stamp until one is written
+    assert os.listdir(os.path.dirname(again.path)) == ["renamed.bin"]

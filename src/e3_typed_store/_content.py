@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
 
-__all__ = ["ContentStore", "FileStamp"]
+__all__ = ["ContentStore", "FileStamp", "KeptCopy"]
 
 _NOT_NAMES = frozenset({"", ".", ".."})
 
@@ -51,6 +52,15 @@ class FileStamp:
         }
 
 
+class KeptCopy(NamedTuple):
+    """A copy kept by :meth:`ContentStore.keep`."""
+
+    #: Where the copy is.
+    path: str
+    #: Whether it is the very file it was made from (a hard link to it).
+    same_file: bool
+
+
 class ContentStore:
     """Verified copies of resources, one directory per uid.
 
@@ -80,17 +90,19 @@ class ContentStore:
             return True
         return is_within(path, self.root)
 
-    def keep(self, uid: str, path: str, verified: bool) -> str:
+    def keep(self, uid: str, path: str) -> KeptCopy:
         """Keep a copy of the file at *path* as the payload of *uid*.
 
-        A previous payload of *uid* under another name is removed.
+        A previous payload of *uid* under another name, and its verification
+        stamp, are removed: stamping the new copy is the caller's choice
+        (:meth:`stamp`), and a stamp that cannot be written costs a fast hit,
+        never the copy.
 
         :param uid: the resource uid
         :param path: the downloaded, verified file
-        :param verified: stamp the copy as verified when it is the same file
-            (a hard link) as the one verified
-        :return: the path of the kept copy
-        :raises OSError: the copy cannot be made
+        :return: the path of the kept copy, and whether it is *path* itself
+            (a hard link), so that *path*'s verification holds for it
+        :raises OSError: the copy cannot be made, or the old stamp not removed
         """
         payload_dir = os.path.join(self._uid_dir(uid), "payload")
         name = os.path.basename(path)
@@ -108,11 +120,8 @@ class ContentStore:
             same = os.path.samefile(kept, path)
         else:
             same = True
-        if verified and same:
-            self.stamp(uid, kept)
-        else:
-            self.forget_stamp(uid)
-        return kept
+        self.forget_stamp(uid)
+        return KeptCopy(kept, same)
 
     def stamp(self, uid: str, path: str) -> None:
         """Record that the payload of *uid* at *path* was verified as it is now.

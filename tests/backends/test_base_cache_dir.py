@@ -6,6 +6,8 @@ import logging
 import multiprocessing
 import os
 import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,79 @@ def test_fast_hits_on_a_cache_filled_without_them_verify_once(
     fast.fetch_resource(info, str(tmp_path / "three"))
     assert len(info.verified) == 1
     assert fast.downloads == 0
+
+
+@pytest.fixture
+def immutable() -> Iterator[Callable[[Path], None]]:
+    """Make a directory immutable (``chattr +i``: not even root adds a file to
+    it), for a write the kernel refuses; undone after the test."""
+    frozen: list[Path] = []
+
+    def freeze(directory: Path) -> None:
+        chattr = shutil.which("chattr")
+        if chattr is None:
+            pytest.skip("chattr is not installed")
+        done = subprocess.run(
+            [chattr, "+i", str(directory)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            pytest.skip(f"chattr +i is refused here: {done.stderr.strip()}")
+        frozen.append(directory)
+
+    yield freeze
+    for directory in frozen:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
+def test_a_stamp_that_cannot_be_written_costs_the_fast_hit_not_the_copy(
+    source: Path,
+    cache_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    immutable: Callable[[Path], None],
+) -> None:
+    store, info = make_store(
+        source, cache_dir, StoreOptions(trust_unchanged_files=True)
+    )
+    uid_dir = cache_dir / "resources" / info.uid
+    (uid_dir / "payload").mkdir(parents=True)
+    immutable(uid_dir)  # the payload goes in; no stamp can be made beside it
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        store.fetch_resource(info, str(tmp_path / "one"))
+    assert "cannot stamp" in caplog.text
+    assert "cannot keep a copy" not in caplog.text
+    entry = store.cache_backend.get(info.uid) if store.cache_backend else None
+    assert isinstance(entry, CachedResource)
+    assert entry.local_path == str(uid_dir / "payload" / "res.bin")
+    shutil.rmtree(tmp_path / "one")  # the kept copy outlives the first dest
+    counting = CountingCopyInfo(info.name, info.sha256)
+    again = store.fetch_resource(counting, str(tmp_path / "two"))
+    assert Path(again).read_bytes() == PAYLOAD
+    assert store.downloads == 1
+    assert len(counting.verified) == 1  # no stamp: hashed, not trusted
+
+
+def test_a_stamp_that_cannot_be_removed_is_logged_and_the_fetch_goes_on(
+    source: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, info = make_store(source, cache_dir)
+    path = store.fetch_resource(info, str(tmp_path / "one"))
+    os.unlink(path)
+    kept = cache_dir / "resources" / info.uid / "payload" / "res.bin"
+    kept.write_bytes(b"corrupted")
+    # A directory where the stamp goes: unlink() refuses it.
+    (kept.parent.parent / "stamp.json" / "inside").mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        again = store.fetch_resource(info, str(tmp_path / "two"))
+    assert Path(again).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+    assert "cannot remove the stamp" in caplog.text
+    # A stale stamp may not be left beside a new copy: the download itself
+    # is recorded instead, and it is verified on every hit.
+    assert "cannot keep a copy" in caplog.text
+    entry = store.cache_backend.get(info.uid) if store.cache_backend else None
+    assert isinstance(entry, CachedResource)
+    assert entry.local_path == again
 
 
 def test_default_verifies_every_hit(

@@ -460,11 +460,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         recorded = path
         if self._content is not None:
             try:
-                # Stamped only for the fast hits that read stamps: without
-                # them, a stamp is a file written for nothing.
-                recorded = self._content.keep(
-                    uid, path, verified=self.options.trust_unchanged_files
-                )
+                kept = self._content.keep(uid, path)
             except OSError as exc:
                 logger.warning(
                     "cannot keep a copy of %s in the cache, recording %s: %s",
@@ -472,6 +468,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     path,
                     exc,
                 )
+            else:
+                recorded = kept.path
+                if kept.same_file:
+                    # The download was just verified, and this is that file.
+                    self._stamp(uid, recorded)
         try:
             stored = self.cache_backend.set(
                 uid, CachedResource(uid=uid, local_path=recorded)
