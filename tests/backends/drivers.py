@@ -102,6 +102,25 @@ class CopyStore(Store[CopyInfo, CopyQuery, CopyConfig]):
         return target
 
 
+class StagingStore(CopyStore):
+    """A careless driver: it leaves its download in ``staging``, a directory
+    beside the ``dest`` it was given, not in it."""
+
+    @override
+    def download_resource_content(self, metadata: CopyInfo, dest: str) -> str | None:
+        staging = os.path.join(os.path.dirname(os.path.abspath(dest)), "staging")
+        os.makedirs(staging, exist_ok=True)
+        return super().download_resource_content(metadata, staging)
+
+
+class UnreadableInfo(CopyInfo):
+    """Metadata whose check cannot read the file: its verify raises OSError."""
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        raise PermissionError(13, "Permission denied", resource_path)
+
+
 class NoneStore(Store[CopyInfo, CopyQuery, None]):
     """A store that fails the e3-core way: None and no reason."""
 

@@ -32,6 +32,8 @@ from tests.backends.drivers import (
     CopyQuery,
     CopyStore,
     NoneStore,
+    StagingStore,
+    UnreadableInfo,
     sha256_of,
 )
 
@@ -169,15 +171,52 @@ def test_corrupted_file_is_refetched(
     assert "corrupted cache entry" in caplog.text
 
 
-def test_unreadable_file_is_a_miss(
+def test_a_directory_recorded_as_the_file_is_a_miss(
     store: CopyStore, info: CopyInfo, cache: MemoryCache[object], tmp_path: Path
 ) -> None:
-    # A directory where the file should be: verify() raises IsADirectoryError.
+    # Not a regular file: discarded before any verify.
     bogus = tmp_path / "bogus"
     bogus.mkdir()
     cache.set(info.uid, CachedResource(info.uid, str(bogus)))
     assert store.download_resource(info, str(tmp_path / "dest")) is not None
     assert store.downloads == 1
+
+
+def test_a_file_that_cannot_be_verified_is_a_miss(
+    store: CopyStore,
+    info: CopyInfo,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert store.download_resource(info, str(tmp_path / "one")) is not None
+    unreadable = UnreadableInfo(info.name, info.sha256)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        # The entry is discarded and the resource fetched again; the driver's
+        # own check of the download fails the same way, as a StoreError.
+        with pytest.raises(StoreError, match="Permission denied"):
+            store.fetch_resource(unreadable, str(tmp_path / "two"))
+    assert "cannot verify" in caplog.text
+    assert "Permission denied" in caplog.text
+    assert "corrupted cache entry" in caplog.text
+    assert store.downloads == 2
+
+
+def test_a_download_left_outside_dest_is_placed_inside_it(
+    source: Path, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    store = StagingStore(CopyConfig(str(source)), cache)
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    dest = tmp_path / "dest"
+    path = store.fetch_resource(info, str(dest))
+    assert path == str(dest / "res.bin")
+    assert Path(path).read_bytes() == PAYLOAD
+    assert os.path.samefile(path, tmp_path / "staging" / "res.bin")  # linked in
+    entry = cache.get(info.uid)
+    assert isinstance(entry, CachedResource)
+    assert entry.local_path == path
+    assert os.listdir(dest) == ["res.bin"]  # nothing half-made beside it
 
 
 def test_failure_returns_none_logs_and_strict_raises(
