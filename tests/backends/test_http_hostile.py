@@ -186,6 +186,47 @@ def test_a_partial_response_that_does_not_fit_restarts_from_zero(
     assert "range" not in requests[2].headers
 
 
+@pytest.mark.parametrize(
+    "content_range",
+    [None, "bytes */262144", f"bytes {HALF + 10}-{HALF}/{SIZE}", "items 0-1/2"],
+    ids=["missing", "unsatisfied-form", "backwards", "other-unit"],
+)
+def test_a_partial_response_without_a_usable_range_restarts(
+    server: LoopbackServer, tmp_path: Path, content_range: str | None
+) -> None:
+    def unusable_range(exchange: Exchange) -> None:
+        headers = {"Content-Length": str(SIZE - HALF)}
+        if content_range is not None:
+            headers["Content-Range"] = content_range
+        exchange.send_head(206, headers)
+        exchange.send(CONTENT[HALF:])
+
+    server.route("/r.bin", sequence(cut_after(HALF), unusable_range, full))
+    path = fetch(server, tmp_path)
+    assert Path(path).read_bytes() == CONTENT
+    requests = server.requests("/r.bin")
+    assert ["range" in r.headers for r in requests] == [False, True, False]
+
+
+def test_a_partial_response_to_a_plain_request_can_be_the_whole_content(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def always_partial(exchange: Exchange) -> None:
+        exchange.send_head(
+            206,
+            {
+                "Content-Length": str(SIZE),
+                "Content-Range": f"bytes 0-{SIZE - 1}/{SIZE}",
+                "ETag": '"v1"',
+            },
+        )
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", always_partial)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+
+
 def test_truncated_body_every_time_fails_after_the_retries(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
@@ -536,6 +577,20 @@ def test_redirects_off_http_are_refused(
     assert dest_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("location", ["http://[::1", "http://[bad]/x"])
+def test_a_malformed_redirect_is_refused_without_retries(
+    server: LoopbackServer, tmp_path: Path, location: str
+) -> None:
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(302, b"", {"Location": location})
+    )
+    with pytest.raises(DownloadError, match="bad redirect") as raised:
+        fetch(server, tmp_path)
+    assert location in str(raised.value)
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == []
+
+
 def test_a_redirect_loop_ends(server: LoopbackServer, tmp_path: Path) -> None:
     server.route(
         "/r.bin", lambda exchange: exchange.respond(302, b"", {"Location": "/r.bin"})
@@ -591,6 +646,12 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("-3") is None
     past = format_datetime(datetime(2000, 1, 1, tzinfo=timezone.utc), usegmt=True)
     assert retry_after_seconds(past) == 0.0
+    # "-0000" (RFC 5322: no zone information) is read as UTC.
+    assert retry_after_seconds("Sat, 01 Jan 2000 00:00:00 -0000") == 0.0
+    soon = datetime.now(timezone.utc) + timedelta(seconds=300)
+    unzoned = soon.strftime("%a, %d %b %Y %H:%M:%S -0000")
+    waited_unzoned = retry_after_seconds(unzoned)
+    assert waited_unzoned is not None and 280 < waited_unzoned <= 300
     later = datetime.now(timezone.utc) + timedelta(seconds=120)
     waited = retry_after_seconds(format_datetime(later, usegmt=True))
     assert waited is not None and 100 < waited <= 120
@@ -606,6 +667,8 @@ def test_retry_after_forms() -> None:
         ("attachment; filename*=utf-8'en'%E2%82%AC.txt", "\u20ac.txt"),
         ("attachment; filename*=iso-8859-1''%E9t%E9.txt", "\xe9t\xe9.txt"),
         ("attachment; filename*=koi8-r''x.txt", None),
+        ("attachment; filename*=UTF-8no-quotes.txt", None),
+        ("attachment; filename*=UTF-8no-quotes.txt; filename=plain.txt", "plain.txt"),
         ("attachment; filename*=UTF-8''a%2Fb.txt; filename=c.txt", "b.txt"),
         ('attachment; x="; filename=../evil"; filename=good.txt', "good.txt"),
         ("attachment; filename=CON", None),
