@@ -26,6 +26,7 @@ from e3_typed_store.errors import (
     InvalidConfigurationError,
     InvalidQueryError,
 )
+from tests.size_limit import call_with_file_size_limit
 
 PAYLOAD = b"mirror payload\n" * 1000
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -276,6 +277,86 @@ def test_unreadable_file(store: FileStore, mirror: Path, tmp_path: Path) -> None
     info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
     with pytest.raises(DownloadError, match="cannot open"):
         store.download_resource_content(info, str(tmp_path / "dest"))
+
+
+@posix_only
+def test_a_symlink_loop_cannot_be_opened(
+    store: FileStore, mirror: Path, tmp_path: Path
+) -> None:
+    (mirror / "tools" / "loop").symlink_to(mirror / "tools" / "loop")
+    info = store.get_resource_metadata({"path": "tools/loop", "sha256": SHA256})
+    dest = tmp_path / "dest"
+    with pytest.raises(DownloadError, match="cannot open"):
+        store.download_resource_content(info, str(dest))
+    assert listing(dest) == []
+
+
+@posix_only
+def test_a_socket_or_a_device_is_refused(
+    store: FileStore, mirror: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(mirror / "tools" / "sock"))
+        info = store.get_resource_metadata({"path": "tools/sock", "sha256": SHA256})
+        # Linux refuses to open a socket at all (ENXIO).
+        with pytest.raises(DownloadError, match=r"cannot open .*: .*No such device"):
+            store.download_resource_content(info, str(tmp_path / "dest"))
+    finally:
+        listener.close()
+    rootless = FileStore(None, None)
+    device = rootless.get_resource_metadata({"path": os.devnull, "sha256": SHA256})
+    with pytest.raises(DownloadError, match="not a regular file: a device"):
+        rootless.download_resource_content(device, str(tmp_path / "dest"))
+    assert listing(tmp_path / "dest") == []
+
+
+def copy_and_report(root: str, dest: str) -> tuple[str, str, list[str]]:
+    """Copy tools/x.tgz with a FileStore; say what was raised and what was left."""
+    store = FileStore({"root": root}, None)
+    info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
+    try:
+        store.download_resource_content(info, dest)
+    except DownloadError as exc:
+        return type(exc).__name__, str(exc), listing(Path(dest))
+    return "", "", listing(Path(dest))
+
+
+@posix_only
+def test_a_write_refused_by_the_disk_is_a_download_error(
+    mirror: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    outcome = call_with_file_size_limit(
+        len(PAYLOAD) // 2, copy_and_report, str(mirror), str(dest)
+    )
+    assert outcome == (
+        "DownloadError",
+        f"cannot download tools/x.tgz: cannot copy it into {dest}: "
+        "[Errno 27] File too large",
+        [],
+    )
+    roomy = call_with_file_size_limit(
+        len(PAYLOAD), copy_and_report, str(mirror), str(dest)
+    )
+    assert roomy == ("", "", ["x.tgz"])
+
+
+def test_an_unusable_destination_is_a_download_error(
+    store: FileStore, tmp_path: Path
+) -> None:
+    info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
+    (tmp_path / "plain").write_bytes(b"a file")
+    with pytest.raises(DownloadError, match="cannot write into"):
+        store.download_resource_content(info, str(tmp_path / "plain" / "dest"))
+    dest = tmp_path / "dest"
+    (dest / "x.tgz").mkdir(parents=True)
+    with pytest.raises(DownloadError, match="cannot move the copy to"):
+        store.download_resource_content(info, str(dest))
+    assert listing(dest) == ["x.tgz"]  # no temporary file left
+    assert (dest / "x.tgz").is_dir()
 
 
 class GrowingInfo(FileStoreResourceInfo):

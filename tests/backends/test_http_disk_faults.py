@@ -1,10 +1,10 @@
 """HTTPSimpleStore when the destination cannot take the download.
 
 Real faults, no mock: a file-size limit (``RLIMIT_FSIZE``, set in a forked
-child) makes the kernel refuse a write past it with ``EFBIG``, as a full disk
-refuses one with ``ENOSPC``; a regular file where the destination's parent
-should be, and a directory where the downloaded file should go, make the
-creation and the final rename fail. Each time the caller gets a
+child by tests/size_limit.py) makes the kernel refuse a write past it with
+``EFBIG``, as a full disk refuses one with ``ENOSPC``; a regular file where
+the destination's parent should be, and a directory where the downloaded file
+should go, make the creation and the final rename fail. Each time the caller gets a
 ``DownloadError`` that says where, no temporary file is left behind, nothing
 is recorded in the cache, and no second request is made for a fault of the
 disk.
@@ -13,12 +13,10 @@ disk.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +29,7 @@ from e3_typed_store.backends.http_simple_store import (
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import DownloadError, StoreError
 from tests.httpserver import Exchange, LoopbackServer
+from tests.size_limit import call_with_file_size_limit
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="RLIMIT_FSIZE and fork are POSIX"
@@ -76,18 +75,8 @@ def listing(directory: Path) -> list[str]:
     return sorted(os.listdir(directory)) if directory.is_dir() else []
 
 
-def fetch_with_size_limit(
-    url: str, sha256: str, dest: str, cache_dir: str, limit: int, out: Connection
-) -> None:
-    """In a forked child: limit the size of written files, fetch, report."""
-    import resource
-    import signal
-
-    # Past the limit the kernel sends SIGXFSZ, which kills by default;
-    # ignored, the write fails with EFBIG instead, as a full disk fails one.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+def fetch_and_report(url: str, sha256: str, dest: str, cache_dir: str) -> Outcome:
+    """Fetch through a FileCache; say what was raised and what was left."""
     store = HTTPSimpleStore(CONFIGURATION, FileCache({"cache_dir": cache_dir}))
     info = store.get_resource_metadata({"url": url, "sha256": sha256})
     error: str | None = None
@@ -97,33 +86,20 @@ def fetch_with_size_limit(
     except StoreError as exc:
         error, message = type(exc).__name__, str(exc)
     entries = os.path.join(cache_dir, "entries")
-    out.send(Outcome(error, message, listing(Path(dest)), listing(Path(entries))))
-    out.close()
+    return Outcome(error, message, listing(Path(dest)), listing(Path(entries)))
 
 
 def run_limited(
     server: LoopbackServer, tmp_path: Path, name: str, content: bytes, limit: int
 ) -> Outcome:
-    receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
-    child = multiprocessing.get_context("fork").Process(
-        target=fetch_with_size_limit,
-        args=(
-            server.url(f"/{name}"),
-            hashlib.sha256(content).hexdigest(),
-            str(tmp_path / "dest"),
-            str(tmp_path / "cache"),
-            limit,
-            sender,
-        ),
+    outcome = call_with_file_size_limit(
+        limit,
+        fetch_and_report,
+        server.url(f"/{name}"),
+        hashlib.sha256(content).hexdigest(),
+        str(tmp_path / "dest"),
+        str(tmp_path / "cache"),
     )
-    child.start()
-    sender.close()
-    try:
-        assert receiver.poll(30), "the child reported nothing"
-        outcome = receiver.recv()
-    finally:
-        child.join(10)
-        child.kill()
     assert isinstance(outcome, Outcome)
     return outcome
 

@@ -355,6 +355,10 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         try:
             try:
                 actual = self._transfer(source_fd, target_fd, metadata.algorithm)
+            except OSError as exc:  # a full disk, a read error of the source
+                raise DownloadError(
+                    location, f"cannot copy it into {dest}: {exc}"
+                ) from exc
             finally:
                 os.close(target_fd)
             if actual != metadata.digest:
