@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -14,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import e3.store.backends.base as e3_base
 import pytest
@@ -31,6 +31,7 @@ from e3_typed_store.cache.backends.filecache import (
 )
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
 from tests.backends.drivers import CopyConfig, CopyStore, sha256_of
+from tests.size_limit import call_with_file_size_limit
 
 ENTRY = CachedResource(uid="u", local_path="/p")
 LOGGER = "e3.store.cache"
@@ -462,27 +463,50 @@ def test_unwritable_directory(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert "cannot cache 'u'" in message and "Not a directory" in message
 
 
-def test_disk_full_keeps_the_previous_entry(
-    cache: FileCache, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+class FullDiskOutcome(NamedTuple):
+    stored: bool
+    warnings: list[str]
+    entries: list[str]
+    kept: object
+
+
+class Collected(logging.Handler):
+    """The messages of the warnings logged, in a child where caplog is not."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    @override
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def set_on_a_full_disk(cache_dir: str) -> FullDiskOutcome:
+    """In a child whose files cannot grow: replace entry ``u``, report."""
+    collected = Collected()
+    logging.getLogger(LOGGER).addHandler(collected)
+    cache = FileCache({"cache_dir": cache_dir})
+    stored = cache.set("u", CachedResource("u", "/new"))
+    return FullDiskOutcome(
+        stored,
+        collected.messages,
+        sorted(os.listdir(cache.entries_dir)),
+        cache.get("u"),
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_disk_full_keeps_the_previous_entry(cache: FileCache, cache_dir: Path) -> None:
     assert cache.set("u", ENTRY)
-    if not os.path.isdir("/proc/self/fd"):
-        pytest.skip("needs /proc to tell the cache's writes apart")
-    real_write = os.write
-    entries = os.path.realpath(cache.entries_dir)
-
-    def full_disk(fd: int, data: bytes | memoryview) -> int:
-        if os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) == entries:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, data)
-
-    with monkeypatch.context() as patch:
-        # The one mocked fault of the suite: no real part fills a disk on
-        # demand, so os.write fails with ENOSPC for the cache's files only.
-        patch.setattr(os, "write", full_disk)
-        assert cache.set("u", CachedResource("u", "/new")) is False
-    assert any("No space left" in message for message in warnings_of(caplog))
-    assert os.listdir(cache.entries_dir) == ["u.json"]  # the temp file is gone
+    # No byte may be written: the kernel refuses the new entry's first write
+    # (EFBIG, as a full disk refuses one with ENOSPC).
+    outcome = call_with_file_size_limit(0, set_on_a_full_disk, str(cache_dir))
+    assert isinstance(outcome, FullDiskOutcome)
+    assert outcome.stored is False
+    assert any("File too large" in message for message in outcome.warnings)
+    assert outcome.entries == ["u.json"]  # the temp file is gone
+    assert outcome.kept == ENTRY
     assert cache.get("u") == ENTRY
 
 
