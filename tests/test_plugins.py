@@ -40,6 +40,38 @@ class WrongNames:
         return None
 
 NOT_A_CLASS = 42
+
+class ImpostorStore:
+    # Every method a store has, but building it gives something else.
+    def __new__(cls, configuration, cache):
+        return "not a store"
+    def get_resource_metadata(self, query):
+        return None
+    def download_resource(self, metadata, dest):
+        return None
+    def download_resource_content(self, metadata, dest):
+        return None
+
+class ImpostorCache:
+    # Every method a cache has, but building it gives something else.
+    def __new__(cls, configuration):
+        return "not a cache"
+    def get(self, uid, default=None):
+        return default
+    def set(self, uid, value, timeout=0):
+        return False
+    def delete(self, uid):
+        pass
+    def clear(self):
+        pass
+    def has_resource(self, uid):
+        return False
+    def __contains__(self, uid):
+        return False
+    def get_expiry_time(self, timeout):
+        return 0.0
+    def close(self):
+        pass
 """
 
 
@@ -62,10 +94,22 @@ def extra_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
             not-a-class = e3ts_bad_drivers:NOT_A_CLASS
             broken = e3ts_broken_driver:Broken
             copy-store = tests.backends.drivers:CopyStore
+            impostor = e3ts_bad_drivers:ImpostorStore
+            twice = e3ts_bad_drivers:ImpostorStore
             [{CACHE_NAMESPACE}]
             not-a-cache = e3ts_bad_drivers:WrongNames
+            impostor = e3ts_bad_drivers:ImpostorCache
             """
         )
+    )
+    # A second distribution registering a name the first one has too.
+    second = tmp_path / "e3ts_more_plugins-0.0.dist-info"
+    second.mkdir()
+    (second / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: e3ts-more-plugins\nVersion: 0.0\n"
+    )
+    (second / "entry_points.txt").write_text(
+        f"[{STORE_NAMESPACE}]\ntwice = tests.backends.drivers:CopyStore\n"
     )
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     importlib.invalidate_caches()
@@ -126,6 +170,22 @@ def test_unknown_name_lists_installed() -> None:
         load_cache("no-such-cache")
     assert raised.value.name == "no-such-cache"
     assert "memory-cache" in str(raised.value)
+
+
+@pytest.mark.usefixtures("extra_plugins")
+def test_a_driver_that_builds_something_else_is_refused() -> None:
+    with pytest.raises(PluginError, match="does not build a store") as raised:
+        load_store("impostor", {}, MemoryCache())
+    assert raised.value.name == "impostor"
+    with pytest.raises(PluginError, match="does not build a cache"):
+        load_cache("impostor", {})
+
+
+@pytest.mark.usefixtures("extra_plugins")
+def test_a_name_registered_twice_is_refused() -> None:
+    with pytest.raises(PluginError, match="registered more than once") as raised:
+        load_store("twice", {}, MemoryCache())
+    assert raised.value.name == "twice"
 
 
 @pytest.mark.usefixtures("extra_plugins")
