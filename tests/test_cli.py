@@ -246,6 +246,41 @@ def test_cache_list_verify_clear(
     assert not any((cache_dir / "resources").iterdir())
 
 
+def test_cache_list_and_verify_report_missing_and_unverifiable_entries(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    from e3_typed_store.backends.base import CachedResource
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
+    os.unlink(tmp_path / "a" / "payload.bin")
+    os.unlink(next((cache_dir / "resources").rglob("payload.bin")))
+    # An entry whose uid is no digest: nothing to check its file against.
+    named = tmp_path / "named.txt"
+    named.write_bytes(b"recorded by another driver")
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    assert cache.set("tool-1.2", CachedResource("tool-1.2", str(named)))
+
+    listing = cli("cache", "--cache-dir", str(cache_dir), "list")
+    assert listing.returncode == 0
+    lines = dict(line.split("\t", 1) for line in listing.stdout.splitlines())
+    assert lines[SHA256].startswith("missing\t-\t")  # no size, no age
+    assert lines["tool-1.2"].startswith("26 B\t")
+    assert "2 entries, 26 B" in listing.stderr
+
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify")
+    assert verify.returncode == EXIT_CORRUPTED
+    assert f"{SHA256}\tmissing" in verify.stdout
+    assert "tool-1.2\tunverifiable" in verify.stdout
+    removed = cli("cache", "--cache-dir", str(cache_dir), "verify", "--remove")
+    assert removed.returncode == 0
+    assert f"{SHA256}\tmissing, removed" in removed.stdout
+    # An unverifiable entry is not a bad one: it stays.
+    after = cli("cache", "--cache-dir", str(cache_dir), "list").stdout
+    assert SHA256 not in after and "tool-1.2" in after
+    assert named.read_bytes() == b"recorded by another driver"
+
+
 def test_cache_prune(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
     assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
     other = cli(
