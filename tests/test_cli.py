@@ -346,6 +346,19 @@ def test_check_driver() -> None:
     assert missing.returncode == EXIT_PLUGIN and "no such driver" in missing.stderr
     unimportable = cli("check-driver", "no_such_module:Thing")
     assert unimportable.returncode == EXIT_PLUGIN
+    not_a_class = cli("check-driver", "e3_typed_store.backends.base:logger")
+    assert not_a_class.returncode == EXIT_PLUGIN
+    assert "is not a class" in not_a_class.stderr
+    # A store checked against the cache API, as asked: it does not conform.
+    as_cache = cli(
+        "check-driver",
+        "e3_typed_store.backends.http_simple_store:HTTPSimpleStore",
+        "--kind",
+        "cache",
+    )
+    assert as_cache.returncode == EXIT_PLUGIN
+    assert "cache API" in as_cache.stdout
+    assert "missing method set" in as_cache.stdout
 
 
 def test_demo_runs_and_every_step_holds() -> None:
