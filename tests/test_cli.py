@@ -357,8 +357,7 @@ def test_check_driver() -> None:
         "cache",
     )
     assert as_cache.returncode == EXIT_PLUGIN
-    assert "cache API" in as_cache.stdout
-    assert "missing method set" in as_cache.stdout
+    assert "HTTPSimpleStore: missing method set()" in as_cache.stdout
 
 
 def test_demo_runs_and_every_step_holds() -> None:
