@@ -282,8 +282,10 @@ installs nginx, curl and openssl with apt when they are missing):
 Every figure below comes from one run, `{command}`, on {date}: payloads of
 {sizes}, the median of {reps} repetitions per figure or more (payloads under
 16 MiB are fetched up to 8 times as often: the column n says). Contenders alternate
-repetition by repetition (round-robin, the order rotating), and every ratio
-compares figures of that same run on the same machine. Times are wall times;
+repetition by repetition (round-robin, in an order shuffled anew for each
+repetition by a seeded generator, so that no contender always runs right after
+the same other one), and every ratio compares figures of that same run on the
+same machine. Times are wall times;
 the server and the clients share the machine's {cores} cores.
 """
 

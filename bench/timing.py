@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Contender", "Sample", "median", "round_robin"]
+__all__ = ["ORDER_SEED", "Contender", "Sample", "median", "round_robin"]
+
+#: The seed of the generator that shuffles the contenders' order.
+ORDER_SEED = 20261126
 
 
 @dataclass
@@ -51,13 +55,18 @@ def round_robin(
     progress: Callable[[str], None],
     warmup: bool = True,
     settle: Callable[[], None] | None = None,
+    seed: int = ORDER_SEED,
 ) -> dict[str, Sample]:
     """Time every contender *reps* times, alternating: rep 1 of each, then rep 2...
 
-    The order rotates from one repetition to the next, so no contender always
-    runs right after the same other one. *settle*, when given, runs untimed
-    right before each timed run (``os.sync``: every run starts with no dirty
-    pages of an earlier one waiting to be written back).
+    The order is shuffled anew for each repetition (a generator seeded with
+    *seed*, so a run can be repeated), so no contender always runs right
+    after the same other one: what ran just before moves a run's time here
+    (a transfer right after a CPU-heavy hash pass is faster than one after
+    another transfer, or after a pause). A rotation of one fixed order would
+    not do: it keeps each contender's predecessor. *settle*, when given, runs
+    untimed right before each timed run (``os.sync``: every run starts with no
+    dirty pages of an earlier one waiting to be written back).
     """
     samples = {c.name: Sample(c.name, skipped=c.skipped) for c in contenders}
     active = [c for c in contenders if c.skipped is None]
@@ -74,9 +83,11 @@ def round_robin(
             except Exception as exc:  # noqa: BLE001 - reported, the others go on
                 samples[contender.name].skipped = f"FAILED: {type(exc).__name__}: {exc}"
                 progress(f"{contender.name}: {samples[contender.name].skipped}")
+    orders = random.Random(seed)
     for rep in range(reps):
-        shift = rep % len(active) if active else 0
-        for contender in active[shift:] + active[:shift]:
+        order = list(active)
+        orders.shuffle(order)
+        for contender in order:
             sample = samples[contender.name]
             if sample.skipped is not None:
                 continue
