@@ -132,6 +132,11 @@ def _check(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read()
+
+
 def run_demo(processes: int = 4) -> int:
     """Run the demo, print what happened; return 0 only if every step held.
 
@@ -158,7 +163,7 @@ def run_demo(processes: int = 4) -> int:
         def cold() -> str:
             path = _fetch(url, digest, cache_dir, os.path.join(work, "dest1"))
             _check(server.count("payload.bin") == 1, "expected one GET")
-            _check(open(path, "rb").read() == payload, "content differs")
+            _check(_read(path) == payload, "content differs")
             return f"downloaded {len(payload) >> 20} MiB to {path}"
 
         def hit() -> str:
@@ -174,7 +179,7 @@ def run_demo(processes: int = 4) -> int:
                 stream.write(b"corrupted!")
             path = _fetch(url, digest, cache_dir, os.path.join(work, "dest3"))
             _check(server.count("payload.bin") == 2, "expected a second GET")
-            _check(open(path, "rb").read() == payload, "content differs")
+            _check(_read(path) == payload, "content differs")
             return "a corrupted cached copy was detected, discarded and re-fetched"
 
         def hostile_name() -> str:
@@ -207,7 +212,7 @@ def run_demo(processes: int = 4) -> int:
                 paths = [job.get(timeout=300) for job in jobs]
             _check(server.count("shared.bin") == 1, "downloaded more than once")
             for path in paths:
-                _check(open(path, "rb").read() == shared, f"{path} differs")
+                _check(_read(path) == shared, f"{path} differs")
             return f"{processes} processes, 1 download, {processes} intact files"
 
         def offline_miss() -> str:
