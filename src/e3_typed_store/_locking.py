@@ -20,7 +20,9 @@ _LONGEST_WAIT = 0.05
 
 
 @contextmanager
-def uid_lock(lock_dir: str, uid: str, timeout: float) -> Generator[None, None, None]:
+def uid_lock(
+    lock_dir: str, uid: str, timeout: float, *, portable: bool = False
+) -> Generator[None, None, None]:
     """Hold the lock of *uid* in *lock_dir* for the duration of the block.
 
     An OS-level lock (``flock`` on POSIX, ``filelock`` elsewhere), so a
@@ -31,11 +33,13 @@ def uid_lock(lock_dir: str, uid: str, timeout: float) -> Generator[None, None, N
     :param lock_dir: the directory of lock files (created if missing)
     :param uid: the resource uid
     :param timeout: seconds to wait for another process before giving up
+    :param portable: use ``filelock`` on POSIX too (what Windows always
+        uses; for the tests of that path)
     :raises StoreError: the lock was not acquired in time
     :raises OSError: the lock file cannot be created or locked
     """
     path = os.path.join(lock_dir, safe_component(uid) + ".lock")
-    if sys.platform == "win32":
+    if portable or sys.platform == "win32":
         with _file_lock(path, uid, timeout):
             yield
         return
