@@ -10,8 +10,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-from typing_extensions import override
-
 from e3_typed_store._plugins import (
     CACHE_API,
     CACHE_NAMESPACE,
@@ -21,6 +19,7 @@ from e3_typed_store._plugins import (
     driver_names,
     load_driver_class,
 )
+from e3_typed_store._types import override
 from e3_typed_store.errors import (
     DownloadError,
     IntegrityError,

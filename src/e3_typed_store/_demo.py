@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from typing_extensions import override
+from e3_typed_store._types import override
 
 __all__ = ["DemoServer", "run_demo"]
 

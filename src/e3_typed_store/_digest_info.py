@@ -7,10 +7,9 @@ import logging
 from collections.abc import Mapping
 from typing import ClassVar
 
-from typing_extensions import override
-
 from e3_typed_store._hashing import ALGORITHMS, Algorithm, file_digest
 from e3_typed_store._query import digest_value, required_str
+from e3_typed_store._types import override
 from e3_typed_store.backends.base import ResourceInfo
 from e3_typed_store.errors import InvalidQueryError
 

@@ -58,13 +58,11 @@ from dataclasses import dataclass
 from typing import TypedDict, TypeGuard
 from urllib.parse import unquote, urlsplit
 
-from typing_extensions import Self, override
-
 from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
 from e3_typed_store._fs import safe_file_name, unique_temp_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str
-from e3_typed_store._types import CachedResource
+from e3_typed_store._types import CachedResource, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import (
@@ -73,6 +71,11 @@ from e3_typed_store.errors import (
     InvalidConfigurationError,
     InvalidQueryError,
 )
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:
+    from typing_extensions import Self
 
 __all__ = [
     "FileStore",

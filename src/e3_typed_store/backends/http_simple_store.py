@@ -37,21 +37,25 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TypedDict, TypeGuard, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from typing_extensions import Required, Self, override
-
 from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str
-from e3_typed_store._types import CachedResource
+from e3_typed_store._types import CachedResource, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import InvalidConfigurationError, InvalidQueryError
+
+if sys.version_info >= (3, 11):
+    from typing import Required, Self
+else:
+    from typing_extensions import Required, Self
 
 __all__ = [
     "DIGEST_KEYS",
