@@ -147,6 +147,29 @@ class _Cost:
         )
 
 
+def _cpu_floor(ours: _Cost, raw: _Cost) -> list[str]:
+    """What the CPU time of the cold fetch allows on this machine's cores.
+
+    Client and server together used so many CPU-seconds per fetch; spread
+    perfectly over every core, they cannot take less wall time than that
+    divided by the cores. The lines say that floor against the raw transfer
+    and how close the fetch came to it.
+    """
+    cores = os.cpu_count() or 1
+    if not ours.wall or not raw.wall:
+        return []
+    server = statistics.mean(ours.server_cpu) if ours.server_cpu else 0.0
+    floor = (statistics.mean(ours.client_cpu) + server) / cores
+    wall = statistics.median(ours.wall)
+    raw_wall = statistics.median(raw.wall)
+    return [
+        "",
+        f"CPU floor of the cold fetch on {cores} cores: {floor * 1e3:.3f} ms,"
+        f" {floor / raw_wall:.2f}x the raw transfer; the fetch, at"
+        f" {wall / raw_wall:.2f}x, reaches {floor / wall:.0%} of it",
+    ]
+
+
 def _group_cpu(group: int) -> float:
     """CPU seconds (user and system) used so far by the processes of *group*."""
     ticks = 0
@@ -227,6 +250,7 @@ def cold_phases(
         ours.row("cold fetch"),
         raw_cost.row("raw transfer"),
         hashed_cost.row("raw transfer + sha256 inline"),
+        *_cpu_floor(ours, raw_cost),
         "",
         "the cold fetch by phase, each timed on its own (the download holds the"
         " five phases below it)",
