@@ -564,9 +564,14 @@ class _PartFile:
         self._dest = dest
         self._digest = _OverlappedDigest(algorithm)
         try:
-            os.makedirs(dest, exist_ok=True)
             self.path = unique_temp_name(dest, _TEMP_STEM)
-            self._file = open(self.path, "xb")  # closed by __exit__ or commit
+            try:
+                self._file = open(self.path, "xb")  # closed by __exit__ or commit
+            except FileNotFoundError:
+                # The store makes dest before a download; a driver called
+                # directly may be given one that does not exist yet.
+                os.makedirs(dest, exist_ok=True)
+                self._file = open(self.path, "xb")
         except OSError as exc:
             self._digest.close()
             raise DownloadError(url, f"cannot write into {dest}: {exc}") from exc

@@ -181,3 +181,18 @@ def test_a_destination_under_a_file_is_an_error_before_any_request(
         store.download_resource_content(info, str(dest))
     assert server.requests("/large.bin") == []
     assert (tmp_path / "plain").read_bytes() == b"a file, not a directory"
+
+
+def test_the_driver_makes_a_missing_destination(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # Called directly, not through the store that makes dest first.
+    store = HTTPSimpleStore(CONFIGURATION, None)
+    info = store.get_resource_metadata(
+        {"url": server.url("/small.bin"), "sha256": hashlib.sha256(SMALL).hexdigest()}
+    )
+    dest = tmp_path / "not" / "yet" / "there"
+    path = store.download_resource_content(info, str(dest))
+    assert path == str(dest / "small.bin")
+    assert Path(path).read_bytes() == SMALL
+    assert listing(dest) == ["small.bin"]
