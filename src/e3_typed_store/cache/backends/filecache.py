@@ -297,8 +297,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # not there; under a file that is no directory, it cannot be
 
 
 def _drop_temp(path: str) -> None:
@@ -417,19 +417,9 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             )
             return False
         name = _entry_name(uid)
-        try:
-            os.makedirs(self.entries_dir, exist_ok=True)
-        except OSError as exc:
-            _logger.warning(
-                "cannot cache %s: cannot create %s: %s",
-                _show(uid),
-                self.entries_dir,
-                exc,
-            )
-            return False
         temp = unique_temp_name(self.entries_dir, name)
         try:
-            fd = os.open(temp, _WRITE_FLAGS, 0o666)
+            fd = self._create(temp)
             try:
                 _write_all(fd, data)
             finally:
@@ -445,6 +435,15 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             _drop_temp(temp)
             raise
         return True
+
+    def _create(self, temp: str) -> int:
+        """Open the new file *temp* for writing, making the entries directory
+        only when it is missing (it is there for every set but the first)."""
+        try:
+            return os.open(temp, _WRITE_FLAGS, 0o666)
+        except FileNotFoundError:
+            os.makedirs(self.entries_dir, exist_ok=True)
+            return os.open(temp, _WRITE_FLAGS, 0o666)
 
     @override
     def delete(self, uid: str) -> None:
