@@ -1,13 +1,13 @@
-"""HTTPSimpleStore when the destination cannot take the download.
+"""HTTPSimpleStore when the destination cannot take the download, or is missing.
 
 Real faults, no mock: a file-size limit (``RLIMIT_FSIZE``, set in a forked
 child by tests/size_limit.py) makes the kernel refuse a write past it with
 ``EFBIG``, as a full disk refuses one with ``ENOSPC``; a regular file where
 the destination's parent should be, and a directory where the downloaded file
-should go, make the creation and the final rename fail. Each time the caller gets a
-``DownloadError`` that says where, no temporary file is left behind, nothing
-is recorded in the cache, and no second request is made for a fault of the
-disk.
+should go, make the creation and the final rename fail. Each time the caller
+gets a ``DownloadError`` that says where, no temporary file is left behind,
+nothing is recorded in the cache, and no second request is made for a fault
+of the disk. A destination that does not exist yet is made.
 """
 
 from __future__ import annotations
