@@ -61,12 +61,12 @@ def round_robin(
 
     The order is shuffled anew for each repetition (a generator seeded with
     *seed*, so a run can be repeated), so no contender always runs right
-    after the same other one: what ran just before moves a run's time here
-    (a transfer right after a CPU-heavy hash pass is faster than one after
-    another transfer, or after a pause). A rotation of one fixed order would
-    not do: it keeps each contender's predecessor. *settle*, when given, runs
-    untimed right before each timed run (``os.sync``: every run starts with no
-    dirty pages of an earlier one waiting to be written back).
+    after the same other one: whatever a predecessor leaves behind (warm or
+    cold vCPUs, freed pages) falls on every contender alike. A rotation of one
+    fixed order would not do: it keeps each contender's predecessor. *settle*,
+    when given, runs untimed right before each timed run (``os.sync``: every
+    run starts with no dirty pages of an earlier one waiting to be written
+    back).
     """
     samples = {c.name: Sample(c.name, skipped=c.skipped) for c in contenders}
     active = [c for c in contenders if c.skipped is None]

@@ -1,7 +1,8 @@
 """The benchmark's round-robin: what it promises about the order of the runs.
 
-On a shared machine, what ran just before a timed run moves its time, so the
-order must not give a contender the same predecessor every time.
+Whatever a run leaves behind on a shared machine (warm or cold vCPUs, freed
+pages) must fall on every contender alike, so the order must not give a
+contender the same predecessor every time.
 """
 
 from __future__ import annotations
