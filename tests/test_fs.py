@@ -27,6 +27,7 @@ def test_a_missing_directory_is_created(tmp_path: Path) -> None:
     source.write_bytes(b"content")
     placed = place_in(str(source), str(tmp_path / "a" / "b"), "name")
     assert Path(placed).read_bytes() == b"content"
+    assert os.path.samefile(placed, source)  # linked there too, not copied
     assert sorted(os.listdir(tmp_path / "a" / "b")) == ["name"]
 
 

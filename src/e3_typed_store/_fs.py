@@ -119,6 +119,13 @@ def place_in(source: str, directory: str, name: str) -> str:
         if not os.path.exists(source):
             raise
         os.makedirs(directory, exist_ok=True)
+        # A directory just made holds no file of that name: link again.
+        try:
+            os.link(source, target)
+        except OSError:
+            pass  # made and filled meanwhile, or no link possible: the general way
+        else:
+            return target
     except OSError:
         pass  # the name is taken, or no link is possible: the general way
     else:
