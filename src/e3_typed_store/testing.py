@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Generic
+from typing import Generic, NamedTuple
 
 import pytest
 from typing_extensions import TypeVar
@@ -388,6 +389,40 @@ class StoreContract(Generic[InfoT, QueryT]):
         )
         assert problem is None, problem
 
+    def test_a_full_disk_is_a_store_error_and_leaves_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        """A disk that refuses writes: a StoreError, and nothing left in dest.
+
+        ``download_resource_content`` of the good resource runs in a forked
+        child whose files may not grow past zero bytes (``RLIMIT_FSIZE``): the
+        kernel refuses each write there as a full disk refuses it. Linux only.
+        """
+        if not sys.platform.startswith("linux"):
+            pytest.skip("needs fork and RLIMIT_FSIZE, as on Linux")
+        store = self.make_store(None, tmp_path)
+        info = store.get_resource_metadata(self.good_query(tmp_path))
+        dest = self._dest(tmp_path, "dest")
+        outcome = _with_no_room_to_write(
+            partial(store.download_resource_content, info, dest)
+        )
+        if outcome.raised is None:
+            pytest.skip(
+                "the download wrote no byte (an empty resource, a link or a "
+                "clone?): nothing to judge"
+            )
+        assert outcome.store_error, (
+            f"download_resource_content on a full disk raised {outcome.raised}: "
+            "translate the OSError of a refused write into a StoreError "
+            "(DownloadError...) that says where"
+        )
+        left = sorted(os.listdir(dest))
+        assert left == [], (
+            f"a download the disk refused left {left} in dest: remove the "
+            "temporary file on every failure, including one raised while "
+            "closing it"
+        )
+
     def test_bad_queries_raise_store_error(self, tmp_path: Path) -> None:
         """Each malformed query raises a StoreError subclass, nothing else."""
         store = self.make_store(None, tmp_path)
@@ -404,6 +439,63 @@ class StoreContract(Generic[InfoT, QueryT]):
         ]
         found = [problem for problem in problems if problem is not None]
         assert found == [], "\n".join(found)
+
+
+class _ChildOutcome(NamedTuple):
+    """What an action run in a child raised: ``repr`` of it, None if nothing."""
+
+    raised: str | None
+    store_error: bool
+
+
+def _run_with_no_room(
+    action: Callable[[], object], send: Callable[[_ChildOutcome], None]
+) -> None:
+    """In a forked child: no file may grow; run *action*; *send* what it raised."""
+    if sys.platform == "win32":  # no fork, no resource module: never called there
+        raise NotImplementedError("POSIX only")
+    import resource
+    import signal
+
+    # Past the limit the kernel sends SIGXFSZ, which kills by default;
+    # ignored, the write fails with EFBIG instead.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        action()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        send(_ChildOutcome(repr(exc), isinstance(exc, StoreError)))
+    else:
+        send(_ChildOutcome(None, False))
+
+
+def _with_no_room_to_write(action: Callable[[], object]) -> _ChildOutcome:
+    """Run *action* in a forked child where no file may grow; report."""
+    if sys.platform == "win32":  # no fork: never called there
+        raise NotImplementedError("POSIX only")
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_run_with_no_room, args=(action, sender.send))
+    child.start()
+    sender.close()
+    try:
+        if not receiver.poll(120):
+            raise AssertionError("the download on a full disk did not end in 120 s")
+        outcome: object = receiver.recv()
+    except EOFError:
+        outcome = None
+    finally:
+        child.join(10)
+        child.kill()
+        child.join()
+    assert isinstance(outcome, _ChildOutcome), (
+        f"the download on a full disk ended the process (exit code "
+        f"{child.exitcode}): a refused write must raise, not crash"
+    )
+    return outcome
 
 
 def _call_unchecked(function: object, argument: object) -> object:

@@ -118,6 +118,17 @@ class TestE3HTTPSimpleStore(StoreContract[E3Info, E3Query]):
 
     @pytest.mark.xfail(
         strict=True,
+        reason="a write the disk refuses escapes download_resource_content as a "
+        "bare OSError (File too large here), not a StoreError",
+    )
+    @override
+    def test_a_full_disk_is_a_store_error_and_leaves_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        super().test_a_full_disk_is_a_store_error_and_leaves_nothing(tmp_path)
+
+    @pytest.mark.xfail(
+        strict=True,
         reason="queries are not validated: a sha that is not hex, a file:// URL "
         "and a URL that is not a string are accepted; a missing key raises "
         "e3's own StoreError, not an e3_typed_store StoreError",

@@ -71,16 +71,20 @@ class MirrorStore(Store[MirrorInfo, MirrorQuery, MirrorConfig]):
         digest = hashlib.sha256()
         fd, temp = tempfile.mkstemp(dir=dest, prefix=".", suffix=".part")
         try:
-            with open(fd, "wb") as out:
-                try:
-                    stream = open(source, "rb")
-                except OSError as exc:
-                    raise DownloadError(source, str(exc)) from exc
-                with stream:
+            try:
+                stream = open(source, "rb")
+            except OSError as exc:
+                os.close(fd)
+                raise DownloadError(source, str(exc)) from exc
+            try:
+                with stream, open(fd, "wb") as out:
                     # Hash while copying: one pass over the data.
                     while chunk := stream.read(1 << 20):
                         digest.update(chunk)
                         out.write(chunk)
+            except OSError as exc:  # a full disk, say: a StoreError that says where
+                message = f"cannot copy it into {dest}: {exc}"
+                raise DownloadError(source, message) from exc
             if digest.hexdigest() != metadata.uid:
                 raise IntegrityError(source, metadata.uid, digest.hexdigest())
             target = os.path.join(dest, metadata.name)
