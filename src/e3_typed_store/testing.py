@@ -442,10 +442,12 @@ class StoreContract(Generic[InfoT, QueryT]):
 
 
 class _ChildOutcome(NamedTuple):
-    """What an action run in a child raised: ``repr`` of it, None if nothing."""
+    """What an action run in a child did: ``repr`` of what it raised (None if
+    nothing), whether that is a StoreError, and ``repr`` of what it returned."""
 
     raised: str | None
     store_error: bool
+    returned: str | None = None
 
 
 def _run_with_no_room(
@@ -463,11 +465,11 @@ def _run_with_no_room(
     _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
     try:
-        action()
+        result = action()
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         send(_ChildOutcome(repr(exc), isinstance(exc, StoreError)))
     else:
-        send(_ChildOutcome(None, False))
+        send(_ChildOutcome(None, False, repr(result)))
 
 
 def _with_no_room_to_write(action: Callable[[], object]) -> _ChildOutcome:
@@ -483,7 +485,7 @@ def _with_no_room_to_write(action: Callable[[], object]) -> _ChildOutcome:
     sender.close()
     try:
         if not receiver.poll(120):
-            raise AssertionError("the download on a full disk did not end in 120 s")
+            raise AssertionError("the action on a full disk did not end in 120 s")
         outcome: object = receiver.recv()
     except EOFError:
         outcome = None
@@ -492,7 +494,7 @@ def _with_no_room_to_write(action: Callable[[], object]) -> _ChildOutcome:
         child.kill()
         child.join()
     assert isinstance(outcome, _ChildOutcome), (
-        f"the download on a full disk ended the process (exit code "
+        f"the action on a full disk ended the process (exit code "
         f"{child.exitcode}): a refused write must raise, not crash"
     )
     return outcome
@@ -600,6 +602,39 @@ class CacheContract:
         assert cache.get("res") == self.value("res", tmp_path / "two"), (
             "set() of a uid already stored did not replace its value"
         )
+
+    def test_a_full_disk_keeps_the_previous_entry(self, tmp_path: Path) -> None:
+        """``set`` on a disk that refuses writes: False, the previous entry kept.
+
+        The ``set`` runs in a forked child whose files may not grow past zero
+        bytes (``RLIMIT_FSIZE``): the kernel refuses each write there as a full
+        disk refuses it. Linux only; skipped for a cache that writes no file.
+        """
+        if not sys.platform.startswith("linux"):
+            pytest.skip("needs fork and RLIMIT_FSIZE, as on Linux")
+        cache = self.make_cache(tmp_path)
+        before = self.value("res", tmp_path)
+        assert cache.set("res", before) is True, "set() did not answer True"
+        after = CachedResource("res", before.local_path + ".new")
+        cache_dir: object = getattr(cache, "cache_dir", None)
+        files = _entries(Path(cache_dir)) if isinstance(cache_dir, str) else None
+        outcome = _with_no_room_to_write(partial(cache.set, "res", after))
+        if outcome.returned == "True":
+            pytest.skip("set() wrote no file (an in-memory cache?): nothing to judge")
+        assert outcome.raised is None, (
+            f"set() on a full disk raised {outcome.raised}: answer False (and log "
+            "why) when the entry cannot be written"
+        )
+        assert outcome.returned == "False", (
+            f"set() on a full disk returned {outcome.returned}, not False"
+        )
+        assert cache.get("res") == before, (
+            "a set() the disk refused lost the previous entry: write the new one "
+            "under a temporary name and rename it into place"
+        )
+        if files is not None and isinstance(cache_dir, str):
+            left = sorted(_entries(Path(cache_dir)) - files)
+            assert left == [], f"a set() the disk refused left {left} behind"
 
     def test_delete_removes_that_entry_only(self, tmp_path: Path) -> None:
         """``delete`` removes its uid's entry, no other, and ignores unknown uids."""

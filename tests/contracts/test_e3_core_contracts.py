@@ -160,6 +160,15 @@ class TestE3FileCache(CacheContract):
 
     @pytest.mark.xfail(
         strict=True,
+        reason="set() lets the OSError of a refused write out (File too large "
+        "here) instead of answering False",
+    )
+    @override
+    def test_a_full_disk_keeps_the_previous_entry(self, tmp_path: Path) -> None:
+        super().test_a_full_disk_keeps_the_previous_entry(tmp_path)
+
+    @pytest.mark.xfail(
+        strict=True,
         reason="delete() passes the entry path to e3.fs.rm, which globs: "
         "delete('*') removes every entry",
     )
