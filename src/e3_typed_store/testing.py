@@ -389,6 +389,23 @@ class StoreContract(Generic[InfoT, QueryT]):
         )
         assert problem is None, problem
 
+    def test_an_unusable_dest_is_a_store_error(self, tmp_path: Path) -> None:
+        """A ``dest`` that cannot be a directory (under a regular file) raises a
+        StoreError from ``download_resource_content``, and harms nothing."""
+        store = self.make_store(None, tmp_path)
+        info = store.get_resource_metadata(self.good_query(tmp_path))
+        blocker = tmp_path / "blocker"
+        blocker.write_bytes(b"a regular file")
+        dest = str(blocker / "dest")
+        problem = _unless_store_error(
+            lambda: store.download_resource_content(info, dest),
+            "download_resource_content into a dest under a regular file",
+            "translate the OSError of the destination into a StoreError "
+            "(DownloadError...) that names it",
+        )
+        assert problem is None, problem
+        assert blocker.read_bytes() == b"a regular file", "the blocking file changed"
+
     def test_a_full_disk_is_a_store_error_and_leaves_nothing(
         self, tmp_path: Path
     ) -> None:

@@ -69,7 +69,10 @@ class MirrorStore(Store[MirrorInfo, MirrorQuery, MirrorConfig]):
         # metadata is a MirrorInfo here: no cast, no isinstance.
         source = os.path.join(self.store_configuration.root, metadata.name)
         digest = hashlib.sha256()
-        fd, temp = tempfile.mkstemp(dir=dest, prefix=".", suffix=".part")
+        try:
+            fd, temp = tempfile.mkstemp(dir=dest, prefix=".", suffix=".part")
+        except OSError as exc:
+            raise DownloadError(source, f"cannot write into {dest}: {exc}") from exc
         try:
             try:
                 stream = open(source, "rb")
