@@ -620,6 +620,36 @@ class CacheContract:
             "set() of a uid already stored did not replace its value"
         )
 
+    def test_an_unusable_directory_is_a_quiet_miss(self, tmp_path: Path) -> None:
+        """A cache whose directory is a regular file: ``set`` answers False,
+        ``get`` misses, nothing raises and the file is left alone.
+
+        Skipped for a cache that does not keep its entries in
+        ``tmp_path / "cache"`` (see :meth:`make_cache`).
+        """
+        blocker = tmp_path / "cache"
+        blocker.write_bytes(b"a regular file")
+        try:
+            cache = self.make_cache(tmp_path)
+        except Exception as exc:
+            raise AssertionError(
+                f"building a cache whose directory is a regular file raised "
+                f"{exc!r}: build it, and let set() answer False"
+            ) from exc
+        try:
+            stored = cache.set("res", self.value("res", tmp_path))
+            got = cache.get("res")
+        except Exception as exc:
+            raise AssertionError(
+                f"a cache whose directory is a regular file raised {exc!r}: "
+                "set() answers False (and logs why), get() misses"
+            ) from exc
+        if stored and got is not None:
+            pytest.skip("the cache does not keep its entries in tmp_path / 'cache'")
+        assert stored is False, f"set() answered {stored!r}, not False"
+        assert got is None, f"get() of an entry never stored gave {got!r}"
+        assert blocker.read_bytes() == b"a regular file", "the blocking file changed"
+
     def test_a_full_disk_keeps_the_previous_entry(self, tmp_path: Path) -> None:
         """``set`` on a disk that refuses writes: False, the previous entry kept.
 
