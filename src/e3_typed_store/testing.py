@@ -645,7 +645,7 @@ class CacheContract:
                 "set() answers False (and logs why), get() misses"
             ) from exc
         if stored and got is not None:
-            pytest.skip("the cache does not keep its entries in tmp_path / 'cache'")
+            pytest.skip("the cache keeps nothing in tmp_path / 'cache' (in memory?)")
         assert stored is False, f"set() answered {stored!r}, not False"
         assert got is None, f"get() of an entry never stored gave {got!r}"
         assert blocker.read_bytes() == b"a regular file", "the blocking file changed"
