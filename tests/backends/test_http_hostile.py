@@ -33,6 +33,7 @@ from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStoreResourceInfo,
     HTTPSimpleStoreSettings,
 )
+from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import (
     DeadlineExceededError,
     DownloadError,
@@ -338,6 +339,32 @@ def test_a_stalled_server_is_cut_off_at_the_deadline(
             configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
         )
     assert dest_files(tmp_path) == []
+
+
+def test_through_the_store_a_deadline_keeps_its_type(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # DeadlineExceededError is also a TimeoutError, an OSError: the store's
+    # own wrapping of OSErrors must not turn it into a bare StoreError.
+    def stall(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(SIZE)})
+        exchange.send(CONTENT[:100])
+        exchange.sleep(60)
+
+    server.route("/r.bin", stall)
+    store = HTTPSimpleStore(
+        {**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        FileCache({"cache_dir": str(tmp_path / "cache")}),
+    )
+    info = store.get_resource_metadata({"url": server.url("/r.bin"), "sha256": SHA256})
+    dest = tmp_path / "dest"
+    with pytest.raises(DeadlineExceededError) as raised:
+        store.fetch_resource(info, str(dest))
+    assert raised.value.deadline == 1.0
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, str(dest)) is None
+    assert "deadline" in caplog.text
+    assert dest_files(dest) == []
 
 
 def trickle_slowly(exchange: Exchange) -> None:

@@ -341,6 +341,10 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     if hit is not None:
                         return self._place_hit(hit, dest)
                 return self._download(metadata, dest)
+        except StoreError:
+            # Already typed, and some are OSErrors too (DeadlineExceededError
+            # is a TimeoutError): never hidden under the generic one below.
+            raise
         except OSError as exc:
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
 
