@@ -15,6 +15,7 @@ import pytest
 from e3_typed_store._cli import (
     EXIT_BAD_QUERY,
     EXIT_CORRUPTED,
+    EXIT_DESTINATION,
     EXIT_INTEGRITY,
     EXIT_NETWORK,
     EXIT_OFFLINE,
@@ -202,6 +203,20 @@ def test_integrity_error(server: DemoServer, cache_dir: Path, tmp_path: Path) ->
     assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert other in result.stderr and SHA256 in result.stderr
     assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_a_destination_that_cannot_take_the_file(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # A directory where the file should go: not a network error, its own status.
+    (tmp_path / "d" / "payload.bin").mkdir(parents=True)
+    result = fetch(server, cache_dir, tmp_path / "d")
+    assert result.returncode == EXIT_DESTINATION, result.stderr
+    assert f"cannot move the download to {tmp_path / 'd' / 'payload.bin'}" in (
+        result.stderr
+    )
+    assert sorted(os.listdir(tmp_path / "d")) == ["payload.bin"]
+    assert (tmp_path / "d" / "payload.bin").is_dir()
 
 
 def test_offline_miss(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:

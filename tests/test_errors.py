@@ -10,6 +10,7 @@ from e3.error import E3Error
 from e3_typed_store.errors import (
     CacheError,
     DeadlineExceededError,
+    DestinationError,
     DownloadError,
     HTTPStatusError,
     IntegrityError,
@@ -62,6 +63,12 @@ ERRORS: list[tuple[StoreError, type[Exception], str, dict[str, object]]] = [
         TimeoutError,
         "2.5 s deadline",
         {"deadline": 2.5},
+    ),
+    (
+        DestinationError("http://h/f", "/d", "cannot write into /d: disk full"),
+        DownloadError,
+        "http://h/f: cannot write into /d: disk full",
+        {"url": "http://h/f", "dest": "/d"},
     ),
     (OfflineError("abc"), StoreError, "abc is not in the cache", {"uid": "abc"}),
     (

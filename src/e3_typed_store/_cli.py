@@ -21,6 +21,7 @@ from e3_typed_store._plugins import (
 )
 from e3_typed_store._types import override
 from e3_typed_store.errors import (
+    DestinationError,
     DownloadError,
     IntegrityError,
     InvalidConfigurationError,
@@ -45,11 +46,13 @@ EXIT_NETWORK = 5
 EXIT_OFFLINE = 6
 EXIT_PLUGIN = 7
 EXIT_CORRUPTED = 8
+EXIT_DESTINATION = 9
 
 #: Exit status per error kind, most specific first.
 EXIT_CODES: tuple[tuple[type[StoreError], int], ...] = (
     (OfflineError, EXIT_OFFLINE),
     (IntegrityError, EXIT_INTEGRITY),
+    (DestinationError, EXIT_DESTINATION),
     (DownloadError, EXIT_NETWORK),
     (InvalidQueryError, EXIT_BAD_QUERY),
     (InvalidConfigurationError, EXIT_BAD_QUERY),

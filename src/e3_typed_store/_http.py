@@ -44,6 +44,7 @@ from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store.errors import (
     DeadlineExceededError,
+    DestinationError,
     DownloadError,
     HTTPStatusError,
     IntegrityError,
@@ -253,8 +254,8 @@ def download(
     :raises DeadlineExceededError: the deadline passed
     :raises IntegrityError: the last URL tried served other content
     :raises HTTPStatusError: the last URL tried answered an error status
-    :raises DownloadError: the last URL tried failed otherwise, or *dest* is
-        not writable
+    :raises DestinationError: *dest* cannot take the file (a full disk...)
+    :raises DownloadError: the last URL tried failed otherwise
     """
     if not urls:
         raise DownloadError("", "no URL to download from")
@@ -574,7 +575,9 @@ class _PartFile:
                 self._file = open(self.path, "xb")
         except OSError as exc:
             self._digest.close()
-            raise DownloadError(url, f"cannot write into {dest}: {exc}") from exc
+            raise DestinationError(
+                url, dest, f"cannot write into {dest}: {exc}"
+            ) from exc
         #: Bytes of the content held so far.
         self.size = 0
         #: The size of the whole content when a response said it.
@@ -641,22 +644,25 @@ class _PartFile:
         """Append *chunk* to the file and to the digest.
 
         :param chunk: the next bytes of the content
-        :raises DownloadError: the file cannot be written
+        :raises DestinationError: the file cannot be written
         """
         self._digest.update(chunk)
         try:
             self._file.write(chunk)
         except OSError as exc:
-            raise DownloadError(
-                self._url, f"cannot write into {self._dest}: {exc}"
-            ) from exc
+            raise self._unwritable(exc) from exc
         self.size += len(chunk)
         self._progress.advance(len(chunk))
+
+    def _unwritable(self, exc: OSError) -> DestinationError:
+        return DestinationError(
+            self._url, self._dest, f"cannot write into {self._dest}: {exc}"
+        )
 
     def restart(self) -> None:
         """Drop what was received: the next response starts from byte 0.
 
-        :raises DownloadError: the file cannot be truncated
+        :raises DestinationError: the file cannot be truncated
         """
         self._digest.close()
         self._digest = _OverlappedDigest(self._algorithm)
@@ -664,9 +670,7 @@ class _PartFile:
             self._file.seek(0)
             self._file.truncate()
         except OSError as exc:
-            raise DownloadError(
-                self._url, f"cannot write into {self._dest}: {exc}"
-            ) from exc
+            raise self._unwritable(exc) from exc
         self.size = 0
         self.total = None
         self.validator = None
@@ -676,14 +680,12 @@ class _PartFile:
     def finish(self) -> str:
         """Flush the file and return the digest of everything written.
 
-        :raises DownloadError: the file cannot be written
+        :raises DestinationError: the file cannot be written
         """
         try:
             self._file.flush()
         except OSError as exc:
-            raise DownloadError(
-                self._url, f"cannot write into {self._dest}: {exc}"
-            ) from exc
+            raise self._unwritable(exc) from exc
         return self._digest.hexdigest()
 
     def commit(self, name: str) -> str:
@@ -691,15 +693,15 @@ class _PartFile:
 
         :param name: a safe base name
         :return: the final path
-        :raises DownloadError: the file cannot be moved there
+        :raises DestinationError: the file cannot be moved there
         """
         target = os.path.join(self._dest, name)
         try:
             self._file.close()
             os.replace(self.path, target)
         except OSError as exc:
-            raise DownloadError(
-                self._url, f"cannot move the download to {target}: {exc}"
+            raise DestinationError(
+                self._url, self._dest, f"cannot move the download to {target}: {exc}"
             ) from exc
         self._committed = True
         self._progress.close()

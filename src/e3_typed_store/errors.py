@@ -12,7 +12,8 @@ that helps callers::
         ├── IntegrityError                                     url, expected, actual
         ├── DownloadError                                      url
         │   ├── HTTPStatusError                                url, status
-        │   └── DeadlineExceededError    (also TimeoutError)   url, deadline
+        │   ├── DeadlineExceededError    (also TimeoutError)   url, deadline
+        │   └── DestinationError                               url, dest
         ├── OfflineError                                       uid
         ├── PluginError                  (also LookupError)    namespace, name
         └── CacheError                                         uid
@@ -39,6 +40,7 @@ else:
 __all__ = [
     "CacheError",
     "DeadlineExceededError",
+    "DestinationError",
     "DownloadError",
     "HTTPStatusError",
     "IntegrityError",
@@ -162,6 +164,26 @@ class DeadlineExceededError(DownloadError, TimeoutError):
         self.deadline = deadline
         super().__init__(url, f"not complete within the {deadline:g} s deadline")
         self._reduce_args = (url, deadline)
+
+
+class DestinationError(DownloadError):
+    """The destination cannot take a download: it cannot be created, written
+    or renamed into (a full disk, a directory in the way of the file).
+
+    Nothing is wrong with the resource or the network: another URL or a
+    retry would fail the same way.
+
+    :param url: the resource's location
+    :param dest: the directory the download was going into
+    :param reason: what failed, with what the system said
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, url: str, dest: str, reason: str) -> None:
+        self.dest = dest
+        super().__init__(url, reason)
+        self._reduce_args = (url, dest, reason)
 
 
 class OfflineError(StoreError):

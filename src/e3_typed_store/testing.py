@@ -400,8 +400,8 @@ class StoreContract(Generic[InfoT, QueryT]):
         problem = _unless_store_error(
             lambda: store.download_resource_content(info, dest),
             "download_resource_content into a dest under a regular file",
-            "translate the OSError of the destination into a StoreError "
-            "(DownloadError...) that names it",
+            "translate the OSError of the destination into a DestinationError "
+            "(a StoreError) that names it",
         )
         assert problem is None, problem
         assert blocker.read_bytes() == b"a regular file", "the blocking file changed"
@@ -430,8 +430,8 @@ class StoreContract(Generic[InfoT, QueryT]):
             )
         assert outcome.store_error, (
             f"download_resource_content on a full disk raised {outcome.raised}: "
-            "translate the OSError of a refused write into a StoreError "
-            "(DownloadError...) that says where"
+            "translate the OSError of a refused write into a DestinationError "
+            "(a StoreError) that names dest"
         )
         left = sorted(os.listdir(dest))
         assert left == [], (

@@ -21,6 +21,7 @@ from e3_typed_store.backends.file_store import (
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.cache.backends.memory import MemoryCache
 from e3_typed_store.errors import (
+    DestinationError,
     DownloadError,
     IntegrityError,
     InvalidConfigurationError,
@@ -325,7 +326,7 @@ def copy_and_report(root: str, dest: str) -> tuple[str, str, list[str]]:
 
 
 @posix_only
-def test_a_write_refused_by_the_disk_is_a_download_error(
+def test_a_write_refused_by_the_disk_is_a_destination_error(
     mirror: Path, tmp_path: Path
 ) -> None:
     dest = tmp_path / "dest"
@@ -333,7 +334,7 @@ def test_a_write_refused_by_the_disk_is_a_download_error(
         len(PAYLOAD) // 2, copy_and_report, str(mirror), str(dest)
     )
     assert outcome == (
-        "DownloadError",
+        "DestinationError",
         f"cannot download tools/x.tgz: cannot copy it into {dest}: "
         "[Errno 27] File too large",
         [],
@@ -344,16 +345,16 @@ def test_a_write_refused_by_the_disk_is_a_download_error(
     assert roomy == ("", "", ["x.tgz"])
 
 
-def test_an_unusable_destination_is_a_download_error(
+def test_an_unusable_destination_is_a_destination_error(
     store: FileStore, tmp_path: Path
 ) -> None:
     info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
     (tmp_path / "plain").write_bytes(b"a file")
-    with pytest.raises(DownloadError, match="cannot write into"):
+    with pytest.raises(DestinationError, match="cannot write into"):
         store.download_resource_content(info, str(tmp_path / "plain" / "dest"))
     dest = tmp_path / "dest"
     (dest / "x.tgz").mkdir(parents=True)
-    with pytest.raises(DownloadError, match="cannot move the copy to"):
+    with pytest.raises(DestinationError, match="cannot move the copy to"):
         store.download_resource_content(info, str(dest))
     assert listing(dest) == ["x.tgz"]  # no temporary file left
     assert (dest / "x.tgz").is_dir()

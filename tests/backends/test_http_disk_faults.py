@@ -5,9 +5,10 @@ child by tests/size_limit.py) makes the kernel refuse a write past it with
 ``EFBIG``, as a full disk refuses one with ``ENOSPC``; a regular file where
 the destination's parent should be, and a directory where the downloaded file
 should go, make the creation and the final rename fail. Each time the caller
-gets a ``DownloadError`` that says where, no temporary file is left behind,
-nothing is recorded in the cache, and no second request is made for a fault
-of the disk. A destination that does not exist yet is made.
+gets a ``DestinationError`` (a ``DownloadError``) that names ``dest``, no
+temporary file is left behind, nothing is recorded in the cache, and no
+second request is made for a fault of the disk. A destination that does not
+exist yet is made.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStoreConfiguration,
 )
 from e3_typed_store.cache.backends.filecache import FileCache
-from e3_typed_store.errors import DownloadError, StoreError
+from e3_typed_store.errors import DestinationError, StoreError
 from tests.httpserver import Exchange, LoopbackServer
 from tests.size_limit import call_with_file_size_limit
 
@@ -108,7 +109,7 @@ def test_a_write_refused_by_the_disk_is_a_download_error(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
     outcome = run_limited(server, tmp_path, "large.bin", LARGE, 64 * 1024)
-    assert outcome.error == "DownloadError"
+    assert outcome.error == "DestinationError"
     assert f"cannot write into {tmp_path / 'dest'}" in outcome.message
     assert "File too large" in outcome.message  # the OS's own words are kept
     assert outcome.dest_files == []  # the partial file is removed
@@ -121,7 +122,7 @@ def test_a_flush_refused_by_the_disk_is_a_download_error(
 ) -> None:
     # The whole body fits in the file's buffer: the failure comes at the flush.
     outcome = run_limited(server, tmp_path, "small.bin", SMALL, 1024)
-    assert outcome.error == "DownloadError"
+    assert outcome.error == "DestinationError"
     assert f"cannot write into {tmp_path / 'dest'}" in outcome.message
     assert outcome.dest_files == []
     assert outcome.cache_entries == []
@@ -150,8 +151,9 @@ def test_a_directory_in_place_of_the_file_is_a_download_error(
     info = store.get_resource_metadata(
         {"url": server.url("/large.bin"), "sha256": hashlib.sha256(LARGE).hexdigest()}
     )
-    with pytest.raises(DownloadError) as raised:
+    with pytest.raises(DestinationError) as raised:
         store.fetch_resource(info, str(dest))
+    assert raised.value.dest == str(dest)
     assert f"cannot move the download to {dest / 'large.bin'}" in str(raised.value)
     assert listing(dest) == ["large.bin"]  # the temporary file is gone
     assert (dest / "large.bin" / "kept").read_bytes() == b"not ours"
@@ -177,7 +179,7 @@ def test_a_destination_under_a_file_is_an_error_before_any_request(
     ):
         store.fetch_resource(info, str(dest))
     # Straight through the driver: its own check, with the same promise.
-    with pytest.raises(DownloadError, match=re.escape(f"cannot write into {dest}")):
+    with pytest.raises(DestinationError, match=re.escape(f"cannot write into {dest}")):
         store.download_resource_content(info, str(dest))
     assert server.requests("/large.bin") == []
     assert (tmp_path / "plain").read_bytes() == b"a file, not a directory"

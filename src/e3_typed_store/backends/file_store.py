@@ -66,6 +66,7 @@ from e3_typed_store._types import CachedResource, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import (
+    DestinationError,
     DownloadError,
     IntegrityError,
     InvalidConfigurationError,
@@ -310,8 +311,9 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         :param metadata: the resource's metadata
         :param dest: the directory to copy into (created if missing)
         :return: the path of the copy, inside *dest*
+        :raises DestinationError: *dest* cannot take the copy (a full disk...)
         :raises DownloadError: the file is missing, not a regular file, out of
-            the root once links are resolved, or cannot be read or written
+            the root once links are resolved, or cannot be read
         :raises IntegrityError: its content has another digest
         """
         source = self._resolved(metadata)
@@ -353,15 +355,17 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
             temp = unique_temp_name(dest, name)
             target_fd = os.open(temp, _WRITE_FLAGS, 0o666)
         except OSError as exc:
-            raise DownloadError(location, f"cannot write into {dest}: {exc}") from exc
+            raise DestinationError(
+                location, dest, f"cannot write into {dest}: {exc}"
+            ) from exc
         committed = False
         try:
             try:
-                actual = self._transfer(source_fd, target_fd, metadata.algorithm)
-            except OSError as exc:  # a full disk, a read error of the source
-                raise DownloadError(
-                    location, f"cannot copy it into {dest}: {exc}"
-                ) from exc
+                actual = self._transfer(
+                    source_fd, target_fd, metadata.algorithm, location, dest
+                )
+            except OSError as exc:  # writes are DestinationErrors already
+                raise DownloadError(location, f"cannot read it: {exc}") from exc
             finally:
                 os.close(target_fd)
             if actual != metadata.digest:
@@ -370,8 +374,8 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
             try:
                 os.replace(temp, target)
             except OSError as exc:
-                raise DownloadError(
-                    location, f"cannot move the copy to {target}: {exc}"
+                raise DestinationError(
+                    location, dest, f"cannot move the copy to {target}: {exc}"
                 ) from exc
             committed = True
             return target
@@ -379,10 +383,27 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
             if not committed:
                 _unlink_quietly(temp)
 
-    def _transfer(self, source_fd: int, target_fd: int, algorithm: Algorithm) -> str:
-        """Fill *target_fd* with the content of *source_fd*; return its digest."""
+    def _transfer(
+        self,
+        source_fd: int,
+        target_fd: int,
+        algorithm: Algorithm,
+        location: str,
+        dest: str,
+    ) -> str:
+        """Fill *target_fd* with the content of *source_fd*; return its digest.
+
+        :raises DestinationError: the target cannot be written
+        :raises OSError: the source cannot be read
+        """
         digest = hashlib.new(algorithm)
-        if self.settings.reflink and _clone(source_fd, target_fd):
+        try:
+            cloned = self.settings.reflink and _clone(source_fd, target_fd)
+        except OSError as exc:  # a failure that is not "cannot clone here"
+            raise DestinationError(
+                location, dest, f"cannot clone it into {dest}: {exc}"
+            ) from exc
+        if cloned:
             # The clone shares the source's blocks: hashing it is the one pass.
             os.lseek(target_fd, 0, os.SEEK_SET)
             reading, writing = target_fd, None
@@ -395,7 +416,12 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
                 chunk = view[:size]
                 digest.update(chunk)
                 if writing is not None:
-                    _write_all(writing, chunk)
+                    try:
+                        _write_all(writing, chunk)
+                    except OSError as exc:  # a full disk, say
+                        raise DestinationError(
+                            location, dest, f"cannot copy it into {dest}: {exc}"
+                        ) from exc
         return digest.hexdigest()
 
 

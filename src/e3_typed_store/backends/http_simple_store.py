@@ -328,6 +328,7 @@ class HTTPSimpleStore(
         :raises HTTPStatusError: the server answered an error status
         :raises DeadlineExceededError: the download took longer than the
             deadline
+        :raises DestinationError: *dest* cannot take the file (a full disk...)
         :raises DownloadError: the download failed otherwise
         """
         # Imported here: a cache hit never loads requests.

@@ -12,7 +12,12 @@ from typing import TypedDict
 from typing_extensions import override
 
 from e3_typed_store.backends.base import Store
-from e3_typed_store.errors import DownloadError, IntegrityError, InvalidQueryError
+from e3_typed_store.errors import (
+    DestinationError,
+    DownloadError,
+    IntegrityError,
+    InvalidQueryError,
+)
 
 __all__ = ["MirrorConfig", "MirrorInfo", "MirrorQuery", "MirrorStore"]
 
@@ -71,29 +76,39 @@ class MirrorStore(Store[MirrorInfo, MirrorQuery, MirrorConfig]):
         digest = hashlib.sha256()
         try:
             fd, temp = tempfile.mkstemp(dir=dest, prefix=".", suffix=".part")
-        except OSError as exc:
-            raise DownloadError(source, f"cannot write into {dest}: {exc}") from exc
+        except OSError as exc:  # dest is at fault, not the mirror
+            raise _destination_error(source, dest, exc) from exc
         try:
             try:
                 stream = open(source, "rb")
             except OSError as exc:
                 os.close(fd)
                 raise DownloadError(source, str(exc)) from exc
-            try:
-                with stream, open(fd, "wb") as out:
-                    # Hash while copying: one pass over the data.
-                    while chunk := stream.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-            except OSError as exc:  # a full disk, say: a StoreError that says where
-                message = f"cannot copy it into {dest}: {exc}"
-                raise DownloadError(source, message) from exc
+            # Unbuffered: a write the disk refuses fails here, not again when
+            # the file is closed, which would replace the error raised.
+            with stream, open(fd, "wb", buffering=0) as out:
+                # Hash while copying: one pass over the data.
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+                    view = memoryview(chunk)
+                    try:
+                        while view:
+                            view = view[out.write(view) :]
+                    except OSError as exc:  # a full disk, say
+                        raise _destination_error(source, dest, exc) from exc
             if digest.hexdigest() != metadata.uid:
                 raise IntegrityError(source, metadata.uid, digest.hexdigest())
             target = os.path.join(dest, metadata.name)
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except OSError as exc:  # a directory in the way, say
+                raise _destination_error(source, dest, exc) from exc
         except BaseException:
             if os.path.exists(temp):
                 os.unlink(temp)
             raise
         return target
+
+
+def _destination_error(source: str, dest: str, exc: OSError) -> DestinationError:
+    return DestinationError(source, dest, f"cannot write into {dest}: {exc}")
