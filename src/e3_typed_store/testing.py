@@ -53,6 +53,7 @@ from typing import Generic, NamedTuple
 import pytest
 from typing_extensions import TypeVar
 
+from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import is_within, safe_component
 from e3_typed_store._plugins import CACHE_API, STORE_API, check_driver
 from e3_typed_store._types import CachedResource
@@ -467,53 +468,27 @@ class _ChildOutcome(NamedTuple):
     returned: str | None = None
 
 
-def _run_with_no_room(
-    action: Callable[[], object], send: Callable[[_ChildOutcome], None]
-) -> None:
-    """In a forked child: no file may grow; run *action*; *send* what it raised."""
-    if sys.platform == "win32":  # no fork, no resource module: never called there
-        raise NotImplementedError("POSIX only")
-    import resource
-    import signal
-
-    # Past the limit the kernel sends SIGXFSZ, which kills by default;
-    # ignored, the write fails with EFBIG instead.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+def _outcome_of(action: Callable[[], object]) -> _ChildOutcome:
+    """Run *action*; say what it raised or returned."""
     try:
         result = action()
     except Exception as exc:  # noqa: BLE001 - reported to the parent
-        send(_ChildOutcome(repr(exc), isinstance(exc, StoreError)))
-    else:
-        send(_ChildOutcome(None, False, repr(result)))
+        return _ChildOutcome(repr(exc), isinstance(exc, StoreError))
+    return _ChildOutcome(None, False, repr(result))
 
 
 def _with_no_room_to_write(action: Callable[[], object]) -> _ChildOutcome:
     """Run *action* in a forked child where no file may grow; report."""
-    if sys.platform == "win32":  # no fork: never called there
-        raise NotImplementedError("POSIX only")
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_run_with_no_room, args=(action, sender.send))
-    child.start()
-    sender.close()
     try:
-        if not receiver.poll(120):
-            raise AssertionError("the action on a full disk did not end in 120 s")
-        outcome: object = receiver.recv()
-    except EOFError:
-        outcome = None
-    finally:
-        child.join(10)
-        child.kill()
-        child.join()
-    assert isinstance(outcome, _ChildOutcome), (
-        f"the action on a full disk ended the process (exit code "
-        f"{child.exitcode}): a refused write must raise, not crash"
-    )
+        outcome = call_with_file_size_limit(0, partial(_outcome_of, action))
+    except TimeoutError as exc:
+        raise AssertionError(f"the action on a full disk did not end: {exc}") from exc
+    except ChildProcessError as exc:
+        raise AssertionError(
+            f"the action on a full disk ended the process ({exc}): a refused "
+            "write must raise, not crash"
+        ) from exc
+    assert isinstance(outcome, _ChildOutcome)
     return outcome
 
 

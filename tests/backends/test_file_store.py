@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 from typing_extensions import override
 
 from e3_typed_store import load_store
+from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store.backends.base import CachedResource, StoreError
 from e3_typed_store.backends.file_store import (
     FileStore,
@@ -27,7 +29,6 @@ from e3_typed_store.errors import (
     InvalidConfigurationError,
     InvalidQueryError,
 )
-from tests.size_limit import call_with_file_size_limit
 
 PAYLOAD = b"mirror payload\n" * 1000
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -331,7 +332,7 @@ def test_a_write_refused_by_the_disk_is_a_destination_error(
 ) -> None:
     dest = tmp_path / "dest"
     outcome = call_with_file_size_limit(
-        len(PAYLOAD) // 2, copy_and_report, str(mirror), str(dest)
+        len(PAYLOAD) // 2, partial(copy_and_report, str(mirror), str(dest))
     )
     assert outcome == (
         "DestinationError",
@@ -340,7 +341,7 @@ def test_a_write_refused_by_the_disk_is_a_destination_error(
         [],
     )
     roomy = call_with_file_size_limit(
-        len(PAYLOAD), copy_and_report, str(mirror), str(dest)
+        len(PAYLOAD), partial(copy_and_report, str(mirror), str(dest))
     )
     assert roomy == ("", "", ["x.tgz"])
 

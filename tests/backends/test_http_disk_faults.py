@@ -1,7 +1,7 @@
 """HTTPSimpleStore when the destination cannot take the download, or is missing.
 
 Real faults, no mock: a file-size limit (``RLIMIT_FSIZE``, set in a forked
-child by tests/size_limit.py) makes the kernel refuse a write past it with
+child by e3_typed_store._faults) makes the kernel refuse a write past it with
 ``EFBIG``, as a full disk refuses one with ``ENOSPC``; a regular file where
 the destination's parent should be, and a directory where the downloaded file
 should go, make the creation and the final rename fail. Each time the caller
@@ -18,11 +18,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 
+from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleStore,
     HTTPSimpleStoreConfiguration,
@@ -30,7 +32,6 @@ from e3_typed_store.backends.http_simple_store import (
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import DestinationError, StoreError
 from tests.httpserver import Exchange, LoopbackServer
-from tests.size_limit import call_with_file_size_limit
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="RLIMIT_FSIZE and fork are POSIX"
@@ -95,11 +96,13 @@ def run_limited(
 ) -> Outcome:
     outcome = call_with_file_size_limit(
         limit,
-        fetch_and_report,
-        server.url(f"/{name}"),
-        hashlib.sha256(content).hexdigest(),
-        str(tmp_path / "dest"),
-        str(tmp_path / "cache"),
+        partial(
+            fetch_and_report,
+            server.url(f"/{name}"),
+            hashlib.sha256(content).hexdigest(),
+            str(tmp_path / "dest"),
+            str(tmp_path / "cache"),
+        ),
     )
     assert isinstance(outcome, Outcome)
     return outcome

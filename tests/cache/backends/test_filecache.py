@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ import pytest
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from typing_extensions import override
 
+from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import unique_temp_name
 from e3_typed_store.backends.base import CachedResource
 from e3_typed_store.cache.backends import filecache as filecache_module
@@ -31,7 +33,6 @@ from e3_typed_store.cache.backends.filecache import (
 )
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
 from tests.backends.drivers import CopyConfig, CopyStore, sha256_of
-from tests.size_limit import call_with_file_size_limit
 
 ENTRY = CachedResource(uid="u", local_path="/p")
 LOGGER = "e3.store.cache"
@@ -501,7 +502,7 @@ def test_disk_full_keeps_the_previous_entry(cache: FileCache, cache_dir: Path) -
     assert cache.set("u", ENTRY)
     # No byte may be written: the kernel refuses the new entry's first write
     # (EFBIG, as a full disk refuses one with ENOSPC).
-    outcome = call_with_file_size_limit(0, set_on_a_full_disk, str(cache_dir))
+    outcome = call_with_file_size_limit(0, partial(set_on_a_full_disk, str(cache_dir)))
     assert isinstance(outcome, FullDiskOutcome)
     assert outcome.stored is False
     assert any("File too large" in message for message in outcome.warnings)
