@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import heapq
 import http.client
 import logging
 import os
@@ -29,7 +28,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -42,6 +41,12 @@ import urllib3.response
 from e3_typed_store._fs import safe_file_name, unique_temp_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
+from e3_typed_store._watchdog import (
+    BodyWatchdog,
+    RequestWatchdog,
+    WatchedAdapter,
+    reset_in_forked_child,
+)
 from e3_typed_store.errors import (
     DeadlineExceededError,
     DestinationError,
@@ -336,13 +341,6 @@ def backoff_seconds(policy: TransferPolicy, attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _reset_in_forked_child(reset: Callable[[], None]) -> None:
-    """Have a forked child call *reset*: the threads and sockets of this
-    module's shared state do not belong to it. (Windows has no fork.)"""
-    if sys.platform != "win32":
-        os.register_at_fork(after_in_child=reset)
-
-
 class _TransientError(Exception):
     """A failure worth retrying on the same URL (never leaves this module)."""
 
@@ -511,7 +509,7 @@ class _DigestWorkers:
 
 
 _DIGEST_WORKERS = _DigestWorkers()
-_reset_in_forked_child(_DIGEST_WORKERS.reset)
+reset_in_forked_child(_DIGEST_WORKERS.reset)
 
 
 class _ThreadSessions:
@@ -540,12 +538,17 @@ class _ThreadSessions:
         if isinstance(session, requests.Session):
             return session
         made = requests.Session()
+        # One adapter for both schemes, whose connections a RequestWatchdog
+        # can shut: the deadline then bounds the wait for a response's head.
+        adapter = WatchedAdapter()
+        made.mount("http://", adapter)
+        made.mount("https://", adapter)
         self._local.session = made
         return made
 
 
 _SESSIONS = _ThreadSessions()
-_reset_in_forked_child(_SESSIONS.reset)
+reset_in_forked_child(_SESSIONS.reset)
 
 
 class _PartFile:
@@ -751,7 +754,9 @@ def _open(
         )
         log.debug("GET %s %s", current, headers.get("Range", ""))
         try:
-            response = _send_again_if_stale(session, current, headers, timeout)
+            response = _send_again_if_stale(
+                session, current, headers, timeout, deadline
+            )
         except requests.exceptions.SSLError as exc:
             raise _unusable(current, f"TLS error: {exc}", exc) from exc
         except (
@@ -792,6 +797,7 @@ def _send_again_if_stale(
     url: str,
     headers: Mapping[str, str],
     timeout: tuple[float, float],
+    deadline: Deadline,
 ) -> requests.Response:
     """Send one GET; once more if the connection was closed before any answer.
 
@@ -802,11 +808,11 @@ def _send_again_if_stale(
     closes every connection that way fails the second send too.
     """
     try:
-        return _send(session, url, headers, timeout)
+        return _send(session, url, headers, timeout, deadline)
     except requests.ConnectionError as exc:
         if not _closed_before_response(exc):
             raise
-    return _send(session, url, headers, timeout)
+    return _send(session, url, headers, timeout, deadline)
 
 
 def _closed_before_response(exc: requests.ConnectionError) -> bool:
@@ -824,8 +830,13 @@ def _send(
     url: str,
     headers: Mapping[str, str],
     timeout: tuple[float, float],
+    deadline: Deadline,
 ) -> requests.Response:
     """Send one GET through the session's adapter, with the session's settings.
+
+    The exchange, up to the end of the response's head, is cut at the
+    deadline (:class:`RequestWatchdog`): a server trickling its head a byte at
+    a time cannot hold it beyond.
 
     Not ``session.get(..., allow_redirects=False)``: requests then still
     reads a redirect's whole body into memory, whatever its size.
@@ -848,14 +859,29 @@ def _send(
         proxies = settings["proxies"]
         verify = settings["verify"] if settings["verify"] is not None else True
         cert = settings["cert"]
-    return session.get_adapter(target).send(
-        prepared,
-        stream=True,
-        timeout=timeout,
-        verify=verify,
-        cert=cert,
-        proxies=proxies,
-    )
+    adapter = session.get_adapter(target)
+    with RequestWatchdog(deadline.remaining()) as watchdog:
+        try:
+            response = adapter.send(
+                prepared,
+                stream=True,
+                timeout=timeout,
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        ) as exc:
+            if watchdog.fired:
+                raise DeadlineExceededError(url, deadline.seconds) from exc
+            raise
+    if watchdog.fired:  # the head came in just as the socket was being shut
+        response.close()
+        raise DeadlineExceededError(url, deadline.seconds)
+    return response
 
 
 def _no_proxy_settings(session: requests.Session) -> bool:
@@ -903,7 +929,7 @@ def _snippet(response: requests.Response, deadline: Deadline) -> str:
     raw: urllib3.response.HTTPResponse = response.raw
     try:
         # A server that sends an error status and then nothing costs little.
-        with _Watchdog(raw, min(_SNIPPET_WAIT, deadline.remaining())):
+        with BodyWatchdog(raw, min(_SNIPPET_WAIT, deadline.remaining())):
             data = raw.read1(SNIPPET_BYTES, decode_content=False)
     except (urllib3.exceptions.HTTPError, OSError, ValueError):
         return ""
@@ -972,7 +998,7 @@ def _stream_body(
         path, with its buffer copy, is skipped for the common identity body)
     """
     raw: urllib3.response.HTTPResponse = response.raw
-    with _Watchdog(raw, deadline.remaining()) as watchdog:
+    with BodyWatchdog(raw, deadline.remaining()) as watchdog:
         while True:
             deadline.check(url)
             try:
@@ -993,100 +1019,6 @@ def _stream_body(
         raise DeadlineExceededError(url, deadline.seconds)
     if part.total is not None and part.size < part.total:
         raise _transient(url, f"body ended at byte {part.size} of {part.total}", None)
-
-
-class _Watchdog:
-    """Shut a response's socket down when time is up, waking a blocked read.
-
-    The read timeout bounds each wait for bytes; this bounds the whole body,
-    so that a server stalling or trickling just before the deadline is cut at
-    the deadline, not a read timeout later. The alarms of all downloads share
-    one thread (:data:`_ALARMS`): starting a timer thread per download would
-    cost more than a small download.
-    """
-
-    def __init__(self, raw: urllib3.response.HTTPResponse, seconds: float) -> None:
-        self._raw = raw
-        self._seconds = seconds
-        #: Whether the time was up before the block ended.
-        self.fired = False
-
-    def __enter__(self) -> _Watchdog:
-        _ALARMS.add(self, time.monotonic() + self._seconds)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        _ALARMS.cancel(self)
-
-    def fire(self) -> None:
-        """Mark the time as up and wake the read (called by the alarm thread)."""
-        self.fired = True
-        try:
-            self._raw.shutdown()
-        except (RuntimeError, ValueError, OSError):
-            pass  # the response was closed or released meanwhile: nothing to wake
-
-
-class _Alarms:
-    """One daemon thread firing the watchdogs whose time is up, earliest first.
-
-    A watchdog is fired with the lock held, and :meth:`cancel` takes the lock:
-    once ``cancel`` returns, the watchdog is not being fired and never will
-    be. After a fork the child starts afresh (the thread does not survive it).
-    """
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """Start with no watchdog and no thread (also in a forked child)."""
-        self._condition = threading.Condition()
-        self._due: list[tuple[float, int, _Watchdog]] = []
-        self._thread: threading.Thread | None = None
-        self._count = 0
-
-    def add(self, watchdog: _Watchdog, when: float) -> None:
-        """Fire *watchdog* at *when* (``time.monotonic()`` time) unless cancelled."""
-        with self._condition:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="e3-typed-store-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._count += 1
-            heapq.heappush(self._due, (when, self._count, watchdog))
-            self._condition.notify()
-
-    def cancel(self, watchdog: _Watchdog) -> None:
-        """Forget *watchdog*; it is not firing once this returns."""
-        with self._condition:
-            for index, entry in enumerate(self._due):
-                if entry[2] is watchdog:
-                    self._due[index] = self._due[-1]
-                    self._due.pop()
-                    heapq.heapify(self._due)
-                    break
-
-    def _run(self) -> None:
-        with self._condition:
-            while True:
-                if not self._due:
-                    self._condition.wait()
-                    continue
-                delay = self._due[0][0] - time.monotonic()
-                if delay > 0:
-                    self._condition.wait(delay)
-                    continue
-                heapq.heappop(self._due)[2].fire()
-
-
-_ALARMS = _Alarms()
-_reset_in_forked_child(_ALARMS.reset)
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:

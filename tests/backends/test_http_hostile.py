@@ -321,6 +321,31 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(
     assert dest_files(tmp_path) == []
 
 
+def test_a_server_trickling_its_head_is_cut_off_at_the_deadline(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # A byte just before each read timeout would hold the response's head,
+    # and the download with it, for as long as the server likes.
+    head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 2000 + b"\r\n"
+
+    def trickle(exchange: Exchange) -> None:
+        for offset in range(len(head)):
+            exchange.send(head[offset : offset + 1])
+            exchange.sleep(0.05)
+
+    server.route("/r.bin", trickle)
+    with pytest.raises(DeadlineExceededError) as raised:
+        fetch(
+            server,
+            tmp_path,
+            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert raised.value.deadline == 1.0
+    assert 0 < server.body_sent("/r.bin") < len(head)
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == []
+
+
 @pytest.mark.parametrize("where", ["before-head", "mid-body"])
 def test_a_stalled_server_is_cut_off_at_the_deadline(
     server: LoopbackServer, tmp_path: Path, where: str

@@ -19,12 +19,14 @@ import pytest
 from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
-from e3_typed_store.errors import DownloadError
+from e3_typed_store.errors import DeadlineExceededError, DownloadError
 from tests.backends.fetching import fetch_over_http, running
 from tests.httpserver import LoopbackServer
 
 CONTENT = os.urandom(300_000)
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
+#: 2,000 bytes: 100 s at a byte every 50 ms.
+TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 1967 + b"\r\n"
 QUICK: HTTPSimpleStoreConfiguration = {
     "progress": False,
     "retries": 0,
@@ -37,7 +39,10 @@ class KeepAliveServer(ThreadingHTTPServer):
     """Serves CONTENT at any path over HTTP/1.1; counts connections and GETs."""
 
     def __init__(
-        self, close_after_response: bool = False, close_when_reused: bool = False
+        self,
+        close_after_response: bool = False,
+        close_when_reused: bool = False,
+        trickle_when_reused: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         #: Drop each connection after its response, without saying so in a
@@ -46,6 +51,13 @@ class KeepAliveServer(ThreadingHTTPServer):
         #: Close a connection, unanswered, when a second request comes on it:
         #: the server's idle timeout striking just as the client reuses it.
         self.close_when_reused = close_when_reused
+        #: Answer a second request on a connection with a head sent a byte
+        #: every 50 ms (TRICKLED_HEAD), until the client goes away.
+        self.trickle_when_reused = trickle_when_reused
+        #: How many bytes of TRICKLED_HEAD were sent.
+        self.trickled = 0
+        #: Set when the server stops: a trickle in progress ends.
+        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
@@ -84,6 +96,18 @@ class _Handler(BaseHTTPRequestHandler):
         if server.close_when_reused and self.on_this_connection > 1:
             self.close_connection = True
             return
+        if server.trickle_when_reused and self.on_this_connection > 1:
+            self.close_connection = True
+            for offset in range(len(TRICKLED_HEAD)):
+                try:
+                    self.wfile.write(TRICKLED_HEAD[offset : offset + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                server.trickled += 1
+                if server.stopping.wait(0.05):
+                    return
+            return
         self.send_response(200)
         self.send_header("Set-Cookie", f"visit={visit}; Path=/")
         self.send_header("Content-Length", str(len(CONTENT)))
@@ -100,11 +124,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(
-    close_after_response: bool = False, close_when_reused: bool = False
+    close_after_response: bool = False,
+    close_when_reused: bool = False,
+    trickle_when_reused: bool = False,
 ) -> Generator[KeepAliveServer, None, None]:
-    server = KeepAliveServer(close_after_response, close_when_reused)
+    server = KeepAliveServer(
+        close_after_response, close_when_reused, trickle_when_reused
+    )
     with running(server):
-        yield server
+        try:
+            yield server
+        finally:
+            server.stopping.set()
 
 
 @pytest.fixture
@@ -229,3 +260,25 @@ def test_a_server_that_never_answers_is_asked_twice_per_attempt(
         with pytest.raises(DownloadError):
             fetch(server.url("/r.bin"), tmp_path)
         assert len(server.requests("/r.bin")) == 2
+
+
+def test_a_head_trickled_on_a_reused_connection_is_cut_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # The connection is the pool's, already open: the watchdog has its socket
+    # from the start of the request.
+    with serve(trickle_when_reused=True) as server:
+        assert fetch(server.url, tmp_path / "first").read_bytes() == CONTENT
+        with pytest.raises(DeadlineExceededError) as raised:
+            fetch_over_http(
+                server.url, tmp_path / "second", SHA256, {**QUICK, "deadline": 1.0}
+            )
+        assert raised.value.deadline == 1.0
+        assert 0 < server.trickled < len(TRICKLED_HEAD)
+        assert server.connections == 1
+        assert not (tmp_path / "second").exists() or not any(
+            (tmp_path / "second").iterdir()
+        )
+        # The connection that was shut is not handed out again.
+        assert fetch(server.url, tmp_path / "third").read_bytes() == CONTENT
+        assert server.connections == 2

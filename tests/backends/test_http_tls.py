@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,7 @@ import trustme
 from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
-from e3_typed_store.errors import DownloadError
+from e3_typed_store.errors import DeadlineExceededError, DownloadError
 from tests.backends.fetching import fetch_over_http, running
 
 CONTENT = b"served over TLS\n" * 500
@@ -26,10 +27,42 @@ SHA256 = hashlib.sha256(CONTENT).hexdigest()
 QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
 
 
+#: 2,000 bytes: 100 s at a byte every 50 ms.
+TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 1967 + b"\r\n"
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """Serves CONTENT; at /trickle, a head sent a byte every 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        #: How many bytes of TRICKLED_HEAD were sent.
+        self.trickled = 0
+        #: Set when the server stops: a trickle in progress ends.
+        self.stopping = threading.Event()
+
+    def url(self, path: str) -> str:
+        return f"https://127.0.0.1:{self.server_address[1]}{path}"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        server = self.server
+        assert isinstance(server, _TLSServer)
+        if self.path == "/trickle":
+            self.close_connection = True
+            for offset in range(len(TRICKLED_HEAD)):
+                try:
+                    self.wfile.write(TRICKLED_HEAD[offset : offset + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+                server.trickled += 1
+                if server.stopping.wait(0.05):
+                    return
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(CONTENT)))
         self.end_headers()
@@ -46,17 +79,25 @@ def authority() -> trustme.CA:
 
 
 @pytest.fixture
-def https_url(authority: trustme.CA, tmp_path: Path) -> Iterator[str]:
+def https_server(authority: trustme.CA, tmp_path: Path) -> Iterator[_TLSServer]:
     key_and_chain = tmp_path / "server.pem"
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
         str(key_and_chain)
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(key_and_chain))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _TLSServer()
     server.socket = context.wrap_socket(server.socket, server_side=True)
     with running(server):
-        yield f"https://127.0.0.1:{server.server_address[1]}/r.bin"
+        try:
+            yield server
+        finally:
+            server.stopping.set()
+
+
+@pytest.fixture
+def https_url(https_server: _TLSServer) -> str:
+    return https_server.url("/r.bin")
 
 
 @pytest.fixture
@@ -112,3 +153,25 @@ def test_requests_ca_bundle_comes_before_curl_ca_bundle(
         fetch(https_url, tmp_path / "one")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     assert fetch(https_url, tmp_path / "two") == CONTENT
+
+
+def test_a_head_trickled_over_tls_is_cut_at_the_deadline(
+    https_server: _TLSServer,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The socket shut down under the TLS layer must end the wait as a
+    # deadline, not as some TLS or attribute error.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    dest = tmp_path / "dest"
+    with pytest.raises(DeadlineExceededError) as raised:
+        fetch_over_http(
+            https_server.url("/trickle"),
+            dest,
+            SHA256,
+            {**QUICK, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert raised.value.deadline == 1.0
+    assert 0 < https_server.trickled < len(TRICKLED_HEAD)
+    assert not dest.exists() or list(dest.iterdir()) == []

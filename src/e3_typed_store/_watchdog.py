@@ -1,0 +1,289 @@
+"""Cut an HTTP exchange at its deadline, whatever the server does meanwhile.
+
+A read timeout bounds each wait for bytes, not the exchange: a server that
+sends a byte just before every read timeout keeps a blocked read going for
+ever. A watchdog here shuts the socket down when the deadline comes, which
+wakes the read at once with an error. :class:`BodyWatchdog` watches the read
+of a body; :class:`RequestWatchdog` watches a request from the moment its
+connection leaves the pool until the response's head is read, through
+:class:`WatchedAdapter`, the adapter the download's sessions mount.
+
+The alarms of every watchdog share one thread (:data:`ALARMS`): starting a
+timer thread per request would cost more than a small download.
+
+What no watchdog reaches: the system's DNS resolver, and a connect still in
+progress (each address is tried for the connect timeout, capped by what is left
+of the deadline): there is no socket to shut down yet.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.poolmanager
+import urllib3.response
+
+from e3_typed_store._types import override
+
+if TYPE_CHECKING:
+    from urllib3._base_connection import BaseHTTPConnection
+else:
+    # urllib3 defines its connection protocol for type checkers only; at run
+    # time (for beartype) a pool's connections are of this class.
+    BaseHTTPConnection = urllib3.connection.HTTPConnection
+
+__all__ = [
+    "ALARMS",
+    "BodyWatchdog",
+    "RequestWatchdog",
+    "WatchedAdapter",
+    "reset_in_forked_child",
+]
+
+#: How often a watchdog whose time is up looks again for the socket of a
+#: connection that was still being opened.
+_LOOK_AGAIN = 0.01
+
+
+def reset_in_forked_child(reset: Callable[[], None]) -> None:
+    """Have a forked child call *reset*: the threads and sockets of a module's
+    shared state do not belong to it. (Windows has no fork.)"""
+    if sys.platform != "win32":
+        os.register_at_fork(after_in_child=reset)
+
+
+@runtime_checkable
+class _Alarm(Protocol):
+    def fire(self) -> None:
+        """Wake whatever waits; called by the alarm thread, its lock held."""
+
+
+class Alarms:
+    """One daemon thread firing the alarms whose time is up, earliest first.
+
+    An alarm is fired with the lock held, and :meth:`cancel` takes the lock:
+    once ``cancel`` returns, the alarm is not being fired and never will be.
+    After a fork the child starts afresh (the thread does not survive it).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start with no alarm and no thread (also in a forked child)."""
+        # An RLock: an alarm may set itself again from its fire().
+        self._condition = threading.Condition(threading.RLock())
+        self._due: list[tuple[float, int, _Alarm]] = []
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def add(self, alarm: _Alarm, when: float) -> None:
+        """Fire *alarm* at *when* (``time.monotonic()`` time) unless cancelled."""
+        with self._condition:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="e3-typed-store-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._count += 1
+            heapq.heappush(self._due, (when, self._count, alarm))
+            self._condition.notify()
+
+    def cancel(self, alarm: _Alarm) -> None:
+        """Forget *alarm*; it is not firing once this returns."""
+        with self._condition:
+            for index, entry in enumerate(self._due):
+                if entry[2] is alarm:
+                    self._due[index] = self._due[-1]
+                    self._due.pop()
+                    heapq.heapify(self._due)
+                    break
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                if not self._due:
+                    self._condition.wait()
+                    continue
+                delay = self._due[0][0] - time.monotonic()
+                if delay > 0:
+                    self._condition.wait(delay)
+                    continue
+                heapq.heappop(self._due)[2].fire()
+
+
+#: The alarms of every watchdog of the process.
+ALARMS = Alarms()
+reset_in_forked_child(ALARMS.reset)
+
+
+class _Watchdog:
+    """A context manager that fires once at the end of *seconds* unless left."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        #: Whether the time was up before the block ended.
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        ALARMS.add(self, time.monotonic() + self._seconds)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        ALARMS.cancel(self)
+
+    def fire(self) -> None:
+        """Mark the time as up and wake the read (called by the alarm thread)."""
+        self.fired = True
+        self._wake()
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+
+class BodyWatchdog(_Watchdog):
+    """Shut a response's socket down when time is up, waking a blocked read."""
+
+    def __init__(self, raw: urllib3.response.HTTPResponse, seconds: float) -> None:
+        super().__init__(seconds)
+        self._raw = raw
+
+    @override
+    def _wake(self) -> None:
+        try:
+            self._raw.shutdown()
+        except (RuntimeError, ValueError, OSError):
+            pass  # the response was closed or released meanwhile: nothing to wake
+
+
+class RequestWatchdog(_Watchdog):
+    """Shut the socket of the calling thread's request down when time is up.
+
+    Covers what the thread sends through a :class:`WatchedAdapter` inside the
+    ``with`` block: the request, and the wait for the response's head, which a
+    server can trickle a byte at a time. A connection still being opened when
+    the time is up has no socket yet: the watchdog looks again every
+    :data:`_LOOK_AGAIN` seconds and shuts it as soon as it has one.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self._connection: object = None
+
+    @override
+    def __enter__(self) -> RequestWatchdog:
+        _WATCHED.request = self
+        super().__enter__()
+        return self
+
+    @override
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc_value, traceback)
+        _WATCHED.request = None
+
+    def attach(self, connection: object) -> None:
+        """Watch *connection*, the one the request is sent on (pool's thread)."""
+        self._connection = connection
+
+    @override
+    def _wake(self) -> None:
+        connection = self._connection
+        sock = (
+            connection.sock
+            if isinstance(connection, urllib3.connection.HTTPConnection)
+            else None
+        )
+        if not isinstance(sock, socket.socket):
+            ALARMS.add(self, time.monotonic() + _LOOK_AGAIN)
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed meanwhile: nothing to wake
+
+
+class _Watched(threading.local):
+    request: RequestWatchdog | None = None
+
+
+_WATCHED = _Watched()
+
+
+def _watch(connection: object) -> None:
+    watchdog = _WATCHED.request
+    if watchdog is not None:
+        watchdog.attach(connection)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    @override
+    def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
+        connection = super()._get_conn(timeout)
+        _watch(connection)
+        return connection
+
+
+class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    @override
+    def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
+        connection = super()._get_conn(timeout)
+        _watch(connection)
+        return connection
+
+
+_POOL_CLASSES: dict[str, type[urllib3.connectionpool.HTTPConnectionPool]] = {
+    "http": _WatchedHTTPPool,
+    "https": _WatchedHTTPSPool,
+}
+
+
+class WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, whose connections a :class:`RequestWatchdog` can shut.
+
+    Its pools, proxies' included, hand every connection they give out to the
+    thread's current :class:`RequestWatchdog`, if any; nothing else changes.
+    """
+
+    @override
+    def init_poolmanager(
+        self,
+        connections: int,
+        maxsize: int,
+        block: bool = False,
+        **pool_kwargs: object,
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    @override
+    def proxy_manager_for(
+        self, proxy: str, **proxy_kwargs: object
+    ) -> urllib3.poolmanager.PoolManager:
+        manager: urllib3.poolmanager.PoolManager = super().proxy_manager_for(
+            proxy, **proxy_kwargs
+        )
+        if isinstance(manager, urllib3.poolmanager.ProxyManager):
+            # Not a SOCKS proxy's manager, whose pools are SOCKS pools.
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
