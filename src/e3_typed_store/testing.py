@@ -48,10 +48,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Generic, NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 import pytest
-from typing_extensions import TypeVar
 
 from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import is_within, safe_component
