@@ -19,6 +19,7 @@ of the deadline): there is no socket to shut down yet.
 from __future__ import annotations
 
 import heapq
+import math
 import os
 import socket
 import sys
@@ -87,6 +88,8 @@ class Alarms:
         self._due: list[tuple[float, int, _Alarm]] = []
         self._thread: threading.Thread | None = None
         self._count = 0
+        # When the thread wakes up next (monotonic time; inf: when notified).
+        self._wake_at = math.inf
 
     def add(self, alarm: _Alarm, when: float) -> None:
         """Fire *alarm* at *when* (``time.monotonic()`` time) unless cancelled."""
@@ -98,7 +101,12 @@ class Alarms:
                 self._thread.start()
             self._count += 1
             heapq.heappush(self._due, (when, self._count, alarm))
-            self._condition.notify()
+            # Woken only to wait less: an alarm due after the thread's next
+            # wake-up is seen then. One download after another, each setting
+            # an alarm for its deadline and cancelling it, wakes it not at all.
+            if when < self._wake_at:
+                self._wake_at = when
+                self._condition.notify()
 
     def cancel(self, alarm: _Alarm) -> None:
         """Forget *alarm*; it is not firing once this returns."""
@@ -114,10 +122,13 @@ class Alarms:
         with self._condition:
             while True:
                 if not self._due:
+                    self._wake_at = math.inf
                     self._condition.wait()
                     continue
-                delay = self._due[0][0] - time.monotonic()
+                when = self._due[0][0]
+                delay = when - time.monotonic()
                 if delay > 0:
+                    self._wake_at = when
                     self._condition.wait(delay)
                     continue
                 heapq.heappop(self._due)[2].fire()
