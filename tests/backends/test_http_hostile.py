@@ -255,6 +255,42 @@ def test_body_longer_than_content_length_is_an_integrity_error(
     assert dest_files(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "length",
+    [f" {SIZE} ", f"+{SIZE}", f"{SIZE}, {SIZE}", hex(SIZE), "abc", "-5"],
+    ids=["spaces", "plus", "repeated", "hex", "garbage", "negative"],
+)
+def test_a_malformed_content_length_leaves_the_digest_to_decide(
+    server: LoopbackServer, tmp_path: Path, length: str
+) -> None:
+    # Whatever the client makes of the header (the length, or no length and a
+    # body read to the connection's end), the right content is kept, once.
+    def answer(exchange: Exchange) -> None:
+        exchange.send(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", answer)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == ["r.bin"]
+
+
+def test_an_absurd_content_length_is_a_transfer_cut_short(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # 10**23 bytes announced, 256 KiB sent: nothing is reserved up front, and
+    # the short body is a dropped transfer, retried, then given up.
+    def answer(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(10**23)})
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", answer)
+    with pytest.raises(DownloadError, match="connection lost after"):
+        fetch(server, tmp_path)
+    assert len(server.requests("/r.bin")) == 3  # FAST: 2 retries
+    assert dest_files(tmp_path) == []
+
+
 def test_chunked_and_close_delimited_bodies(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
