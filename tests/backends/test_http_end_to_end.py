@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,39 @@ def test_eight_processes_one_get(server: DemoServer, tmp_path: Path) -> None:
     for i, path in enumerate(paths):
         assert Path(path).parent == tmp_path / f"d{i}"
         assert Path(path).read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-store", "store-each"])
+def test_eight_threads_one_get(
+    server: DemoServer, tmp_path: Path, shared: bool
+) -> None:
+    # Threads of one process exclude each other on the uid lock too (one lock
+    # file opened by each), whether they share a store object or not.
+    common = make_store(tmp_path / "cache")
+    paths: dict[int, str] = {}
+    failures: list[BaseException] = []
+
+    def fetch(index: int) -> None:
+        try:
+            store = common if shared else make_store(tmp_path / "cache")
+            info = store.get_resource_metadata(
+                {"url": server.url("res.bin"), "sha256": SHA256}
+            )
+            paths[index] = store.fetch_resource(info, str(tmp_path / f"d{index}"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    assert server.count("res.bin") == 1
+    for index, path in paths.items():
+        assert Path(path).parent == tmp_path / f"d{index}"
+        assert Path(path).read_bytes() == PAYLOAD
+    assert len(paths) == 8
 
 
 def test_hit_in_another_dest_after_the_first_is_deleted(
