@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from bench import fetch as f
 from bench import procs
 from bench.cacheops import BACKENDS, op_name
@@ -48,8 +50,35 @@ def _best(sample: Sample | None) -> float | None:
     return min(sample.seconds) if sample is not None and sample.seconds else None
 
 
+def _paired(a: Sample | None, b: Sample | None) -> list[float]:
+    """The ratios a/b repetition by repetition.
+
+    Contenders alternate, so the i-th measurements of two contenders come
+    from the same repetition, minutes apart at most; none when either failed.
+    """
+    if a is None or b is None or not a.seconds or len(a.seconds) != len(b.seconds):
+        return []
+    return [x / y for x, y in zip(a.seconds, b.seconds, strict=True) if y > 0]
+
+
+def _spread(ratios: list[float], limit: float) -> str:
+    """How a ratio moved within the run, for a missed target."""
+    if len(ratios) < 4:
+        return ""
+    low, _, high = statistics.quantiles(ratios, n=4)
+    within = sum(1 for r in ratios if r <= limit)
+    return (
+        f" (repetition by repetition: middle half {low:.2f}-{high:.2f}x,"
+        f" within the limit in {within} of {len(ratios)})"
+    )
+
+
 def _per_size(
-    source: str, text: str, values: list[tuple[str, float | None]], limit: float
+    source: str,
+    text: str,
+    values: list[tuple[str, float | None]],
+    limit: float,
+    paired: dict[str, list[float]] | None = None,
 ) -> Target:
     known = [(label, v) for label, v in values if v is not None]
     shown = ", ".join(f"{label}: {v:.2f}x" for label, v in known) or "-"
@@ -58,6 +87,7 @@ def _per_size(
     misses = [(label, v) for label, v in known if v > limit]
     detail = "; ".join(
         f"{label} at {v:.3f}x, {100 * (v / limit - 1):.1f}% over the limit"
+        + _spread((paired or {}).get(label, []), limit)
         for label, v in misses
     )
     return Target(source, text, shown, not misses, detail, [lb for lb, _ in misses])
@@ -98,7 +128,13 @@ def _fetch(results: Results, largest: DataFile) -> None:
         ),
     ):
         values = [(label, ratio_of(label, a, b)) for label in labels]
-        results.targets.append(_per_size(source, text, values, limit))
+        paired = {
+            label: _paired(
+                results.fetch.get(label, {}).get(a), results.fetch.get(label, {}).get(b)
+            )
+            for label in labels
+        }
+        results.targets.append(_per_size(source, text, values, limit, paired))
     trusted = _med(results.fetch.get(largest.label, {}).get(f.OURS_TRUSTED))
     results.targets.append(
         Target(

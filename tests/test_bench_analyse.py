@@ -1,0 +1,59 @@
+"""The benchmark's verdicts: a missed ratio says how it moved within the run.
+
+The contenders alternate, so the i-th measurements of two of them come from
+the same repetition; a miss reports the ratio repetition by repetition (its
+middle half, and how often it was within the limit), so that a reader can
+tell a steady miss from a noisy one.
+"""
+
+from __future__ import annotations
+
+from bench import fetch as f
+from bench.analyse import analyse
+from bench.data import DataFile
+from bench.report import Results, Target
+from bench.timing import Sample
+
+SIZE = DataFile("data-64MiB.bin", 64 << 20, "/nowhere", "0" * 64, "0" * 40)
+
+
+def cold_fetch_target(ours: list[float], raw: list[float]) -> Target:
+    results = Results(False, len(raw), "test", {}, "none", [SIZE])
+    results.fetch[SIZE.label] = {
+        f.OURS_COLD: Sample(f.OURS_COLD, ours),
+        f.RAW: Sample(f.RAW, raw),
+    }
+    analyse(results, SIZE)
+    (target,) = [t for t in results.targets if t.text.endswith("raw transfer")]
+    return target
+
+
+def test_a_miss_says_how_the_ratio_moved_repetition_by_repetition() -> None:
+    # The verdict divides the medians (3.5 / 1.5); repetition by repetition,
+    # the ratios are 1.0, 2.0, 3.0 and 4.0: within 1.25x once.
+    target = cold_fetch_target([1.0, 4.0, 3.0, 8.0], [1.0, 2.0, 1.0, 2.0])
+    assert target.met is False
+    assert target.where == ["64 MiB"]
+    assert "64 MiB at 2.333x" in target.detail
+    assert "middle half 1.25-3.75x" in target.detail
+    assert "within the limit in 1 of 4" in target.detail
+
+
+def test_the_ratios_pair_measurements_of_the_same_repetition() -> None:
+    # Sorted apart, the two lists would give ratios near 1; paired, every
+    # repetition but one is a miss.
+    target = cold_fetch_target([2.0, 4.0, 6.0, 8.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert "within the limit in 1 of 5" in target.detail
+
+
+def test_without_a_pairing_the_miss_is_reported_alone() -> None:
+    # A contender that failed partway has fewer measurements: no pairing.
+    target = cold_fetch_target([3.0, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0])
+    assert target.met is False
+    assert "repetition by repetition" not in target.detail
+
+
+def test_a_met_target_has_no_detail() -> None:
+    target = cold_fetch_target([1.0, 1.1, 1.2, 1.0], [1.0, 1.0, 1.0, 1.0])
+    assert target.met is True
+    assert target.detail == ""
