@@ -130,9 +130,9 @@ class HTTPSimpleStoreSettings:
     :param connect_timeout: seconds to wait for a connection
     :param read_timeout: seconds to wait for the next bytes from a server
     :param deadline: seconds a whole download may take, every attempt, retry
-        wait and mirror included; the socket is shut at the deadline whatever
-        it waits for (the system's DNS resolver, which has no socket to shut,
-        keeps its own timeouts)
+        wait and mirror included: the socket is shut at the deadline, or as
+        soon as it is connected if a connection is still being opened then
+        (the system's DNS resolver keeps its own timeouts)
     :param retries: attempts made on one URL after a transient failure
         (connection error, timeout, truncated body, HTTP 429 or 5xx), from 0 to
         100; a dropped transfer resumes with a ``Range`` request when the server
