@@ -1,10 +1,16 @@
-"""Sizes and ages as the command line reads them."""
+"""Sizes and ages as the command line reads them; what clearing removes."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from e3_typed_store._cache_admin import parse_age, parse_size
+from e3_typed_store._cache_admin import clear_cache, parse_age, parse_size
+from e3_typed_store._content import ContentStore
+from e3_typed_store._types import CachedResource
+from e3_typed_store.cache.backends.filecache import FileCache
 
 
 @pytest.mark.parametrize(
@@ -48,3 +54,47 @@ def test_bad_sizes(text: str) -> None:
 def test_bad_ages(text: str) -> None:
     with pytest.raises(ValueError, match="not an age"):
         parse_age(text)
+
+
+def test_clearing_removes_every_kept_copy_and_only_the_packages_files(
+    tmp_path: Path,
+) -> None:
+    cache_dir = tmp_path / "cache"
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    content = ContentStore(str(cache_dir))
+    download = tmp_path / "download.bin"
+    download.write_bytes(b"payload")
+    for uid in ("listed", "orphan"):
+        kept = content.keep(uid, str(download)).path
+        assert cache.set(uid, CachedResource(uid, kept))
+    cache.delete("orphan")  # its copy stays, named by no entry
+    # An entry and a copy as version 0.1.0 named them: upper case kept.
+    old = cache_dir / "resources" / "Tool" / "payload" / "tool.bin"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    entry = {"uid": "Tool", "local_path": str(old)}
+    (cache_dir / "entries" / "Tool.json").write_text(
+        json.dumps(
+            {
+                "format": "e3-typed-store.cache-entry",
+                "version": 1,
+                "uid": "Tool",
+                "expiry": 4e9,
+                "value": entry,
+            }
+        ),
+        encoding="utf-8",
+    )
+    # Not the package's: left alone.
+    (cache_dir / "resources" / "README").write_text("mine", encoding="utf-8")
+    (cache_dir / "resources" / ".hidden").mkdir()
+    (cache_dir / "e3-core.cache").write_bytes(b"pickle")
+
+    assert clear_cache(cache) == 1  # the one valid entry
+    assert sorted(p.name for p in (cache_dir / "resources").iterdir()) == [
+        ".hidden",
+        "README",
+    ]
+    assert list((cache_dir / "entries").iterdir()) == []
+    assert (cache_dir / "e3-core.cache").read_bytes() == b"pickle"
+    assert download.read_bytes() == b"payload"

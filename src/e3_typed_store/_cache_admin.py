@@ -95,6 +95,9 @@ def clear_cache(cache: FileCache) -> int:
     for item in items:
         remove_item(cache, item.uid)
     cache.clear()
+    # Copies whose entry was lost, unreadable or named as an older version
+    # named it: nothing would ever use or remove them otherwise.
+    ContentStore(cache.cache_dir).clear()
     return len(items)
 
 

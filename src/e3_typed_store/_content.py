@@ -16,7 +16,13 @@ import os
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from e3_typed_store._fs import is_within, place_in, safe_component, unique_temp_name
+from e3_typed_store._fs import (
+    SAFE_COMPONENT_FORMS,
+    is_within,
+    place_in,
+    safe_component,
+    unique_temp_name,
+)
 
 __all__ = ["ContentStore", "FileStamp", "KeptCopy"]
 
@@ -173,6 +179,32 @@ class ContentStore:
             shutil.rmtree(self._uid_dir(uid))
         except FileNotFoundError:
             pass
+
+    def clear(self) -> None:
+        """Remove every kept copy and stamp, those no entry names any more too.
+
+        Only the directories named as a uid's are removed: anything else under
+        ``resources`` stays.
+
+        :raises OSError: one exists but cannot be removed
+        """
+        import shutil
+
+        try:
+            with os.scandir(self.root) as listing:
+                names = [
+                    found.name
+                    for found in listing
+                    if SAFE_COMPONENT_FORMS.fullmatch(found.name)
+                    and found.is_dir(follow_symlinks=False)
+                ]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            try:
+                shutil.rmtree(os.path.join(self.root, name))
+            except FileNotFoundError:
+                pass
 
     def forget_stamp(self, uid: str) -> None:
         """Drop the verification stamp of *uid*, if any."""

@@ -7,6 +7,7 @@ import re
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "SAFE_COMPONENT_FORMS",
     "is_within",
     "place_in",
     "safe_component",
@@ -14,7 +15,14 @@ __all__ = [
     "unique_temp_name",
 ]
 
-_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# Lower case only: on a case-insensitive filesystem (macOS' and Windows'
+# defaults) "Foo" and "foo" would be one file.
+_SAFE_COMPONENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+#: Every name :func:`safe_component` gives, or gave: version 0.1.0 kept upper
+#: case too. A file or directory of a cache named otherwise is not the
+#: package's, and is left alone.
+SAFE_COMPONENT_FORMS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{64}")
 
 #: The longest file name taken from outside (a server, a URL, a query), in bytes
 #: of UTF-8.
@@ -45,10 +53,11 @@ def is_within(path: str, directory: str) -> bool:
 def safe_component(text: str) -> str:
     """Return a single path component standing for *text*, safe on any filesystem.
 
-    A short name of letters, digits, ``.``, ``_`` and ``-`` that starts with a
-    letter or digit is kept as it is; anything else becomes ``_`` and the
-    sha256 of the text, which no kept name can equal (kept names never start
-    with ``_``).
+    A short name of lower-case letters, digits, ``.``, ``_`` and ``-`` that
+    starts with a letter or digit is kept as it is; anything else becomes
+    ``_`` and the sha256 of the text, which no kept name can equal (kept names
+    never start with ``_``). Upper case is not kept: two texts that differ only
+    in case must not name one file on a case-insensitive filesystem.
 
     :param text: any string, a uid for instance
     """

@@ -230,12 +230,13 @@ class StoreContract(Generic[InfoT, QueryT]):
         )
 
     def test_uid_is_a_safe_name(self, tmp_path: Path) -> None:
-        """A uid is a short name of letters, digits, ``.``, ``_`` and ``-``."""
+        """A uid is a short name of lower-case letters, digits, ``.``, ``_``, ``-``."""
         _, _, info = self._built(tmp_path)
         assert safe_component(info.uid) == info.uid, (
             f"uid {info.uid!r} is not a safe file name: use a digest or another "
-            "name of at most 128 letters, digits, '.', '_', '-' starting with a "
-            "letter or digit"
+            "name of at most 128 lower-case letters, digits, '.', '_', '-' "
+            "starting with a letter or digit (upper case is not safe on a "
+            "case-insensitive filesystem)"
         )
 
     def test_content_lies_inside_dest_and_verifies(self, tmp_path: Path) -> None:

@@ -188,6 +188,8 @@ def test_default_timeout_is_e3s(cache: FileCache, cache_dir: Path) -> None:
         "x" * 5000,
         "é",
         "\udcff",  # a lone surrogate, as surrogateescape decoding makes
+        "A",  # upper case: one file with "a" on a case-insensitive filesystem
+        "Tool-1.2.tgz",
     ],
 )
 def test_unsafe_uids_get_a_hashed_name_inside(
@@ -204,12 +206,23 @@ def test_unsafe_uids_get_a_hashed_name_inside(
     assert files_under(tmp_path) == []
 
 
-@pytest.mark.parametrize("uid", ["a", "A.b_c-d", "0" * 127 + "z", "u.cache", "x.json"])
+@pytest.mark.parametrize("uid", ["a", "a.b_c-d", "0" * 127 + "z", "u.cache", "x.json"])
 def test_safe_names_are_kept_as_is(cache: FileCache, uid: str) -> None:
     path = cache.uid_to_file(uid)
     assert os.path.basename(path) == uid + ".json"  # never ending in .cache
     assert cache.set(uid, ENTRY)
     assert os.listdir(cache.entries_dir) == [uid + ".json"]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"), [("Foo", "foo"), ("ABC", "abc"), ("a.B", "a.b"), ("X", "x")]
+)
+def test_uids_that_differ_in_case_differ_in_name_whatever_the_case(
+    cache: FileCache, one: str, other: str
+) -> None:
+    # On macOS's and Windows' default filesystems, names that differ only in
+    # case are one file.
+    assert cache.uid_to_file(one).lower() != cache.uid_to_file(other).lower()
 
 
 def test_no_two_uids_share_a_file(cache: FileCache) -> None:

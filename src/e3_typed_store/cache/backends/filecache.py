@@ -6,9 +6,11 @@ same constructor (``FileCache({"cache_dir": ...})``) and the same public
 
 - entries are JSON, never pickles: reading an entry never runs code;
 - a uid cannot name a file outside the cache: a uid that is a safe name
-  (``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``) is used as the file name as is, any
-  other uid gets a name derived from its SHA-256; the entry records the real
-  uid and a read checks it, so two uids never share an entry silently;
+  (``[a-z0-9][a-z0-9._-]{0,127}``) is used as the file name as is, any
+  other uid gets a name derived from its SHA-256 (upper case included, so that
+  two uids that differ only in case stay two files on a case-insensitive
+  filesystem); the entry records the real uid and a read checks it, so two
+  uids never share an entry silently;
 - an entry that cannot be read back as a :class:`CachedResource` (empty,
   truncated, not UTF-8, not the expected JSON, another uid's) is a miss and is
   removed; ``get`` never raises;
@@ -54,7 +56,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple, TypedDict
 
-from e3_typed_store._fs import safe_component, unique_temp_name
+from e3_typed_store._fs import SAFE_COMPONENT_FORMS, safe_component, unique_temp_name
 from e3_typed_store._types import CachedResource, override
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, Cache
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
@@ -75,8 +77,10 @@ _VALUE_KEYS = frozenset(CachedResource._fields)
 # a bound keeps a planted huge file from being read into memory.
 _MAX_ENTRY_BYTES = 1 << 20
 
+# The names of older versions too: still this package's files, for clear and
+# prune to remove.
 _ENTRY_NAME = re.compile(
-    r"(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{64})" + re.escape(_SUFFIX)
+    "(?:" + SAFE_COMPONENT_FORMS.pattern + ")" + re.escape(_SUFFIX)
 )
 # What e3_typed_store._fs.unique_temp_name makes of an entry name.
 _TEMP_NAME = re.compile(r"\.(?P<entry>.+)\.[0-9]+\.[0-9a-f]{32}\.tmp")
