@@ -31,9 +31,9 @@ MAX_NAME_BYTES = 255
 # top of the path separators and the control characters.
 _FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
 _WINDOWS_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul"}
-    | {f"com{digit}" for digit in range(1, 10)}
-    | {f"lpt{digit}" for digit in range(1, 10)}
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"com{digit}" for digit in range(10)}
+    | {f"lpt{digit}" for digit in range(10)}
 )
 
 
@@ -57,11 +57,16 @@ def safe_component(text: str) -> str:
     starts with a letter or digit is kept as it is; anything else becomes
     ``_`` and the sha256 of the text, which no kept name can equal (kept names
     never start with ``_``). Upper case is not kept: two texts that differ only
-    in case must not name one file on a case-insensitive filesystem.
+    in case must not name one file on a case-insensitive filesystem; nor is a
+    Windows device name (``con``, ``nul.json``...), which names no file there.
 
     :param text: any string, a uid for instance
     """
-    if _SAFE_COMPONENT.fullmatch(text) and not text.endswith("."):
+    if (
+        _SAFE_COMPONENT.fullmatch(text)
+        and not text.endswith(".")
+        and text.split(".", 1)[0] not in _WINDOWS_DEVICES
+    ):
         return text
     import hashlib  # here: only unusual uids need it, and it is slow to import
 

@@ -763,6 +763,8 @@ def test_retry_after_forms() -> None:
         ('attachment; x="; filename=../evil"; filename=good.txt', "good.txt"),
         ("attachment; filename=CON", None),
         ("attachment; filename=com1.tar.gz", None),
+        ("attachment; filename=LPT0.txt", None),
+        ("attachment; filename=conin$", None),
         ("attachment; filename=a:b", None),
         ("attachment; filename=a|b", None),
         ("attachment; filename=a?b", None),

@@ -190,6 +190,10 @@ def test_default_timeout_is_e3s(cache: FileCache, cache_dir: Path) -> None:
         "\udcff",  # a lone surrogate, as surrogateescape decoding makes
         "A",  # upper case: one file with "a" on a case-insensitive filesystem
         "Tool-1.2.tgz",
+        "con",  # Windows device names, with any extension, are no files there
+        "nul.txt",
+        "com0",
+        "lpt9.tar.gz",
     ],
 )
 def test_unsafe_uids_get_a_hashed_name_inside(
