@@ -734,6 +734,29 @@ class CacheContract:
                 f"get({uid!r}) returned {found!r}: two uids share an entry"
             )
 
+    def test_uids_that_differ_in_case_name_different_files(
+        self, tmp_path: Path
+    ) -> None:
+        """Uids that differ only in case get files whose names differ beyond case.
+
+        On a case-insensitive filesystem (the defaults of macOS and Windows, a
+        FAT drive) names that differ only in case are one file: ``Foo`` and
+        ``foo`` would share an entry. Checked through ``uid_to_file``, for a
+        cache that has it.
+        """
+        cache = self.make_cache(tmp_path)
+        uid_to_file: object = getattr(cache, "uid_to_file", None)
+        if not callable(uid_to_file):
+            pytest.skip("this cache names no file per uid (it has no uid_to_file)")
+        uids = ("Foo", "foo", "FOO", "Tool-1.2", "tool-1.2")
+        names = [str(uid_to_file(uid)) for uid in uids]
+        folded = {name.casefold() for name in names}
+        assert len(folded) == len(uids), (
+            f"uids {uids} are stored in {names}: names that differ only in case "
+            "are one file on a case-insensitive filesystem; keep upper case out "
+            "of file names (hash such uids, say)"
+        )
+
     def test_uids_stay_inside_the_cache_directory(self, tmp_path: Path) -> None:
         """A uid that reads as a relative path writes nothing outside ``cache_dir``."""
         cache = self.make_cache(tmp_path)

@@ -220,3 +220,14 @@ class TestE3FileCache(CacheContract):
     @override
     def test_uids_stay_inside_the_cache_directory(self, tmp_path: Path) -> None:
         super().test_uids_stay_inside_the_cache_directory(tmp_path)
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="the uid is the file name: on a case-insensitive filesystem 'Foo' "
+        "and 'foo' share an entry (get('Foo') returns foo's, seen on FAT)",
+    )
+    @override
+    def test_uids_that_differ_in_case_name_different_files(
+        self, tmp_path: Path
+    ) -> None:
+        super().test_uids_that_differ_in_case_name_different_files(tmp_path)
