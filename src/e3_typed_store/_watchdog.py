@@ -13,7 +13,9 @@ timer thread per request would cost more than a small download.
 
 What no watchdog reaches: the system's DNS resolver, and a connect still in
 progress (each address is tried for the connect timeout, capped by what is left
-of the deadline): there is no socket to shut down yet.
+of the deadline): there is no socket to shut down yet. For the resolver, a new
+connection's host name is resolved first in a helper thread, waited for only
+until the deadline (:meth:`RequestWatchdog.resolve`).
 """
 
 from __future__ import annotations
@@ -196,10 +198,12 @@ class RequestWatchdog(_Watchdog):
     def __init__(self, seconds: float) -> None:
         super().__init__(seconds)
         self._connection: object = None
+        self._due = 0.0
 
     @override
     def __enter__(self) -> RequestWatchdog:
         _WATCHED.request = self
+        self._due = time.monotonic() + self._seconds
         super().__enter__()
         return self
 
@@ -216,6 +220,35 @@ class RequestWatchdog(_Watchdog):
     def attach(self, connection: object) -> None:
         """Watch *connection*, the one the request is sent on (pool's thread)."""
         self._connection = connection
+
+    def resolve(self, connection: object) -> None:
+        """Resolve the host name of a new *connection* now, within the time left.
+
+        The connection resolves its host itself, through the system's resolver,
+        which nothing can wake: a name server that does not answer holds it for
+        the resolver's own timeouts (10 s and more). Resolved first in a helper
+        thread, the name is waited for only until the deadline; a name server
+        that answered then answers the connection's own query too, from the
+        answer it keeps. A connection already open, or to an address rather
+        than a name, needs no resolving.
+
+        :raises TimeoutError: the time was up before the name was resolved;
+            :attr:`fired` is then true
+        """
+        if not isinstance(connection, urllib3.connection.HTTPConnection):
+            return
+        if connection.sock is not None or _is_address(connection.host):
+            return
+        resolved = threading.Event()
+        threading.Thread(
+            target=_resolve,
+            args=(connection.host, connection.port, resolved),
+            name="e3-typed-store-resolve",
+            daemon=True,
+        ).start()
+        if not resolved.wait(max(0.0, self._due - time.monotonic())):
+            self.fired = True
+            raise TimeoutError(f"resolving {connection.host} outlasted the deadline")
 
     @override
     def _wake(self) -> None:
@@ -245,6 +278,28 @@ def _watch(connection: object) -> None:
     watchdog = _WATCHED.request
     if watchdog is not None:
         watchdog.attach(connection)
+        watchdog.resolve(connection)
+
+
+def _resolve(host: str, port: int, resolved: threading.Event) -> None:
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        pass  # the connection's own resolution fails and says why
+    finally:
+        resolved.set()
+
+
+def _is_address(host: str) -> bool:
+    """Tell whether *host* is an IP address (no name to resolve)."""
+    bare = host.strip("[]").split("%", 1)[0]  # brackets, an IPv6 zone
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, bare)
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):

@@ -131,8 +131,9 @@ class HTTPSimpleStoreSettings:
     :param read_timeout: seconds to wait for the next bytes from a server
     :param deadline: seconds a whole download may take, every attempt, retry
         wait and mirror included: the socket is shut at the deadline, or as
-        soon as it is connected if a connection is still being opened then
-        (the system's DNS resolver keeps its own timeouts)
+        soon as it is connected if a connection is still being opened then,
+        and a host name not resolved by then ends the download (see
+        docs/security.md for what the resolver can still hold)
     :param retries: attempts made on one URL after a transient failure
         (connection error, timeout, truncated body, HTTP 429 or 5xx), from 0 to
         100; a dropped transfer resumes with a ``Range`` request when the server
