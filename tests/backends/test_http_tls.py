@@ -8,8 +8,10 @@ else its own bundle, which does not know this authority.
 from __future__ import annotations
 
 import hashlib
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -175,3 +177,48 @@ def test_a_head_trickled_over_tls_is_cut_at_the_deadline(
     assert raised.value.deadline == 1.0
     assert 0 < https_server.trickled < len(TRICKLED_HEAD)
     assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def test_a_handshake_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    # A server that announces a 16 KiB handshake record and sends it a byte
+    # at a time: every read gets a byte before the read timeout, and the TLS
+    # layer waits for the rest. Python bounds a whole handshake by the socket's
+    # timeout, which is the connect timeout capped by what is left of the
+    # deadline (the request watchdog would shut the socket too).
+    stopping = threading.Event()
+    sent: list[int] = []
+
+    def trickle(listener: socket.socket) -> None:
+        connection, _address = listener.accept()
+        with connection:
+            connection.recv(4096)  # the ClientHello
+            connection.sendall(bytes([0x16, 0x03, 0x03, 0x40, 0x00]))
+            while not stopping.wait(0.05):
+                try:
+                    connection.sendall(b"\x00")
+                except OSError:
+                    return
+                sent.append(1)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port: int = listener.getsockname()[1]
+        server = threading.Thread(target=trickle, args=(listener,))
+        server.start()
+        try:
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceededError):
+                fetch_over_http(
+                    f"https://127.0.0.1:{port}/r.bin",
+                    tmp_path,
+                    SHA256,
+                    {**QUICK, "deadline": 1.0, "connect_timeout": 30.0},
+                )
+            # Cut near the deadline, not by a timeout: the error would be a
+            # DeadlineExceededError then too, the deadline being long past.
+            assert time.monotonic() - start < 15
+        finally:
+            stopping.set()
+            server.join(10)
+    assert 0 < len(sent) < 300
