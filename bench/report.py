@@ -340,6 +340,10 @@ _METHOD = """\
   access log; every returned file is hashed afterwards.
 - runtime checks: the same loop in a subprocess with and without
   `E3_TYPED_STORE_RUNTIME_CHECKS=1`; every other figure runs with checks off.
+- verdicts: a ratio target divides the medians of the two contenders. For a
+  miss, the page also gives the ratio repetition by repetition (the i-th
+  measurements of two contenders come from the same repetition): its middle
+  half, and in how many repetitions it was within the limit.
 - profiles, for a missed target only: cProfile listings of the contender that
   missed (and of e3-core's, for comparison); for a missed cold fetch, also a
   table by phase (`bench/phases.py`): cold fetches alternating with raw
