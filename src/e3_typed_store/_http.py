@@ -818,6 +818,28 @@ def _send_again_if_stale(
     return _send(session, url, headers, timeout, deadline)
 
 
+def _not_http(exc: BaseException) -> http.client.HTTPException | None:
+    """The cause of *exc* if it is an answer that is not HTTP, else None.
+
+    A status line that is not one, a header line past http.client's limit,
+    too many headers. Not a connection closed before any answer
+    (:class:`http.client.RemoteDisconnected`, a kind of bad status line).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, http.client.RemoteDisconnected):
+            return None
+        if isinstance(current, (http.client.BadStatusLine, http.client.LineTooLong)):
+            return current
+        if isinstance(current, http.client.HTTPException) and "headers" in str(current):
+            return current  # "got more than 100 headers"
+        nested = [arg for arg in current.args if isinstance(arg, BaseException)]
+        current = nested[0] if nested else current.__cause__ or current.__context__
+    return None
+
+
 def _closed_before_response(exc: requests.ConnectionError) -> bool:
     reason: object = exc.args[0] if exc.args else None
     if not isinstance(reason, urllib3.exceptions.ProtocolError):
@@ -880,6 +902,13 @@ def _send(
         ) as exc:
             if watchdog.fired:
                 raise DeadlineExceededError(url, deadline.seconds) from exc
+            answer = _not_http(exc)
+            if answer is not None and watchdog.fresh:
+                # A new connection answered in something else than HTTP: the
+                # service is not an HTTP server, and asking again will not
+                # change that. On a kept connection it may be the leftovers
+                # of an earlier answer: then it is retried, as a transient.
+                raise _unusable(url, f"the answer is not HTTP: {answer}", exc) from exc
             raise
     if watchdog.fired:  # the head came in just as the socket was being shut
         response.close()

@@ -199,6 +199,9 @@ class RequestWatchdog(_Watchdog):
         super().__init__(seconds)
         self._connection: object = None
         self._due = 0.0
+        #: Whether the request went on a connection opened for it, not one
+        #: kept from an earlier request (None: it got no connection).
+        self.fresh: bool | None = None
 
     @override
     def __enter__(self) -> RequestWatchdog:
@@ -220,6 +223,11 @@ class RequestWatchdog(_Watchdog):
     def attach(self, connection: object) -> None:
         """Watch *connection*, the one the request is sent on (pool's thread)."""
         self._connection = connection
+        self.fresh = (
+            connection.sock is None
+            if isinstance(connection, urllib3.connection.HTTPConnection)
+            else None
+        )
 
     def resolve(self, connection: object) -> None:
         """Resolve the host name of a new *connection* now, within the time left.

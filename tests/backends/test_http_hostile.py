@@ -291,6 +291,30 @@ def test_an_absurd_content_length_is_a_transfer_cut_short(
     assert dest_files(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-%d: a\r\n" % i for i in range(200))
+        + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+    ],
+    ids=["ssh-banner", "bad-status", "too-many-headers", "header-too-long"],
+)
+def test_an_answer_that_is_not_http_is_not_asked_again(
+    server: LoopbackServer, tmp_path: Path, answer: bytes
+) -> None:
+    # A service that is no HTTP server will not become one on a second try:
+    # the URL fails at once (the next mirror, if any, is tried).
+    server.route("/r.bin", lambda exchange: exchange.send(answer))
+    with pytest.raises(DownloadError, match="the answer is not HTTP"):
+        fetch(server, tmp_path)
+    assert len(server.requests("/r.bin")) == 1
+    assert dest_files(tmp_path) == []
+
+
 def test_chunked_and_close_delimited_bodies(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -43,6 +43,7 @@ class KeepAliveServer(ThreadingHTTPServer):
         close_after_response: bool = False,
         close_when_reused: bool = False,
         trickle_when_reused: bool = False,
+        garbage_when_reused: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         #: Drop each connection after its response, without saying so in a
@@ -54,6 +55,9 @@ class KeepAliveServer(ThreadingHTTPServer):
         #: Answer a second request on a connection with a head sent a byte
         #: every 50 ms (TRICKLED_HEAD), until the client goes away.
         self.trickle_when_reused = trickle_when_reused
+        #: Answer a second request on a connection with bytes that are no
+        #: HTTP: what the leftovers of an earlier answer look like.
+        self.garbage_when_reused = garbage_when_reused
         #: How many bytes of TRICKLED_HEAD were sent.
         self.trickled = 0
         #: Set when the server stops: a trickle in progress ends.
@@ -96,6 +100,10 @@ class _Handler(BaseHTTPRequestHandler):
         if server.close_when_reused and self.on_this_connection > 1:
             self.close_connection = True
             return
+        if server.garbage_when_reused and self.on_this_connection > 1:
+            self.close_connection = True
+            self.wfile.write(b"leftovers of an earlier answer\r\n\r\n")
+            return
         if server.trickle_when_reused and self.on_this_connection > 1:
             self.close_connection = True
             for offset in range(len(TRICKLED_HEAD)):
@@ -127,9 +135,13 @@ def serve(
     close_after_response: bool = False,
     close_when_reused: bool = False,
     trickle_when_reused: bool = False,
+    garbage_when_reused: bool = False,
 ) -> Generator[KeepAliveServer, None, None]:
     server = KeepAliveServer(
-        close_after_response, close_when_reused, trickle_when_reused
+        close_after_response,
+        close_when_reused,
+        trickle_when_reused,
+        garbage_when_reused,
     )
     with running(server):
         try:
@@ -281,4 +293,23 @@ def test_a_head_trickled_on_a_reused_connection_is_cut_at_the_deadline(
         )
         # The connection that was shut is not handed out again.
         assert fetch(server.url, tmp_path / "third").read_bytes() == CONTENT
+        assert server.connections == 2
+
+
+def test_an_answer_that_is_not_http_on_a_kept_connection_is_retried(
+    tmp_path: Path,
+) -> None:
+    # On a connection kept from an earlier download, bytes that are no HTTP
+    # may be what that download left: the request is a transient failure,
+    # tried again on a new connection (on a new one, it would fail at once).
+    with serve(garbage_when_reused=True) as server:
+        assert fetch(server.url, tmp_path / "first").read_bytes() == CONTENT
+        path = fetch_over_http(
+            server.url,
+            tmp_path / "second",
+            SHA256,
+            {**QUICK, "retries": 1, "backoff_base": 0.01, "backoff_max": 0.01},
+        )
+        assert path.read_bytes() == CONTENT
+        assert server.gets == 3
         assert server.connections == 2

@@ -137,8 +137,9 @@ class HTTPSimpleStoreSettings:
     :param retries: attempts made on one URL after a transient failure
         (connection error, timeout, truncated body, HTTP 429 or 5xx), from 0 to
         100; a dropped transfer resumes with a ``Range`` request when the server
-        allows it. Any other error status, a refused redirect or a digest
-        mismatch moves on to the next URL at once
+        allows it. Any other error status, a refused redirect, a digest
+        mismatch or an answer that is not HTTP on a new connection moves on to
+        the next URL at once
     :param backoff_base: seconds before the first retry, doubled for each next
         one, each wait drawn at random between half and all of it (so that
         clients that failed together do not retry together); a
