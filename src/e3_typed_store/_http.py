@@ -175,7 +175,8 @@ def content_disposition_name(header: str) -> str | None:
 
     ``filename*`` (RFC 6266 / RFC 8187: ``UTF-8''percent%20encoded``) is
     preferred to ``filename``; each is used only if :func:`safe_file_name`
-    accepts it.
+    accepts it and it does not start with a dot: a server does not get to
+    leave a hidden file (``.bashrc``), as browsers do not let it either.
 
     :param header: the header's value
     """
@@ -185,13 +186,18 @@ def content_disposition_name(header: str) -> str | None:
     extended = parameters.get("filename*")
     if extended is not None:
         decoded = _decode_extended_value(_unquote(extended))
-        name = safe_file_name(decoded) if decoded is not None else None
+        name = _visible_name(decoded) if decoded is not None else None
         if name is not None:
             return name
     plain = parameters.get("filename")
     if plain is not None:
-        return safe_file_name(_unquote(plain))
+        return _visible_name(_unquote(plain))
     return None
+
+
+def _visible_name(candidate: str) -> str | None:
+    name = safe_file_name(candidate)
+    return None if name is None or name.startswith(".") else name
 
 
 def resource_file_name(url: str, uid: str) -> str:
