@@ -117,3 +117,33 @@ def test_a_download_sends_the_netrc_credentials(tmp_path: Path) -> None:
             {"progress": False, "retries": 0},
         )
     assert path.read_bytes() == content
+
+
+@pytest.mark.usefixtures("netrc", "no_proxy_variables")
+def test_netrc_credentials_do_not_follow_a_redirect_to_another_host(
+    tmp_path: Path,
+) -> None:
+    # The netrc file names 127.0.0.1: a redirect to "localhost", the same
+    # server under another name, must not carry 127.0.0.1's credentials.
+    content = b"moved elsewhere\n" * 100
+    with LoopbackServer() as server:
+        port = server.url("/").split(":")[2].split("/")[0]
+        server.route(
+            "/r.bin",
+            lambda exchange: exchange.respond(
+                302, b"", {"Location": f"http://localhost:{port}/moved.bin"}
+            ),
+        )
+        server.route("/moved.bin", lambda exchange: exchange.respond(200, content))
+        path = fetch_over_http(
+            server.url("/r.bin"),
+            tmp_path,
+            hashlib.sha256(content).hexdigest(),
+            {"progress": False, "retries": 0},
+        )
+        (first,) = server.requests("/r.bin")
+        (second,) = server.requests("/moved.bin")
+    assert path.read_bytes() == content
+    assert first.headers["authorization"].startswith("Basic ")
+    assert second.headers["host"] == f"localhost:{port}"
+    assert "authorization" not in second.headers
