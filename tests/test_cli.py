@@ -380,3 +380,22 @@ def test_demo_runs_and_every_step_holds() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo OK" in result.stdout
     assert result.stdout.count("[ok]") == 6
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_cache_verify_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
+    # An entry whose file was replaced by a FIFO: reading it would wait for a
+    # writer for ever; it is reported as missing instead.
+    from e3_typed_store.backends.base import CachedResource
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    cache_dir = tmp_path / "cache"
+    fifo = tmp_path / "payload.bin"
+    os.mkfifo(fifo)
+    uid = hashlib.sha256(b"anything").hexdigest()
+    assert FileCache({"cache_dir": str(cache_dir)}).set(
+        uid, CachedResource(uid, str(fifo))
+    )
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify")
+    assert verify.returncode == EXIT_CORRUPTED
+    assert f"{uid}\tmissing" in verify.stdout

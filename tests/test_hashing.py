@@ -56,3 +56,40 @@ def test_a_missing_file_raises_and_the_next_digest_is_right(tmp_path: Path) -> N
     path = tmp_path / "present"
     path.write_bytes(b"abc")
     assert file_digest(str(path), "sha256") == hashlib.sha256(b"abc").hexdigest()
+
+
+def hashed_within(path: str, seconds: float) -> BaseException | str | None:
+    """Hash *path* in a thread; its result or error, None if it did not end."""
+    outcome: list[BaseException | str] = []
+
+    def run() -> None:
+        try:
+            outcome.append(file_digest(path, "sha256"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    # A FIFO in place of a kept copy would hold the open until a writer came.
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome = hashed_within(str(fifo), 10)
+    assert isinstance(outcome, OSError), outcome
+    assert "not a regular file" in str(outcome)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_that_never_ends_is_refused(tmp_path: Path) -> None:
+    outcome = hashed_within("/dev/zero", 10)
+    assert isinstance(outcome, OSError), outcome
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        file_digest(str(tmp_path), "sha256")

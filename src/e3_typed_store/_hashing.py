@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 from typing import Literal
 
 __all__ = [
@@ -27,6 +30,9 @@ _CHUNK = 256 << 10
 # fresh buffer is zero-filled, and often page-faulted in, at every hit.
 _SPARE_BUFFERS: list[bytearray] = []
 _MAX_SPARE_BUFFERS = 4
+# Non-blocking: a FIFO put in place of a file does not hold the open until a
+# writer comes (Windows has no FIFOs, nor the flag).
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 def normalize_digest(algorithm: Algorithm, value: str) -> str | None:
@@ -56,15 +62,25 @@ def file_digest(path: str, algorithm: Algorithm) -> str:
 
     :param path: the file to hash
     :param algorithm: the digest algorithm
-    :raises OSError: the file cannot be read
+    :raises OSError: the file cannot be read, or is no regular file (a FIFO,
+        which could block, or a device such as ``/dev/zero``, which never ends)
     """
     digest = hashlib.new(algorithm)
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
     try:
         buffer = _SPARE_BUFFERS.pop()
     except IndexError:
         buffer = bytearray(_CHUNK)
     try:
-        with open(path, "rb", buffering=0) as stream, memoryview(buffer) as view:
+        with open(fd, "rb", buffering=0) as stream, memoryview(buffer) as view:
             while size := stream.readinto(view):
                 digest.update(view[:size])
     finally:
