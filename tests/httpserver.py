@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
 
-__all__ = ["Exchange", "Handler", "LoopbackServer", "Request", "closed_port"]
+__all__ = [
+    "TRICKLED_HEAD",
+    "Exchange",
+    "Handler",
+    "LoopbackServer",
+    "Request",
+    "closed_port",
+]
+
+#: A response head too long to send at a byte every 50 ms within a test's
+#: time (2,000 bytes: 100 s), and never ended: the trickle is what is tested.
+TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 1967 + b"\r\n"
 
 _MAX_HEAD = 64 * 1024
 
@@ -78,6 +89,12 @@ class Exchange:
         """Send a whole response with a truthful Content-Length."""
         self.send_head(status, {"Content-Length": str(len(body)), **(headers or {})})
         self.send(body)
+
+    def trickle(self, data: bytes, every: float = 0.05) -> None:
+        """Send *data* a byte at a time, one every *every* seconds."""
+        for offset in range(len(data)):
+            self.send(data[offset : offset + 1])
+            self.sleep(every)
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless the server stops first (then raise to end the handler)."""

@@ -40,7 +40,7 @@ from e3_typed_store.errors import (
     HTTPStatusError,
     IntegrityError,
 )
-from tests.httpserver import Exchange, LoopbackServer
+from tests.httpserver import TRICKLED_HEAD, Exchange, LoopbackServer
 
 SIZE = 256 * 1024
 CONTENT = bytes(range(256)) * (SIZE // 256)
@@ -361,14 +361,18 @@ def test_content_encoding_is_decoded_as_e3_does(
 # -- deadline ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["head", "body"])
 def test_a_trickling_server_is_cut_off_at_the_deadline(
-    server: LoopbackServer, tmp_path: Path
+    server: LoopbackServer, tmp_path: Path, where: str
 ) -> None:
+    # A byte just before each read timeout would hold the download, in the
+    # response's head or in its body, for as long as the server likes.
     def trickle(exchange: Exchange) -> None:
-        exchange.send_head(200, {"Content-Length": str(SIZE)})
-        for offset in range(SIZE):
-            exchange.send(CONTENT[offset : offset + 1])
-            exchange.sleep(0.05)
+        if where == "head":
+            exchange.trickle(TRICKLED_HEAD)
+        else:
+            exchange.send_head(200, {"Content-Length": str(SIZE)})
+            exchange.trickle(CONTENT)
 
     server.route("/r.bin", trickle)
     with pytest.raises(DeadlineExceededError) as raised:
@@ -378,32 +382,8 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(
             configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
         )
     assert raised.value.deadline == 1.0
-    assert 0 < server.body_sent("/r.bin") < SIZE
-    assert len(server.requests("/r.bin")) == 1
-    assert dest_files(tmp_path) == []
-
-
-def test_a_server_trickling_its_head_is_cut_off_at_the_deadline(
-    server: LoopbackServer, tmp_path: Path
-) -> None:
-    # A byte just before each read timeout would hold the response's head,
-    # and the download with it, for as long as the server likes.
-    head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 2000 + b"\r\n"
-
-    def trickle(exchange: Exchange) -> None:
-        for offset in range(len(head)):
-            exchange.send(head[offset : offset + 1])
-            exchange.sleep(0.05)
-
-    server.route("/r.bin", trickle)
-    with pytest.raises(DeadlineExceededError) as raised:
-        fetch(
-            server,
-            tmp_path,
-            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
-        )
-    assert raised.value.deadline == 1.0
-    assert 0 < server.body_sent("/r.bin") < len(head)
+    whole = len(TRICKLED_HEAD) if where == "head" else SIZE
+    assert 0 < server.body_sent("/r.bin") < whole
     assert len(server.requests("/r.bin")) == 1
     assert dest_files(tmp_path) == []
 

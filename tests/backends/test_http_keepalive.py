@@ -20,13 +20,11 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
-from tests.backends.fetching import fetch_over_http, running
-from tests.httpserver import LoopbackServer
+from tests.backends.fetching import fetch_over_http, running, trickle_head
+from tests.httpserver import TRICKLED_HEAD, LoopbackServer
 
 CONTENT = os.urandom(300_000)
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
-#: 2,000 bytes: 100 s at a byte every 50 ms.
-TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 1967 + b"\r\n"
 QUICK: HTTPSimpleStoreConfiguration = {
     "progress": False,
     "retries": 0,
@@ -68,6 +66,9 @@ class KeepAliveServer(ThreadingHTTPServer):
         #: The Cookie header of each GET ("" when none was sent).
         self.cookies: list[str] = []
 
+    def count_trickled(self) -> None:
+        self.trickled += 1
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -105,16 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"leftovers of an earlier answer\r\n\r\n")
             return
         if server.trickle_when_reused and self.on_this_connection > 1:
-            self.close_connection = True
-            for offset in range(len(TRICKLED_HEAD)):
-                try:
-                    self.wfile.write(TRICKLED_HEAD[offset : offset + 1])
-                    self.wfile.flush()
-                except OSError:
-                    return
-                server.trickled += 1
-                if server.stopping.wait(0.05):
-                    return
+            trickle_head(self, server.stopping, server.count_trickled)
             return
         self.send_response(200)
         self.send_header("Set-Cookie", f"visit={visit}; Path=/")

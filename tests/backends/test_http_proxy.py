@@ -16,7 +16,7 @@ import pytest
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError
 from tests.backends.fetching import fetch_over_http
-from tests.httpserver import Exchange, LoopbackServer
+from tests.httpserver import TRICKLED_HEAD, Exchange, LoopbackServer
 
 CONTENT = b"through the proxy or not\n" * 1000
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
@@ -113,15 +113,8 @@ def test_a_proxy_set_between_two_downloads_is_used_by_the_second(
 def test_a_proxy_trickling_its_head_is_cut_at_the_deadline(
     origin: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 2000 + b"\r\n"
-
-    def trickle(exchange: Exchange) -> None:
-        for offset in range(len(head)):
-            exchange.send(head[offset : offset + 1])
-            exchange.sleep(0.05)
-
     with LoopbackServer() as slow_proxy:
-        slow_proxy.route_all(trickle)
+        slow_proxy.route_all(lambda exchange: exchange.trickle(TRICKLED_HEAD))
         monkeypatch.setenv("http_proxy", slow_proxy.base)
         url = origin.url("/r.bin")
         with pytest.raises(DeadlineExceededError) as raised:
@@ -129,5 +122,5 @@ def test_a_proxy_trickling_its_head_is_cut_at_the_deadline(
                 url, tmp_path, SHA256, {**QUICK, "deadline": 1.0, "read_timeout": 30.0}
             )
         assert raised.value.deadline == 1.0
-        assert 0 < slow_proxy.body_sent(url) < len(head)
+        assert 0 < slow_proxy.body_sent(url) < len(TRICKLED_HEAD)
     assert origin.requests() == []

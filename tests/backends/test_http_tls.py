@@ -22,15 +22,12 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
-from tests.backends.fetching import fetch_over_http, running
+from tests.backends.fetching import fetch_over_http, running, trickle_head
+from tests.httpserver import TRICKLED_HEAD
 
 CONTENT = b"served over TLS\n" * 500
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
 QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
-
-
-#: 2,000 bytes: 100 s at a byte every 50 ms.
-TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 1967 + b"\r\n"
 
 
 class _TLSServer(ThreadingHTTPServer):
@@ -46,6 +43,9 @@ class _TLSServer(ThreadingHTTPServer):
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.server_address[1]}{path}"
 
+    def count_trickled(self) -> None:
+        self.trickled += 1
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -54,16 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         assert isinstance(server, _TLSServer)
         if self.path == "/trickle":
-            self.close_connection = True
-            for offset in range(len(TRICKLED_HEAD)):
-                try:
-                    self.wfile.write(TRICKLED_HEAD[offset : offset + 1])
-                    self.wfile.flush()
-                except OSError:
-                    return
-                server.trickled += 1
-                if server.stopping.wait(0.05):
-                    return
+            trickle_head(self, server.stopping, server.count_trickled)
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(CONTENT)))
