@@ -273,6 +273,8 @@ def download(
     """
     if not urls:
         raise DownloadError("", "no URL to download from")
+    if "\0" in dest:  # os calls would raise a bare ValueError
+        raise DestinationError(urls[0], dest, "a NUL byte in the path")
     deadline = Deadline(policy.deadline)
     errors: list[StoreError] = []
     session = _SESSIONS.session()

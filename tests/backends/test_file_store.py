@@ -359,6 +359,8 @@ def test_an_unusable_destination_is_a_destination_error(
         store.download_resource_content(info, str(dest))
     assert listing(dest) == ["x.tgz"]  # no temporary file left
     assert (dest / "x.tgz").is_dir()
+    with pytest.raises(DestinationError, match="a NUL byte in the path"):
+        store.download_resource_content(info, str(tmp_path / "a\0b"))
 
 
 class GrowingInfo(FileStoreResourceInfo):

@@ -188,6 +188,26 @@ def test_a_destination_under_a_file_is_an_error_before_any_request(
     assert (tmp_path / "plain").read_bytes() == b"a file, not a directory"
 
 
+def test_a_destination_with_a_nul_byte_is_an_error_before_any_request(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # No path can hold one: the system's calls would raise a bare ValueError.
+    dest = str(tmp_path / "a\0b")
+    store = HTTPSimpleStore(
+        CONFIGURATION, FileCache({"cache_dir": str(tmp_path / "cache")})
+    )
+    info = store.get_resource_metadata(
+        {"url": server.url("/large.bin"), "sha256": hashlib.sha256(LARGE).hexdigest()}
+    )
+    with pytest.raises(StoreError, match="a NUL byte in the path"):
+        store.fetch_resource(info, dest)
+    assert store.download_resource(info, dest) is None  # the seed's form
+    with pytest.raises(DestinationError, match="a NUL byte in the path"):
+        store.download_resource_content(info, dest)
+    assert server.requests("/large.bin") == []
+    assert sorted(os.listdir(tmp_path)) == []
+
+
 def test_the_driver_makes_a_missing_destination(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

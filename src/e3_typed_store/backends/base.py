@@ -324,6 +324,10 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         :raises StoreError: the resource cannot be had; the subclass says why
         """
         uid = metadata.uid
+        if "\0" in dest:  # os calls would raise a bare ValueError
+            raise StoreError(
+                f"cannot place {uid} into {dest!r}: a NUL byte in the path"
+            )
         try:
             hit = self._verified_cache_hit(metadata)
             if hit is not None:

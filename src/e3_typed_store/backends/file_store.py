@@ -318,6 +318,8 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         """
         source = self._resolved(metadata)
         location = metadata.location
+        if "\0" in dest:  # os calls would raise a bare ValueError
+            raise DestinationError(location, dest, "a NUL byte in the path")
         # Within a root, the path is resolved already: a link appearing at it
         # since then is not followed.
         flags = _READ_FLAGS if self.settings.root is None else _READ_FLAGS | _NOFOLLOW

@@ -90,6 +90,7 @@ def test_configuration_is_kept(cache_dir: Path) -> None:
         ("{}", "required key is missing"),
         ('{"cache_dir": 3}', "expected a string, got int"),
         ('{"cache_dir": ""}', "must not be empty"),
+        ('{"cache_dir": "a\\u0000b"}', "holds a NUL byte"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(raw: str, reason: str) -> None:

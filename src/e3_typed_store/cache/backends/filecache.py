@@ -323,6 +323,8 @@ def _configured_dir(configuration: Mapping[str, object]) -> str:
         )
     if not cache_dir:
         raise InvalidConfigurationError("cache_dir", cache_dir, "must not be empty")
+    if "\0" in cache_dir:
+        raise InvalidConfigurationError("cache_dir", cache_dir, "holds a NUL byte")
     return cache_dir
 
 
@@ -333,8 +335,8 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
     called from several threads and processes at once.
 
     :param cache_configuration: where the cache lives
-    :raises InvalidConfigurationError: ``cache_dir`` is missing, not a string or
-        empty
+    :raises InvalidConfigurationError: ``cache_dir`` is missing, not a string,
+        empty or holds a NUL byte
 
     .. versionadded:: 0.1
     """
