@@ -1000,8 +1000,11 @@ def _redirect_target(current: str, location: str) -> str:
         target = location if absolute else urljoin(current, location)
         parts = urlsplit(target)
         has_host = bool(parts.hostname)
+        port = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:
         raise _unusable(current, f"bad redirect to {location!r}", exc) from exc
+    if port == 0:  # urllib3 would take it for "no port"
+        raise _unusable(current, f"bad redirect to {location!r}: port 0", None)
     if parts.scheme.lower() not in {"http", "https"} or not has_host:
         raise _unusable(current, f"redirect to {location!r} refused", None)
     return target

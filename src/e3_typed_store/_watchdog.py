@@ -310,7 +310,13 @@ def _is_address(host: str) -> bool:
     return False
 
 
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+# The pools are named as urllib3's: the name shows in error messages
+# ("HTTPConnectionPool(host=..., port=...): Max retries exceeded...").
+
+
+class HTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    """urllib3's pool, handing each connection to the thread's watchdog."""
+
     @override
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
@@ -318,7 +324,9 @@ class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
         return connection
 
 
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+class HTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
+    """urllib3's pool, handing each connection to the thread's watchdog."""
+
     @override
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
@@ -327,8 +335,8 @@ class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 
 
 _POOL_CLASSES: dict[str, type[urllib3.connectionpool.HTTPConnectionPool]] = {
-    "http": _WatchedHTTPPool,
-    "https": _WatchedHTTPSPool,
+    "http": HTTPConnectionPool,
+    "https": HTTPSConnectionPool,
 }
 
 

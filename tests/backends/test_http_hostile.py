@@ -675,7 +675,9 @@ def test_redirects_off_http_are_refused(
     assert dest_files(tmp_path) == []
 
 
-@pytest.mark.parametrize("location", ["http://[::1", "http://[bad]/x"])
+@pytest.mark.parametrize(
+    "location", ["http://[::1", "http://[bad]/x", "http://h:99999/x", "http://h:0/x"]
+)
 def test_a_malformed_redirect_is_refused_without_retries(
     server: LoopbackServer, tmp_path: Path, location: str
 ) -> None:

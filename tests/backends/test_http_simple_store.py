@@ -214,6 +214,8 @@ GOOD_URL = "http://127.0.0.1/x"
         ({"url": "http:///x", "sha": SHA1}, "url", "http:///x"),
         ({"url": "/just/a/path", "sha": SHA1}, "url", "/just/a/path"),
         ({"url": "http://h:99999/x", "sha": SHA1}, "url", "http://h:99999/x"),
+        # urllib3 would connect to port 80 instead.
+        ({"url": "http://h:0/x", "sha": SHA1}, "url", "http://h:0/x"),
         ({"url": "http://h/x\r\nX: y", "sha": SHA1}, "url", "http://h/x\r\nX: y"),
         ({"url": "", "sha": SHA1}, "url", ""),
     ],
@@ -294,6 +296,7 @@ def test_any_query_gives_metadata_or_invalid_query_error(
         ({"mirrors": [42]}, "mirrors", 42),
         ({"mirrors": ["http://[::1/c/"]}, "mirrors", "http://[::1/c/"),
         ({"mirrors": ["http://m:99999/c/"]}, "mirrors", "http://m:99999/c/"),
+        ({"mirrors": ["http://m:0/c/"]}, "mirrors", "http://m:0/c/"),
         ({"mirrors": ["http://m /c/"]}, "mirrors", "http://m /c/"),
         ({"mirrors": ["http://m/c/\n"]}, "mirrors", "http://m/c/\n"),
         ({"fallback_to_origin": False}, "fallback_to_origin", False),

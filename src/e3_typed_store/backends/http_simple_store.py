@@ -440,9 +440,12 @@ def _check_url(url: object) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname
-        _ = parts.port  # raises on a port that is not a number in range
+        port = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:
         raise InvalidQueryError("url", url, f"malformed URL: {exc}") from exc
+    if port == 0:
+        # urllib3 would take it for "no port" and connect to the default one.
+        raise InvalidQueryError("url", url, "port 0 names no server")
     if parts.scheme.lower() not in _SCHEMES:
         raise InvalidQueryError("url", url, "only http and https URLs are served")
     if not host:
@@ -515,11 +518,13 @@ def _mirror(mirror: object) -> str:
     try:
         parts = urlsplit(mirror)
         host = parts.hostname
-        _ = parts.port
+        port = parts.port
     except ValueError as exc:
         raise InvalidConfigurationError(
             "mirrors", mirror, f"malformed URL: {exc}"
         ) from exc
+    if port == 0:
+        raise InvalidConfigurationError("mirrors", mirror, "port 0 names no server")
     if parts.scheme.lower() not in _SCHEMES or not host:
         raise InvalidConfigurationError(
             "mirrors", mirror, "expected an http or https URL with a host"
