@@ -1,11 +1,11 @@
-"""Helpers of the HTTP tests: one download with a fresh store and no cache, a
-standard-library server run in a thread for the life of a block, and a head
-such a server trickles."""
+"""Helpers of the HTTP tests: one download with a fresh store and no cache, and
+a standard-library server, able to trickle a head, run in a thread for the
+life of a block."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +16,7 @@ from e3_typed_store.backends.http_simple_store import (
 )
 from tests.httpserver import TRICKLED_HEAD
 
-__all__ = ["fetch_over_http", "running", "trickle_head"]
+__all__ = ["TricklingServer", "fetch_over_http", "running"]
 
 
 def fetch_over_http(
@@ -28,28 +28,35 @@ def fetch_over_http(
     return Path(store.download_resource_content(info, str(dest)))
 
 
-def trickle_head(
-    handler: BaseHTTPRequestHandler,
-    stopping: threading.Event,
-    sent_one: Callable[[], None],
-) -> None:
-    """Answer with TRICKLED_HEAD, a byte every 50 ms, until the client goes
-    away or *stopping* is set; *sent_one* is called after each byte."""
-    handler.close_connection = True
-    for offset in range(len(TRICKLED_HEAD)):
-        try:
-            handler.wfile.write(TRICKLED_HEAD[offset : offset + 1])
-            handler.wfile.flush()
-        except OSError:
-            return
-        sent_one()
-        if stopping.wait(0.05):
-            return
+class TricklingServer(ThreadingHTTPServer):
+    """A standard-library server on 127.0.0.1 whose handlers can trickle."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        #: How many bytes of TRICKLED_HEAD were sent.
+        self.trickled = 0
+        #: Set when the server stops: a trickle in progress ends.
+        self.stopping = threading.Event()
+
+    def trickle_head(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer with TRICKLED_HEAD, a byte every 50 ms, until the client
+        goes away or the server stops."""
+        handler.close_connection = True
+        for offset in range(len(TRICKLED_HEAD)):
+            try:
+                handler.wfile.write(TRICKLED_HEAD[offset : offset + 1])
+                handler.wfile.flush()
+            except OSError:
+                return
+            self.trickled += 1
+            if self.stopping.wait(0.05):
+                return
 
 
 @contextmanager
 def running(server: ThreadingHTTPServer) -> Generator[None, None, None]:
-    """Serve with *server* in a thread; on leaving, stop it, close it, join."""
+    """Serve with *server* in a thread; on leaving, end any trickle, stop the
+    server, close it, join."""
     server.daemon_threads = True
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}
@@ -58,6 +65,8 @@ def running(server: ThreadingHTTPServer) -> Generator[None, None, None]:
     try:
         yield
     finally:
+        if isinstance(server, TricklingServer):
+            server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -118,7 +118,7 @@ def server() -> Iterator[LoopbackServer]:
 def test_a_name_server_that_never_answers_ends_at_the_deadline(
     tmp_path: Path, server: LoopbackServer
 ) -> None:
-    port = server.url("/r.bin").split(":")[2].split("/")[0]
+    port = server.port
     outcome = download(
         tmp_path,
         f"http://unanswered.test:{port}/r.bin",
@@ -141,7 +141,7 @@ def test_a_name_resolved_in_time_is_downloaded_from(
 ) -> None:
     # Resolved by /etc/hosts: the helper thread's answer comes back at once,
     # and the connection's own resolution finds the same.
-    port = server.url("/r.bin").split(":")[2].split("/")[0]
+    port = server.port
     outcome = download(
         tmp_path,
         f"http://mirror.test:{port}/r.bin",

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
-from tests.backends.fetching import fetch_over_http, running, trickle_head
+from tests.backends.fetching import TricklingServer, fetch_over_http, running
 from tests.httpserver import TRICKLED_HEAD, LoopbackServer
 
 CONTENT = os.urandom(300_000)
@@ -33,7 +33,7 @@ QUICK: HTTPSimpleStoreConfiguration = {
 }
 
 
-class KeepAliveServer(ThreadingHTTPServer):
+class KeepAliveServer(TricklingServer):
     """Serves CONTENT at any path over HTTP/1.1; counts connections and GETs."""
 
     def __init__(
@@ -43,7 +43,7 @@ class KeepAliveServer(ThreadingHTTPServer):
         trickle_when_reused: bool = False,
         garbage_when_reused: bool = False,
     ) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         #: Drop each connection after its response, without saying so in a
         #: ``Connection: close`` header: what a server does to an idle one.
         self.close_after_response = close_after_response
@@ -56,18 +56,11 @@ class KeepAliveServer(ThreadingHTTPServer):
         #: Answer a second request on a connection with bytes that are no
         #: HTTP: what the leftovers of an earlier answer look like.
         self.garbage_when_reused = garbage_when_reused
-        #: How many bytes of TRICKLED_HEAD were sent.
-        self.trickled = 0
-        #: Set when the server stops: a trickle in progress ends.
-        self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
         #: The Cookie header of each GET ("" when none was sent).
         self.cookies: list[str] = []
-
-    def count_trickled(self) -> None:
-        self.trickled += 1
 
     @property
     def url(self) -> str:
@@ -106,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"leftovers of an earlier answer\r\n\r\n")
             return
         if server.trickle_when_reused and self.on_this_connection > 1:
-            trickle_head(self, server.stopping, server.count_trickled)
+            server.trickle_head(self)
             return
         self.send_response(200)
         self.send_header("Set-Cookie", f"visit={visit}; Path=/")
@@ -136,10 +129,7 @@ def serve(
         garbage_when_reused,
     )
     with running(server):
-        try:
-            yield server
-        finally:
-            server.stopping.set()
+        yield server
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_netrc_credentials_do_not_follow_a_redirect_to_another_host(
     # server under another name, must not carry 127.0.0.1's credentials.
     content = b"moved elsewhere\n" * 100
     with LoopbackServer() as server:
-        port = server.url("/").split(":")[2].split("/")[0]
+        port = server.port
         server.route(
             "/r.bin",
             lambda exchange: exchange.respond(

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
-from tests.backends.fetching import fetch_over_http, running, trickle_head
+from tests.backends.fetching import TricklingServer, fetch_over_http, running
 from tests.httpserver import TRICKLED_HEAD
 
 CONTENT = b"served over TLS\n" * 500
@@ -30,21 +30,14 @@ SHA256 = hashlib.sha256(CONTENT).hexdigest()
 QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
 
 
-class _TLSServer(ThreadingHTTPServer):
+class _TLSServer(TricklingServer):
     """Serves CONTENT; at /trickle, a head sent a byte every 50 ms."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        #: How many bytes of TRICKLED_HEAD were sent.
-        self.trickled = 0
-        #: Set when the server stops: a trickle in progress ends.
-        self.stopping = threading.Event()
+        super().__init__(_Handler)
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.server_address[1]}{path}"
-
-    def count_trickled(self) -> None:
-        self.trickled += 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,7 +47,7 @@ class _Handler(BaseHTTPRequestHandler):
         server = self.server
         assert isinstance(server, _TLSServer)
         if self.path == "/trickle":
-            trickle_head(self, server.stopping, server.count_trickled)
+            server.trickle_head(self)
             return
         self.send_response(200)
         self.send_header("Content-Length", str(len(CONTENT)))
@@ -82,10 +75,7 @@ def https_server(authority: trustme.CA, tmp_path: Path) -> Iterator[_TLSServer]:
     server = _TLSServer()
     server.socket = context.wrap_socket(server.socket, server_side=True)
     with running(server):
-        try:
-            yield server
-        finally:
-            server.stopping.set()
+        yield server
 
 
 @pytest.fixture
