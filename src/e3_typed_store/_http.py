@@ -43,6 +43,7 @@ import urllib3.response
 from e3_typed_store._fs import safe_file_name, unique_temp_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
+from e3_typed_store._query import split_url
 from e3_typed_store._watchdog import (
     BodyWatchdog,
     RequestWatchdog,
@@ -998,14 +999,10 @@ def _redirect_target(current: str, location: str) -> str:
         # urljoin would take "http:///x" as relative: an absolute Location
         # must name its own host.
         target = location if absolute else urljoin(current, location)
-        parts = urlsplit(target)
-        has_host = bool(parts.hostname)
-        port = parts.port  # raises on a port that is not a number in range
+        parts = split_url(target)
     except ValueError as exc:
-        raise _unusable(current, f"bad redirect to {location!r}", exc) from exc
-    if port == 0:  # urllib3 would take it for "no port"
-        raise _unusable(current, f"bad redirect to {location!r}: port 0", None)
-    if parts.scheme.lower() not in {"http", "https"} or not has_host:
+        raise _unusable(current, f"bad redirect to {location!r}: {exc}", exc) from exc
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise _unusable(current, f"redirect to {location!r} refused", None)
     return target
 

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import SplitResult, urlsplit
 
 from e3_typed_store._hashing import ALGORITHMS, Algorithm, normalize_digest
 from e3_typed_store.errors import InvalidQueryError
 
-__all__ = ["digest_value", "optional_str", "required_str"]
+__all__ = ["digest_value", "optional_str", "required_str", "split_url"]
+
+
+def split_url(url: str) -> SplitResult:
+    """Split *url* as ``urlsplit`` does, its host and port checked.
+
+    :raises ValueError: the host is malformed (``[::1``), or the port is not a
+        number in range, or is 0, which urllib3 takes for no port at all and
+        replaces with the scheme's default one
+    """
+    parts = urlsplit(url)
+    _ = parts.hostname  # raises on a malformed IPv6 host
+    if parts.port == 0:  # raises on a port that is not a number in range
+        raise ValueError("port 0 names no server")
+    return parts
 
 
 def required_str(query: Mapping[str, object], key: str) -> str:

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
-from e3_typed_store._query import required_str
+from e3_typed_store._query import required_str, split_url
 from e3_typed_store._types import CachedResource, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
@@ -438,17 +438,12 @@ def _check_url(url: object) -> str:
     if _SPACE_OR_CONTROL.search(url) is not None:
         raise InvalidQueryError("url", url, "white space or control character")
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port  # raises on a port that is not a number in range
+        parts = split_url(url)
     except ValueError as exc:
         raise InvalidQueryError("url", url, f"malformed URL: {exc}") from exc
-    if port == 0:
-        # urllib3 would take it for "no port" and connect to the default one.
-        raise InvalidQueryError("url", url, "port 0 names no server")
     if parts.scheme.lower() not in _SCHEMES:
         raise InvalidQueryError("url", url, "only http and https URLs are served")
-    if not host:
+    if not parts.hostname:
         raise InvalidQueryError("url", url, "the URL has no host")
     return url
 
@@ -516,16 +511,12 @@ def _mirror(mirror: object) -> str:
             "mirrors", mirror, "white space or control character"
         )
     try:
-        parts = urlsplit(mirror)
-        host = parts.hostname
-        port = parts.port
+        parts = split_url(mirror)
     except ValueError as exc:
         raise InvalidConfigurationError(
             "mirrors", mirror, f"malformed URL: {exc}"
         ) from exc
-    if port == 0:
-        raise InvalidConfigurationError("mirrors", mirror, "port 0 names no server")
-    if parts.scheme.lower() not in _SCHEMES or not host:
+    if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
         raise InvalidConfigurationError(
             "mirrors", mirror, "expected an http or https URL with a host"
         )
