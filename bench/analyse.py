@@ -20,6 +20,8 @@ _FETCH_RATIOS = [
     ("e3-typed-store cold / e3-core cold", f.OURS_COLD, f.E3_COLD),
     ("e3-typed-store cold / pooch cold", f.OURS_COLD, f.POOCH_COLD),
     ("e3-core cold / raw transfer", f.E3_COLD, f.RAW),
+    ("raw transfer / write pass", f.RAW, f.WRITE),
+    ("sha256 hash pass / write pass", f.HASH_SHA256, f.WRITE),
     ("pooch cold / raw transfer", f.POOCH_COLD, f.RAW),
     ("e3-typed-store verified hit / e3-core hit", f.OURS_WARM, f.E3_WARM),
     ("e3-typed-store verified hit / pooch hit", f.OURS_WARM, f.POOCH_WARM),

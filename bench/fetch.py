@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ __all__ = [
     "OURS_TRUSTED",
     "OURS_WARM_SHA1",
     "HASH_SHA1",
+    "WRITE",
     "HASH_SHA256",
     "E3_COLD",
     "E3_WARM",
@@ -43,6 +45,7 @@ OURS_WARM_SHA1 = "e3-typed-store warm, verified hit (sha1 query)"
 OURS_TRUSTED = "e3-typed-store warm, stat-trusted hit"
 HASH_SHA256 = "hash pass, hashlib sha256"
 HASH_SHA1 = "hash pass, hashlib sha1"
+WRITE = "write pass (memory -> new file, no network)"
 E3_COLD = "e3-core cold"
 E3_WARM = "e3-core warm (verified hit)"
 POOCH_COLD = "pooch cold"
@@ -53,6 +56,7 @@ FETCH_NAMES = [
     CURL,
     HASH_SHA256,
     HASH_SHA1,
+    WRITE,
     OURS_COLD,
     OURS_WARM,
     OURS_WARM_SHA1,
@@ -372,6 +376,30 @@ def _hash_passes(data: DataFile) -> list[Contender]:
     return contenders
 
 
+def _write_pass(work: str, data: DataFile) -> Contender:
+    """The payload's size written from memory into a new file, as the raw
+    transfer writes it (1 MiB writes), with no network: what the file system
+    and the memory cost alone.
+    """
+    dirs = _Dirs(work, "write")
+    block = memoryview(random.Random(data.size).randbytes(_CHUNK))
+    out: list[str] = []
+
+    def run() -> None:
+        target = os.path.join(dirs.current, data.name)
+        with open(target, "wb") as stream:
+            remaining = data.size
+            while remaining > 0:
+                remaining -= stream.write(block[: min(remaining, _CHUNK)])
+        out[:] = [target]
+
+    def check() -> None:
+        if os.path.getsize(out[0]) != data.size:
+            raise RuntimeError(f"{WRITE}: wrote {os.path.getsize(out[0])} bytes")
+
+    return Contender(WRITE, run, prepare=dirs.new, check=check, cleanup=dirs.drop)
+
+
 def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
     """Every fetch contender for *data* served at *url*, in table order.
 
@@ -384,6 +412,7 @@ def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
             raw_contender(url, work, data, hashed=True),
             _curl(url, data),
             *_hash_passes(data),
+            _write_pass(work, data),
             *_ours(url, work, data),
             *_e3(url, work, data),
             *_pooch(url, work, data),

@@ -317,7 +317,10 @@ _METHOD = """\
   the same loop hashing each chunk before writing it: what one pass costs when
   the hash does not overlap the transfer.
 - *hash pass*: hashlib over the served file (in the page cache), 1 MiB reads:
-  what one verification pass costs at hashlib speed.
+  what one verification pass costs at hashlib speed. *write pass*: the
+  payload's size written from memory into a new file beside the downloads, in
+  1 MiB writes as the raw transfer writes, no network: what the file system and
+  the memory cost alone, which both the raw transfer and a cold fetch pay.
 - Payloads and every file the contenders write live in tmpfs when it has room
   (the notes above say where): a cold fetch is then the network, the hash and
   page writes, not the disk. Before each timed run, untimed, `os.sync()`: no run
