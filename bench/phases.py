@@ -63,7 +63,7 @@ _PHASES: list[tuple[str, str, str]] = [
         "finish",
         "  digest finished (waiting for the worker)",
     ),
-    ("e3_typed_store._http:_PartFile", "commit", "  file renamed into dest"),
+    ("e3_typed_store._http:_PartFile", "commit", "  file named in dest"),
     (
         "e3_typed_store.backends.base:Store",
         "_record",

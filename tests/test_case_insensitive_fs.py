@@ -19,6 +19,7 @@ import pytest
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._demo import DemoServer
+from e3_typed_store._fs import create_unnamed, publish
 from e3_typed_store._types import CachedResource
 from e3_typed_store.backends.base import StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
@@ -115,3 +116,16 @@ def test_a_store_on_it_fetches_once_then_hits_without_hard_links(
         assert server.count("Res.bin") == 2  # one per cache
     finally:
         server.stop()
+
+
+def test_files_are_written_under_a_temporary_name_where_none_can_be_unnamed(
+    fat: Path,
+) -> None:
+    # FAT has no unnamed files (O_TMPFILE): the portable way, a unique name.
+    fd, temp = create_unnamed(str(fat), "stem", os.O_WRONLY)
+    assert temp is not None
+    assert os.path.dirname(temp) == str(fat)
+    os.write(fd, b"content")
+    publish(fd, temp, str(fat / "name"))
+    assert (fat / "name").read_bytes() == b"content"
+    assert os.listdir(fat) == ["name"]

@@ -1,4 +1,5 @@
-"""place_in: a file appears whole under its name, linked when possible."""
+"""place_in: a file appears whole under its name, linked when possible;
+create_unnamed and publish: a file written has no name until it is whole."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e3_typed_store._fs import place_in
+from e3_typed_store._fs import create_unnamed, place_in, publish, remove_temp
 
 
 def test_a_new_name_is_a_hard_link(tmp_path: Path) -> None:
@@ -76,3 +77,101 @@ def test_across_filesystems_the_file_is_copied(tmp_path: Path) -> None:
         assert Path(placed).read_bytes() == b"content"
         assert not os.path.samefile(placed, source)
         assert sorted(os.listdir(tmp_path)) == ["name"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _unnamed_files_here(directory: Path) -> bool:
+    """Whether this system and the filesystem of *directory* have O_TMPFILE."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return False
+    try:
+        os.close(os.open(directory, os.O_WRONLY | flag, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+def test_a_file_being_written_has_no_name_until_published(tmp_path: Path) -> None:
+    if not _unnamed_files_here(tmp_path):
+        pytest.skip("no O_TMPFILE on this system or filesystem")
+    fd, temp = create_unnamed(str(tmp_path), "stem", os.O_WRONLY)
+    assert temp is None
+    os.write(fd, b"content")
+    assert os.listdir(tmp_path) == []  # a process killed now leaves nothing
+    publish(fd, temp, str(tmp_path / "name"))
+    assert sorted(os.listdir(tmp_path)) == ["name"]
+    assert (tmp_path / "name").read_bytes() == b"content"
+    assert os.stat(tmp_path / "name").st_mode & 0o777 == 0o666 & ~_umask()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # publish closed it
+
+
+@pytest.fixture(params=[True, False], ids=["unnamed", "named"])
+def unnamed(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> bool:
+    """Each way of making a file: unnamed where this system can, then named."""
+    wanted: bool = request.param
+    if wanted and not _unnamed_files_here(tmp_path):
+        pytest.skip("no O_TMPFILE on this system or filesystem")
+    if not wanted:
+        # Not a mock of a fault: the module's own switch for systems without
+        # O_TMPFILE (macOS, Windows), to run that path on this one.
+        monkeypatch.setattr("e3_typed_store._fs._O_TMPFILE", 0)
+    return wanted
+
+
+def test_publish_replaces_a_file_of_that_name(tmp_path: Path, unnamed: bool) -> None:
+    (tmp_path / "name").write_bytes(b"old")
+    reader = (tmp_path / "name").open("rb")  # one who opened the old file
+    fd, temp = create_unnamed(str(tmp_path), "stem", os.O_WRONLY)
+    assert (temp is None) == unnamed
+    os.write(fd, b"new")
+    publish(fd, temp, str(tmp_path / "name"))
+    assert (tmp_path / "name").read_bytes() == b"new"
+    assert reader.read() == b"old"  # replaced, not rewritten in place
+    reader.close()
+    assert sorted(os.listdir(tmp_path)) == ["name"]  # no temporary name left
+
+
+def test_a_directory_in_the_way_fails_and_leaves_nothing(
+    tmp_path: Path, unnamed: bool
+) -> None:
+    (tmp_path / "name").mkdir()
+    fd, temp = create_unnamed(str(tmp_path), "stem", os.O_WRONLY)
+    assert (temp is None) == unnamed
+    os.write(fd, b"new")
+    with pytest.raises(IsADirectoryError):
+        publish(fd, temp, str(tmp_path / "name"))
+    remove_temp(temp)  # what a caller does when publishing fails
+    assert sorted(os.listdir(tmp_path)) == ["name"]
+    assert os.listdir(tmp_path / "name") == []
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+
+
+def test_a_missing_directory_is_a_file_not_found_error(tmp_path: Path) -> None:
+    # The callers create the directory on this error, then try again.
+    with pytest.raises(FileNotFoundError):
+        create_unnamed(str(tmp_path / "absent"), "stem", os.O_WRONLY)
+
+
+def test_a_copy_across_filesystems_into_a_new_name(tmp_path: Path) -> None:
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    payload = os.urandom((5 << 20) // 2)  # several chunks of the copy
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm and the test directory share a filesystem")
+        source = Path(other) / "source"
+        source.write_bytes(payload)
+        placed = place_in(str(source), str(tmp_path / "new"), "name")
+        assert Path(placed).read_bytes() == payload
+        assert not os.path.samefile(placed, source)
+        assert sorted(os.listdir(tmp_path / "new")) == ["name"]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 
 __all__ = [
     "MAX_NAME_BYTES",
     "SAFE_COMPONENT_FORMS",
+    "create_unnamed",
     "is_within",
     "place_in",
+    "publish",
+    "remove_temp",
     "safe_component",
     "safe_file_name",
     "unique_temp_name",
@@ -112,12 +116,129 @@ def unique_temp_name(directory: str, base: str) -> str:
     return os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(16).hex()}.tmp")
 
 
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+_O_BINARY: int = getattr(os, "O_BINARY", 0)
+_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY: int = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+# What open(O_TMPFILE) answers where a filesystem has no unnamed files (FAT,
+# NFS: EOPNOTSUPP) or the kernel does not know the flag (EISDIR: it opened the
+# directory itself).
+_NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+_proc_fd_links: list[bool] = []
+_COPY_CHUNK = 1 << 20
+
+
+def _unnamed_files() -> bool:
+    """Tell whether a file made with ``O_TMPFILE`` can be given a name later.
+
+    It takes a link from ``/proc/self/fd``: without /proc mounted, such a file
+    could never be published.
+    """
+    if not _O_TMPFILE:
+        return False
+    if not _proc_fd_links:
+        _proc_fd_links.append(os.path.isdir("/proc/self/fd"))
+    return _proc_fd_links[0]
+
+
+def create_unnamed(directory: str, stem: str, flags: int) -> tuple[int, str | None]:
+    """Open a new, empty file in *directory*, mode 0o666 less the umask.
+
+    Where the system allows it (Linux, on the usual local filesystems), the file
+    has no name until :func:`publish` gives it one, so that a process killed
+    while writing it leaves nothing behind. Elsewhere it is made under a
+    :func:`unique_temp_name` of *stem*, which the caller removes if it never
+    publishes the file.
+
+    :param directory: where the file will be published
+    :param stem: a readable stem for the temporary name, if one is needed
+    :param flags: the access mode, ``os.O_WRONLY`` or ``os.O_RDWR``
+    :return: the descriptor, and the temporary name (None when there is none)
+    :raises OSError: the file cannot be made (FileNotFoundError: no *directory*)
+    """
+    if _unnamed_files():
+        try:
+            return os.open(directory, flags | _O_TMPFILE, 0o666), None
+        except OSError as exc:
+            if exc.errno not in _NO_UNNAMED_FILES:
+                raise
+    temp = unique_temp_name(directory, stem)
+    fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, 0o666)
+    return fd, temp
+
+
+def publish(fd: int, temp: str | None, target: str) -> None:
+    """Give the file of *fd*, made by :func:`create_unnamed`, the path *target*.
+
+    Atomically: a file already there is replaced, and a reader sees either it or
+    the new one whole. *fd* is closed in every case. A file with a temporary
+    name is closed before it is renamed, so that an error the close reports (a
+    write-back failure) keeps it from being published.
+
+    :param fd: the descriptor :func:`create_unnamed` returned
+    :param temp: the temporary name it returned
+    :param target: the path to give the file
+    :raises OSError: the file cannot be published (a temporary name is then the
+        caller's to remove)
+    """
+    if temp is not None:
+        os.close(fd)
+        os.replace(temp, target)
+        return
+    try:
+        directory, name = os.path.split(target)
+        # linkat() with AT_SYMLINK_FOLLOW names the open file itself; os.link
+        # calls it (rather than link(), which would refuse a link across
+        # filesystems to /proc) only when given a directory descriptor.
+        dir_fd = os.open(directory or ".", _O_DIRECTORY)
+        try:
+            _link_named(f"/proc/self/fd/{fd}", name, dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(fd)
+
+
+def remove_temp(temp: str | None) -> None:
+    """Remove the temporary name :func:`create_unnamed` gave a file, if any.
+
+    For a file that will not be published; an unnamed one goes with its
+    descriptor.
+    """
+    if temp is None:
+        return
+    try:
+        os.unlink(temp)
+    except FileNotFoundError:
+        pass
+
+
+def _link_named(source: str, name: str, dir_fd: int) -> None:
+    try:
+        os.link(source, name, dst_dir_fd=dir_fd)  # the common case: a new name
+    except FileExistsError:
+        # A link cannot replace a file: link under a temporary name, then
+        # rename, as atomic as a rename alone.
+        temp = os.path.basename(unique_temp_name("", name))
+        os.link(source, temp, dst_dir_fd=dir_fd)
+        try:
+            os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            try:
+                os.unlink(temp, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+            raise
+
+
 def place_in(source: str, directory: str, name: str) -> str:
     """Make *source* appear as *directory*/*name*, atomically.
 
-    A hard link when the filesystem allows one, a copy otherwise; either way the
-    file is built under a temporary name and renamed into place, so a reader
-    never sees a partial file. An existing file of that name is replaced.
+    A hard link when the filesystem allows one, a copy otherwise; either way a
+    reader never sees a partial file. A copy is written into a file that has no
+    name until it is whole where the system allows (:func:`create_unnamed`), so
+    that a process killed while copying leaves nothing. An existing file of that
+    name is replaced.
 
     :param source: the file to place
     :param directory: the directory to place it in (created if missing)
@@ -148,17 +269,34 @@ def place_in(source: str, directory: str, name: str) -> str:
         return target
     temp = unique_temp_name(directory, name)
     try:
-        try:
-            os.link(source, temp)
-        except OSError:
-            import shutil  # here: a hard link is the common case
-
-            shutil.copyfile(source, temp)
+        os.link(source, temp)
+    except OSError:
+        _copy_to(source, target)  # no link possible (another filesystem)
+        return target
+    try:
         os.replace(temp, target)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        remove_temp(temp)
         raise
     return target
+
+
+def _copy_to(source: str, target: str) -> None:
+    """Copy *source* to *target* through a file unnamed until it is whole."""
+    import shutil  # here: a hard link is the common case
+
+    directory, name = os.path.split(target)
+    with open(source, "rb") as reader:
+        fd, temp = create_unnamed(directory, name, os.O_WRONLY)
+        try:
+            with open(fd, "wb", closefd=False) as writer:
+                shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+        except BaseException:
+            os.close(fd)
+            remove_temp(temp)
+            raise
+    try:
+        publish(fd, temp, target)
+    except BaseException:
+        remove_temp(temp)
+        raise

@@ -40,7 +40,7 @@ import requests.utils
 import urllib3.exceptions
 import urllib3.response
 
-from e3_typed_store._fs import safe_file_name, unique_temp_name
+from e3_typed_store._fs import create_unnamed, publish, remove_temp, safe_file_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store._query import split_url
@@ -566,9 +566,11 @@ reset_in_forked_child(_SESSIONS.reset)
 class _PartFile:
     """The temporary file a download streams into, and the digest of its bytes.
 
-    It lives in the destination directory under a name unique to the process
-    and the call, so that the final :func:`os.replace` is atomic; it is removed
-    on every path that does not commit it.
+    It is made in the destination directory with no name where the system
+    allows (:func:`~e3_typed_store._fs.create_unnamed`: a process killed
+    meanwhile leaves nothing there), under a name unique to the process and the
+    call otherwise, so that publishing it is atomic; a named one is removed on
+    every path that does not commit it.
     """
 
     def __init__(
@@ -580,19 +582,21 @@ class _PartFile:
         self._dest = dest
         self._digest = _OverlappedDigest(algorithm)
         try:
-            self.path = unique_temp_name(dest, _TEMP_STEM)
             try:
-                self._file = open(self.path, "xb")  # closed by __exit__ or commit
+                self._fd, self._temp = create_unnamed(dest, _TEMP_STEM, os.O_WRONLY)
             except FileNotFoundError:
                 # The store makes dest before a download; a driver called
                 # directly may be given one that does not exist yet.
                 os.makedirs(dest, exist_ok=True)
-                self._file = open(self.path, "xb")
+                self._fd, self._temp = create_unnamed(dest, _TEMP_STEM, os.O_WRONLY)
         except OSError as exc:
             self._digest.close()
             raise DestinationError(
                 url, dest, f"cannot write into {dest}: {exc}"
             ) from exc
+        # Buffered writes through a file object that leaves the descriptor to
+        # commit() and __exit__: publishing an unnamed file needs it open.
+        self._file = open(self._fd, "wb", closefd=False)
         #: Bytes of the content held so far.
         self.size = 0
         #: The size of the whole content when a response said it.
@@ -616,19 +620,17 @@ class _PartFile:
     ) -> None:
         self._progress.close()
         self._digest.close()
-        if not self._file.closed:
-            try:
-                self._file.close()
-            except OSError:
-                # Its buffer could not be flushed (a full disk): the file is
-                # removed below all the same, and the error that brought us
-                # here is the one the caller gets.
-                pass
-        if not self._committed:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+        if self._committed:
+            return
+        try:
+            self._file.close()
+        except OSError:
+            # Its buffer could not be flushed (a full disk): the file is
+            # dropped below all the same, and the error that brought us here
+            # is the one the caller gets.
+            pass
+        os.close(self._fd)
+        remove_temp(self._temp)
 
     def begin(
         self,
@@ -712,9 +714,14 @@ class _PartFile:
         """
         target = os.path.join(self._dest, name)
         try:
-            self._file.close()
-            os.replace(self.path, target)
+            self._file.close()  # flushes; the descriptor stays open
         except OSError as exc:
+            raise self._unwritable(exc) from exc
+        self._committed = True  # publish() closes the descriptor, come what may
+        try:
+            publish(self._fd, self._temp, target)
+        except OSError as exc:
+            remove_temp(self._temp)
             raise DestinationError(
                 self._url, self._dest, f"cannot move the download to {target}: {exc}"
             ) from exc

@@ -59,7 +59,7 @@ from typing import TypedDict, TypeGuard
 from urllib.parse import unquote, urlsplit
 
 from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
-from e3_typed_store._fs import safe_file_name, unique_temp_name
+from e3_typed_store._fs import create_unnamed, publish, safe_file_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str
 from e3_typed_store._types import CachedResource, override
@@ -354,13 +354,14 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         try:
             os.makedirs(dest, exist_ok=True)
             name = metadata.file_name
-            temp = unique_temp_name(dest, name)
-            target_fd = os.open(temp, _WRITE_FLAGS, 0o666)
+            # No name until published where the system allows: a process
+            # killed while copying leaves nothing in dest. Read-write, so that
+            # a clone can be hashed through the same descriptor.
+            target_fd, temp = create_unnamed(dest, name, os.O_RDWR)
         except OSError as exc:
             raise DestinationError(
                 location, dest, f"cannot write into {dest}: {exc}"
             ) from exc
-        committed = False
         try:
             try:
                 actual = self._transfer(
@@ -368,22 +369,23 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
                 )
             except OSError as exc:  # writes are DestinationErrors already
                 raise DownloadError(location, f"cannot read it: {exc}") from exc
-            finally:
-                os.close(target_fd)
             if actual != metadata.digest:
                 raise IntegrityError(location, metadata.digest, actual)
-            target = os.path.join(dest, name)
-            try:
-                os.replace(temp, target)
-            except OSError as exc:
-                raise DestinationError(
-                    location, dest, f"cannot move the copy to {target}: {exc}"
-                ) from exc
-            committed = True
-            return target
-        finally:
-            if not committed:
+        except BaseException:
+            os.close(target_fd)
+            if temp is not None:
                 _unlink_quietly(temp)
+            raise
+        target = os.path.join(dest, name)
+        try:
+            publish(target_fd, temp, target)  # closes target_fd
+        except OSError as exc:
+            if temp is not None:
+                _unlink_quietly(temp)
+            raise DestinationError(
+                location, dest, f"cannot move the copy to {target}: {exc}"
+            ) from exc
+        return target
 
     def _transfer(
         self,
@@ -427,20 +429,15 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         return digest.hexdigest()
 
 
-def _open_flags() -> tuple[int, int]:
+def _read_flags() -> int:
     if sys.platform == "win32":
-        binary = os.O_BINARY
-        return os.O_RDONLY | binary, os.O_RDWR | os.O_CREAT | os.O_EXCL | binary
+        return os.O_RDONLY | os.O_BINARY
     # O_NONBLOCK: a FIFO in place of the file does not block the open (it is
-    # then refused as not a regular file). The target is opened read-write so
-    # that a clone can be hashed through the same descriptor.
-    return (
-        os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
-        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-    )
+    # then refused as not a regular file).
+    return os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-_READ_FLAGS, _WRITE_FLAGS = _open_flags()
+_READ_FLAGS = _read_flags()
 _NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 
 
