@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e3_typed_store import load_store
+from e3_typed_store._types import override
 from e3_typed_store.backends.base import (
     ResourceInfo,
     ResourceInfoProtocol,
@@ -330,6 +331,70 @@ def test_configuration_is_validated_into_frozen_settings() -> None:
         setattr(store.settings, field, 3)
     with pytest.raises(InvalidConfigurationError, match="'retries'"):
         HTTPSimpleStoreSettings(retries=-2)
+
+
+@pytest.mark.parametrize(
+    ("accepted", "refused"),
+    [
+        ({"retries": 1}, {"retries": True}),
+        ({"progress": True}, {"progress": 1}),
+        ({"chunk_size": 4096}, {"chunk_size": 4096.0}),
+        ({"deadline": 30, "progress": False}, {"deadline": "30", "progress": False}),
+    ],
+)
+def test_a_configuration_equal_to_a_valid_one_is_still_checked(
+    accepted: dict[str, object], refused: dict[str, object]
+) -> None:
+    # Settings made once serve equal configurations again: True == 1 and
+    # 4096 == 4096.0 in Python, but only one of each pair is valid.
+    made = HTTPSimpleStoreSettings.from_configuration
+    assert made(dict(accepted)) == made(accepted)
+    (key,) = [k for k in refused if refused[k] is not accepted[k]]
+    with pytest.raises(InvalidConfigurationError) as raised:
+        made(refused)
+    assert raised.value.key == key
+
+
+def test_equal_configurations_give_equal_settings_mirrors_included() -> None:
+    configuration: dict[str, object] = {
+        "mirrors": ["http://m.example/c/"],
+        "deadline": 5,
+        "progress": False,
+    }
+    made = HTTPSimpleStoreSettings.from_configuration
+    first, second = made(configuration), made(dict(configuration))
+    assert first == second
+    assert (second.mirrors, second.deadline) == (("http://m.example/c/",), 5.0)
+    assert made({**configuration, "deadline": 6}).deadline == 6.0
+
+
+def test_a_bad_url_is_refused_every_time_a_good_one_accepted_every_time() -> None:
+    store = HTTPSimpleStore({}, None)
+    for _ in range(2):
+        with pytest.raises(InvalidQueryError, match="no host"):
+            store.get_resource_metadata({"url": "http:///x", "sha": SHA1})
+        info = store.get_resource_metadata({"url": "http://h.example/x", "sha": SHA1})
+        assert info.url == "http://h.example/x"
+
+
+def test_a_string_subclass_equal_to_a_valid_url_is_checked_itself() -> None:
+    class Sly(str):
+        """A string that claims to equal any other, and hashes as the good URL."""
+
+        __slots__ = ()
+
+        @override
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        @override
+        def __hash__(self) -> int:
+            return hash("http://h.example/x")
+
+    store = HTTPSimpleStore({}, None)
+    store.get_resource_metadata({"url": "http://h.example/x", "sha": SHA1})
+    with pytest.raises(InvalidQueryError, match="white space"):
+        store.get_resource_metadata({"url": Sly("http://h.example/ x"), "sha": SHA1})
 
 
 def test_mirror_url_replaces_scheme_host_and_port() -> None:

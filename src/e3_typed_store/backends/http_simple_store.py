@@ -201,12 +201,16 @@ class HTTPSimpleStoreSettings:
         values = _configuration_values(configuration, _known_keys(cls))
         if not values.keys() - StoreOptions.KEYS:
             return default
+        key = _made_key(cls, values)
+        made = _MADE.get(key) if key is not None else None
+        if isinstance(made, cls):
+            return made
         # A given value is checked and converted (an int of seconds becomes a
         # float, a list of mirrors a tuple); a value not given is the
         # default's, checked once already. (Module functions, not closures:
         # with runtime checks on, every closure made is decorated anew.)
         v, d = values, default
-        return cls(
+        made = cls(
             connect_timeout=_given_seconds(v, "connect_timeout", d.connect_timeout),
             read_timeout=_given_seconds(v, "read_timeout", d.read_timeout),
             deadline=_given_seconds(v, "deadline", d.deadline),
@@ -222,6 +226,9 @@ class HTTPSimpleStoreSettings:
                 v, "chunk_size", d.chunk_size, _MIN_CHUNK, _MAX_CHUNK
             ),
         )
+        if key is not None and len(_MADE) < _MAX_MADE:
+            _MADE[key] = made
+        return made
 
 
 class HTTPSimpleStoreResourceInfo(DigestResourceInfo):
@@ -406,6 +413,26 @@ def _defaults(cls: type[_SettingsT]) -> _SettingsT:
     return made
 
 
+# Settings made from a configuration, for the equal configurations that follow
+# (a store is often built per request): a few dozen kinds at most in a process.
+_MADE: dict[object, HTTPSimpleStoreSettings] = {}
+_MAX_MADE = 64
+
+
+def _made_key(
+    cls: type[HTTPSimpleStoreSettings], values: Mapping[str, object]
+) -> object | None:
+    """A key naming settings made from *values*, or None if it cannot be had.
+
+    Each value's type is part of it: ``True == 1 == 1.0``, but a key accepts
+    one of them at most (``retries`` takes 1, not True).
+    """
+    try:
+        return cls, frozenset((k, type(v), v) for k, v in values.items())
+    except TypeError:  # an unhashable value: a list of mirrors...
+        return None
+
+
 def _known_keys(cls: type[HTTPSimpleStoreSettings]) -> frozenset[str]:
     known = _KNOWN_KEYS.get(cls)
     if known is None:
@@ -430,11 +457,20 @@ def _given_flag(values: Mapping[str, object], name: str, fallback: bool) -> bool
     return _flag(name, values[name]) if name in values else fallback
 
 
+# URLs found valid, for the queries that name them again (one per store built
+# per request, often): checking one again is a pure function of the string.
+_VALID_URLS: set[str] = set()
+_MAX_VALID_URLS = 256
+
+
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
         raise InvalidQueryError(
             "url", url, f"expected a string, got {type(url).__name__}"
         )
+    exact = type(url) is str  # a subclass could compare equal to anything
+    if exact and url in _VALID_URLS:
+        return url
     if _SPACE_OR_CONTROL.search(url) is not None:
         raise InvalidQueryError("url", url, "white space or control character")
     try:
@@ -445,6 +481,8 @@ def _check_url(url: object) -> str:
         raise InvalidQueryError("url", url, "only http and https URLs are served")
     if not parts.hostname:
         raise InvalidQueryError("url", url, "the URL has no host")
+    if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
+        _VALID_URLS.add(url)
     return url
 
 
