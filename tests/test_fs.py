@@ -4,11 +4,14 @@ create_unnamed and publish: a file written has no name until it is whole."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import create_unnamed, place_in, publish, remove_temp
 
 
@@ -175,3 +178,31 @@ def test_a_copy_across_filesystems_into_a_new_name(tmp_path: Path) -> None:
         assert Path(placed).read_bytes() == payload
         assert not os.path.samefile(placed, source)
         assert sorted(os.listdir(tmp_path / "new")) == ["name"]
+
+
+def _place_reporting(source: str, directory: str, name: str) -> str:
+    """place_in, its error (a name and a message) returned rather than raised."""
+    try:
+        return place_in(source, directory, name)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE and fork are POSIX")
+def test_a_copy_the_disk_refuses_leaves_nothing(tmp_path: Path, unnamed: bool) -> None:
+    # A real refusal: a file-size limit in a forked child makes the kernel
+    # refuse the copy's writes past it (EFBIG), as a full disk would.
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm and the test directory share a filesystem")
+        source = Path(other) / "source"
+        source.write_bytes(os.urandom(1 << 20))
+        (tmp_path / "name").write_bytes(b"old")
+        outcome = call_with_file_size_limit(
+            64 << 10, partial(_place_reporting, str(source), str(tmp_path), "name")
+        )
+    assert outcome == "OSError: [Errno 27] File too large"
+    assert sorted(os.listdir(tmp_path)) == ["name"]  # no partial copy left
+    assert (tmp_path / "name").read_bytes() == b"old"
