@@ -206,3 +206,14 @@ def test_a_copy_the_disk_refuses_leaves_nothing(tmp_path: Path, unnamed: bool) -
     assert outcome == "OSError: [Errno 27] File too large"
     assert sorted(os.listdir(tmp_path)) == ["name"]  # no partial copy left
     assert (tmp_path / "name").read_bytes() == b"old"
+
+
+def test_the_current_directory_is_named_by_an_empty_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    fd, temp = create_unnamed("", "stem", os.O_WRONLY)
+    os.write(fd, b"here")
+    publish(fd, temp, "name")
+    assert (tmp_path / "name").read_bytes() == b"here"
+    assert sorted(os.listdir(tmp_path)) == ["name"]

@@ -158,7 +158,7 @@ def create_unnamed(directory: str, stem: str, flags: int) -> tuple[int, str | No
     """
     if _unnamed_files():
         try:
-            return os.open(directory, flags | _O_TMPFILE, 0o666), None
+            return os.open(directory or ".", flags | _O_TMPFILE, 0o666), None
         except OSError as exc:
             if exc.errno not in _NO_UNNAMED_FILES:
                 raise
