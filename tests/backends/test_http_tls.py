@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -28,13 +29,23 @@ from tests.httpserver import TRICKLED_HEAD
 CONTENT = b"served over TLS\n" * 500
 SHA256 = hashlib.sha256(CONTENT).hexdigest()
 QUICK: HTTPSimpleStoreConfiguration = {"progress": False, "retries": 0}
+# Several chunks of the download (1 MiB by default), over TLS records of 16 KiB.
+BIG = bytes(range(256)) * (3 << 12) + b"tail"
+BIG_SHA256 = hashlib.sha256(BIG).hexdigest()
+#: Where the first answer for /drop-*.bin ends: in the middle of a chunk.
+DROP_AT = 3 << 19
 
 
 class _TLSServer(TricklingServer):
-    """Serves CONTENT; at /trickle, a head sent a byte every 50 ms."""
+    """Serves CONTENT; at /trickle, a head sent a byte every 50 ms; at
+    /big.bin, BIG; at /drop-reset.bin and /drop-close.bin, BIG with ranges,
+    the first answer cut after DROP_AT bytes by a reset or a close; at
+    /trickle-body.bin, a head, then a byte every 50 ms."""
 
     def __init__(self) -> None:
         super().__init__(_Handler)
+        #: The Range header of each request, None when there was none.
+        self.ranges: list[str | None] = []
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.server_address[1]}{path}"
@@ -49,10 +60,60 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/trickle":
             server.trickle_head(self)
             return
+        if self.path.startswith("/drop-"):
+            self._drop(server)
+            return
+        if self.path == "/trickle-body.bin":
+            self._trickle_body(server)
+            return
+        body = BIG if self.path == "/big.bin" else CONTENT
         self.send_response(200)
-        self.send_header("Content-Length", str(len(CONTENT)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(CONTENT)
+        self.wfile.write(body)
+
+    def _drop(self, server: _TLSServer) -> None:
+        asked = self.headers.get("Range")
+        server.ranges.append(asked)
+        if asked is not None:
+            start = int(asked.removeprefix("bytes=").removesuffix("-"))
+            self.send_response(206)
+            self.send_header(
+                "Content-Range", f"bytes {start}-{len(BIG) - 1}/{len(BIG)}"
+            )
+            self.send_header("Content-Length", str(len(BIG) - start))
+            self.send_header("ETag", '"big"')
+            self.end_headers()
+            self.wfile.write(BIG[start:])
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BIG)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", '"big"')
+        self.end_headers()
+        self.wfile.write(BIG[:DROP_AT])
+        self.wfile.flush()
+        self.close_connection = True
+        if self.path == "/drop-reset.bin":
+            # An abrupt end: RST, which the client's read sees as an error.
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        self.connection.close()
+
+    def _trickle_body(self, server: _TLSServer) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BIG)))
+        self.end_headers()
+        self.close_connection = True
+        for offset in range(len(BIG)):
+            try:
+                self.wfile.write(BIG[offset : offset + 1])
+                self.wfile.flush()
+            except OSError:
+                return
+            if server.stopping.wait(0.05):
+                return
 
     @override
     def log_message(self, format: str, *args: object) -> None:
@@ -203,3 +264,64 @@ def test_a_handshake_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
             stopping.set()
             server.join(10)
     assert 0 < len(sent) < 300
+
+
+def test_a_body_of_several_chunks_arrives_whole(
+    https_server: _TLSServer,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    path = fetch_over_http(https_server.url("/big.bin"), tmp_path, BIG_SHA256, QUICK)
+    assert path.read_bytes() == BIG
+
+
+@pytest.mark.parametrize("ending", ["reset", "close"])
+def test_a_tls_transfer_cut_midway_resumes_and_arrives_whole(
+    https_server: _TLSServer,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ending: str,
+) -> None:
+    # Over TLS a read fills a whole chunk. A close ends the chunk being
+    # filled short, and every byte received is kept; an error in the middle of
+    # one may lose that chunk's bytes, which the resumed request asks for again.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    path = fetch_over_http(
+        https_server.url(f"/drop-{ending}.bin"),
+        tmp_path,
+        BIG_SHA256,
+        {"progress": False, "retries": 2, "backoff_base": 0.01, "backoff_max": 0.02},
+    )
+    assert path.read_bytes() == BIG
+    first, second = https_server.ranges
+    assert first is None
+    assert second is not None
+    resumed_at = int(second.removeprefix("bytes=").removesuffix("-"))
+    if ending == "close":
+        assert resumed_at == DROP_AT  # every byte received was kept
+    else:
+        assert 0 < resumed_at <= DROP_AT
+
+
+def test_a_body_trickled_over_tls_is_cut_at_the_deadline(
+    https_server: _TLSServer,
+    bundle: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A read that waits to fill a whole chunk is woken by the socket's
+    # shutdown at the deadline, not held until the chunk is full.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        fetch_over_http(
+            https_server.url("/trickle-body.bin"),
+            tmp_path / "dest",
+            BIG_SHA256,
+            {**QUICK, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert time.monotonic() - start < 15
+    assert not (tmp_path / "dest").exists() or not any((tmp_path / "dest").iterdir())
