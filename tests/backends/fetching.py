@@ -33,7 +33,7 @@ class TricklingServer(ThreadingHTTPServer):
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(("127.0.0.1", 0), handler)
-        #: How many bytes of TRICKLED_HEAD were sent.
+        #: How many bytes were trickled (of TRICKLED_HEAD, or of a body).
         self.trickled = 0
         #: Set when the server stops: a trickle in progress ends.
         self.stopping = threading.Event()
@@ -42,9 +42,14 @@ class TricklingServer(ThreadingHTTPServer):
         """Answer with TRICKLED_HEAD, a byte every 50 ms, until the client
         goes away or the server stops."""
         handler.close_connection = True
-        for offset in range(len(TRICKLED_HEAD)):
+        self.trickle(handler, TRICKLED_HEAD)
+
+    def trickle(self, handler: BaseHTTPRequestHandler, data: bytes) -> None:
+        """Send *data* a byte every 50 ms, until the client goes away or the
+        server stops."""
+        for offset in range(len(data)):
             try:
-                handler.wfile.write(TRICKLED_HEAD[offset : offset + 1])
+                handler.wfile.write(data[offset : offset + 1])
                 handler.wfile.flush()
             except OSError:
                 return

@@ -106,14 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(BIG)))
         self.end_headers()
         self.close_connection = True
-        for offset in range(len(BIG)):
-            try:
-                self.wfile.write(BIG[offset : offset + 1])
-                self.wfile.flush()
-            except OSError:
-                return
-            if server.stopping.wait(0.05):
-                return
+        server.trickle(self, BIG)
 
     @override
     def log_message(self, format: str, *args: object) -> None:
@@ -149,6 +142,12 @@ def bundle(authority: trustme.CA, tmp_path: Path) -> str:
     path = tmp_path / "ca.pem"
     authority.cert_pem.write_to_path(str(path))
     return str(path)
+
+
+@pytest.fixture
+def trusted(bundle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test authority's bundle named by REQUESTS_CA_BUNDLE."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
 
 
 @pytest.fixture(autouse=True)
@@ -199,15 +198,12 @@ def test_requests_ca_bundle_comes_before_curl_ca_bundle(
     assert fetch(https_url, tmp_path / "two") == CONTENT
 
 
+@pytest.mark.usefixtures("trusted")
 def test_a_head_trickled_over_tls_is_cut_at_the_deadline(
-    https_server: _TLSServer,
-    bundle: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    https_server: _TLSServer, tmp_path: Path
 ) -> None:
     # The socket shut down under the TLS layer must end the wait as a
     # deadline, not as some TLS or attribute error.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     dest = tmp_path / "dest"
     with pytest.raises(DeadlineExceededError) as raised:
         fetch_over_http(
@@ -266,29 +262,22 @@ def test_a_handshake_trickled_a_byte_at_a_time_is_cut_at_the_deadline(
     assert 0 < len(sent) < 300
 
 
+@pytest.mark.usefixtures("trusted")
 def test_a_body_of_several_chunks_arrives_whole(
-    https_server: _TLSServer,
-    bundle: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    https_server: _TLSServer, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     path = fetch_over_http(https_server.url("/big.bin"), tmp_path, BIG_SHA256, QUICK)
     assert path.read_bytes() == BIG
 
 
+@pytest.mark.usefixtures("trusted")
 @pytest.mark.parametrize("ending", ["reset", "close"])
 def test_a_tls_transfer_cut_midway_resumes_and_arrives_whole(
-    https_server: _TLSServer,
-    bundle: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    ending: str,
+    https_server: _TLSServer, tmp_path: Path, ending: str
 ) -> None:
     # Over TLS a read fills a whole chunk. A close ends the chunk being
     # filled short, and every byte received is kept; an error in the middle of
     # one may lose that chunk's bytes, which the resumed request asks for again.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     path = fetch_over_http(
         https_server.url(f"/drop-{ending}.bin"),
         tmp_path,
@@ -306,15 +295,12 @@ def test_a_tls_transfer_cut_midway_resumes_and_arrives_whole(
         assert 0 < resumed_at <= DROP_AT
 
 
+@pytest.mark.usefixtures("trusted")
 def test_a_body_trickled_over_tls_is_cut_at_the_deadline(
-    https_server: _TLSServer,
-    bundle: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    https_server: _TLSServer, tmp_path: Path
 ) -> None:
     # A read that waits to fill a whole chunk is woken by the socket's
     # shutdown at the deadline, not held until the chunk is full.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     start = time.monotonic()
     with pytest.raises(DeadlineExceededError):
         fetch_over_http(
