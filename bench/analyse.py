@@ -33,6 +33,9 @@ _FETCH_RATIOS = [
     ("e3-typed-store verified hit / sha256 hash pass", f.OURS_WARM, f.HASH_SHA256),
     ("e3-core hit / sha1 hash pass", f.E3_WARM, f.HASH_SHA1),
     ("e3-typed-store stat-trusted hit / e3-core hit", f.OURS_TRUSTED, f.E3_WARM),
+    ("HTTPS: e3-typed-store cold / raw transfer", f.OURS_COLD_TLS, f.RAW_TLS),
+    ("HTTPS / HTTP: e3-typed-store cold", f.OURS_COLD_TLS, f.OURS_COLD),
+    ("HTTPS / HTTP: raw transfer", f.RAW_TLS, f.RAW),
 ]
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "E3_WARM",
     "POOCH_COLD",
     "POOCH_WARM",
+    "RAW_TLS",
+    "OURS_COLD_TLS",
     "FETCH_NAMES",
     "fetch_contenders",
     "e3_fetcher",
@@ -50,6 +52,8 @@ E3_COLD = "e3-core cold"
 E3_WARM = "e3-core warm (verified hit)"
 POOCH_COLD = "pooch cold"
 POOCH_WARM = "pooch warm (verified hit)"
+RAW_TLS = "raw transfer over HTTPS (requests -> file, no hash)"
+OURS_COLD_TLS = "e3-typed-store cold over HTTPS"
 FETCH_NAMES = [
     RAW,
     RAW_SHA256,
@@ -65,6 +69,8 @@ FETCH_NAMES = [
     E3_WARM,
     POOCH_COLD,
     POOCH_WARM,
+    RAW_TLS,
+    OURS_COLD_TLS,
 ]
 
 _CHUNK = 1 << 20
@@ -147,10 +153,12 @@ def e3_fetcher(cache_dir: str) -> Callable[[str, DataFile, str], str | None]:
     return fetch
 
 
-def raw_contender(url: str, work: str, data: DataFile, hashed: bool) -> Contender:
+def raw_contender(
+    url: str, work: str, data: DataFile, hashed: bool, name: str | None = None
+) -> Contender:
     import requests
 
-    name = RAW_SHA256 if hashed else RAW
+    name = name or (RAW_SHA256 if hashed else RAW)
     dirs = _Dirs(work, "raw")
     out: list[str] = []
     # One session for all repetitions: its connection is kept open between
@@ -203,22 +211,15 @@ def _curl(url: str, data: DataFile) -> Contender:
     return Contender(CURL, run, check=check, skipped=skipped)
 
 
-def _ours(url: str, work: str, data: DataFile) -> list[Contender]:
-    try:
-        ours_fetcher(work, trust=False)
-    except ImportError as exc:
-        reason = f"skipped: {exc}"
-        return [
-            Contender(name, lambda: None, skipped=reason)
-            for name in (OURS_COLD, OURS_WARM, OURS_WARM_SHA1, OURS_TRUSTED)
-        ]
+def _ours_cold(url: str, work: str, data: DataFile, name: str) -> Contender:
+    """A cold fetch: a fresh store, an empty cache and an empty dest each time."""
     cold_cache = _Dirs(work, "ours-cold-cache")
     cold_dest = _Dirs(work, "ours-cold-dest")
-    got: dict[str, str] = {}
+    got: list[str] = []
 
     def cold() -> None:
         fetch = ours_fetcher(cold_cache.current, trust=False)
-        got[OURS_COLD] = fetch(url, data, cold_dest.current)
+        got[:] = [fetch(url, data, cold_dest.current)]
 
     def new_cold() -> None:
         cold_cache.new()
@@ -228,15 +229,40 @@ def _ours(url: str, work: str, data: DataFile) -> list[Contender]:
         cold_cache.drop()
         cold_dest.drop()
 
-    contenders = [
-        Contender(
-            OURS_COLD,
-            cold,
-            prepare=new_cold,
-            check=lambda: _expect(got.get(OURS_COLD), data, OURS_COLD),
-            cleanup=drop_cold,
-        )
+    return Contender(
+        name,
+        cold,
+        prepare=new_cold,
+        check=lambda: _expect(got[0] if got else None, data, name),
+        cleanup=drop_cold,
+    )
+
+
+def _https(url: str | None, work: str, data: DataFile, why_not: str) -> list[Contender]:
+    """The raw transfer and this library's cold fetch, over HTTPS."""
+    if url is None:
+        reason = f"skipped: no HTTPS server ({why_not})"
+        return [
+            Contender(name, lambda: None, skipped=reason)
+            for name in (RAW_TLS, OURS_COLD_TLS)
+        ]
+    return [
+        raw_contender(url, work, data, hashed=False, name=RAW_TLS),
+        _ours_cold(url, work, data, OURS_COLD_TLS),
     ]
+
+
+def _ours(url: str, work: str, data: DataFile) -> list[Contender]:
+    try:
+        ours_fetcher(work, trust=False)
+    except ImportError as exc:
+        reason = f"skipped: {exc}"
+        return [
+            Contender(name, lambda: None, skipped=reason)
+            for name in (OURS_COLD, OURS_WARM, OURS_WARM_SHA1, OURS_TRUSTED)
+        ]
+    got: dict[str, str] = {}
+    contenders = [_ours_cold(url, work, data, OURS_COLD)]
     for name, trust, sha1 in (
         (OURS_WARM, False, False),
         (OURS_WARM_SHA1, False, True),
@@ -400,10 +426,18 @@ def _write_pass(work: str, data: DataFile) -> Contender:
     return Contender(WRITE, run, prepare=dirs.new, check=check, cleanup=dirs.drop)
 
 
-def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
+def fetch_contenders(
+    url: str,
+    work: str,
+    data: DataFile,
+    https_url: str | None = None,
+    no_https: str = "not asked for",
+) -> list[Contender]:
     """Every fetch contender for *data* served at *url*, in table order.
 
     :param work: a scratch directory (everything made here stays under it)
+    :param https_url: where *data* is served over HTTPS, if it is
+    :param no_https: why it is not, for the skipped rows
     """
     by_name = {
         c.name: c
@@ -416,6 +450,7 @@ def fetch_contenders(url: str, work: str, data: DataFile) -> list[Contender]:
             *_ours(url, work, data),
             *_e3(url, work, data),
             *_pooch(url, work, data),
+            *_https(https_url, work, data, no_https),
         ]
     }
     return [by_name[name] for name in FETCH_NAMES]

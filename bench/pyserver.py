@@ -1,8 +1,9 @@
 """The fallback file server, run as its own process when nginx is missing.
 
-``python -m bench.pyserver ROOT PORT ACCESS_LOG``: serves ROOT on 127.0.0.1:PORT
-with one line per request in ACCESS_LOG (so GETs can be counted, as in
-nginx's log) and ``sendfile`` for the bodies.
+``python -m bench.pyserver ROOT PORT ACCESS_LOG [TLS_PORT CERTIFICATE KEY]``:
+serves ROOT on 127.0.0.1:PORT with one line per request in ACCESS_LOG (so GETs
+can be counted, as in nginx's log) and ``sendfile`` for the bodies; with the
+last three, over HTTPS on TLS_PORT too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import shutil
+import ssl
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -59,10 +61,22 @@ def main(argv: list[str]) -> int:
         _Handler.access_log = access_log
         server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         server.daemon_threads = True
+        servers = [server]
+        if len(argv) == 6:
+            secure = ThreadingHTTPServer(("127.0.0.1", int(argv[3])), handler)
+            secure.daemon_threads = True
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(argv[4], argv[5])
+            secure.socket = context.wrap_socket(secure.socket, server_side=True)
+            servers.append(secure)
+            threading.Thread(
+                target=secure.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+            ).start()
         try:
             server.serve_forever(poll_interval=0.2)
         finally:
-            server.server_close()
+            for each in servers:
+                each.server_close()
     return 0
 
 

@@ -321,6 +321,11 @@ _METHOD = """\
   payload's size written from memory into a new file beside the downloads, in
   1 MiB writes as the raw transfer writes, no network: what the file system and
   the memory cost alone, which both the raw transfer and a cold fetch pay.
+- *over HTTPS*: the same raw transfer and cold fetch from the same server on
+  a second port, over TLS with a self-signed certificate for 127.0.0.1 made
+  for the run (`openssl req -x509`, an EC P-256 key), which the clients trust
+  through `REQUESTS_CA_BUNDLE`; a kept connection makes no handshake after the
+  first repetition. No target: these rows show what TLS costs each.
 - Payloads and every file the contenders write live in tmpfs when it has room
   (the notes above say where): a cold fetch is then the network, the hash and
   page writes, not the disk. Before each timed run, untimed, `os.sync()`: no run

@@ -286,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         files = make_files(data_dir, sizes)
         server = start_server(data_dir, tmp, args.server)
         print(f"server: {server.kind} at {server.base_url}", file=sys.stderr)
+        no_https = server.tls if isinstance(server.tls, str) else ""
+        if isinstance(server.tls, tuple):
+            # Trusted as a user trusts a private authority; plain HTTP
+            # contenders never read it.
+            os.environ["REQUESTS_CA_BUNDLE"] = server.tls[1].path
+        else:
+            notes.append(f"no HTTPS rows: {no_https}")
         results = Results(
             smoke, reps, command, _machine(server.kind), server.kind, files, notes=notes
         )
@@ -293,7 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         for data in files:
             fetch_reps = _fetch_reps(reps, data.size, smoke)
             print(f"fetch {data.label} x {fetch_reps}", file=sys.stderr)
-            contenders = f.fetch_contenders(server.url(data.name), work, data)
+            contenders = f.fetch_contenders(
+                server.url(data.name),
+                work,
+                data,
+                server.https_url(data.name),
+                no_https,
+            )
             results.fetch[data.label] = round_robin(
                 contenders, fetch_reps, _progress, settle=os.sync
             )

@@ -1,5 +1,10 @@
 """The loopback file server: nginx with its own configuration, or a fallback.
 
+It serves the payloads over plain HTTP, and over HTTPS on a second port when a
+certificate can be made (``openssl`` on the PATH): a self-signed one for
+127.0.0.1, made for the run, which the clients trust through
+``REQUESTS_CA_BUNDLE``.
+
 Whatever happens, a started server is stopped: :meth:`Server.stop` is called
 from the caller's ``finally`` and registered with :mod:`atexit`, and it kills
 the server's whole process group (nginx's master and workers).
@@ -18,7 +23,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Server", "ensure_tools", "find_nginx", "start_server"]
+__all__ = [
+    "Certificate",
+    "Server",
+    "ensure_tools",
+    "find_nginx",
+    "make_certificate",
+    "start_server",
+]
 
 _NGINX_CONF = """\
 daemon off;
@@ -45,7 +57,17 @@ http {{
         root {root};
         location / {{ }}
     }}
-}}
+{tls}}}
+"""
+_NGINX_TLS_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name localhost;
+        root {root};
+        ssl_certificate {certificate};
+        ssl_certificate_key {key};
+        location / {{ }}
+    }}
 """
 
 
@@ -101,6 +123,37 @@ def _free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1, and its key (PEM files)."""
+
+    path: str
+    key: str
+
+
+def make_certificate(directory: str) -> Certificate | str:
+    """Make a certificate for 127.0.0.1 in *directory*, or say why not."""
+    if shutil.which("openssl") is None:
+        return "openssl is not installed"
+    path = os.path.join(directory, "certificate.pem")
+    key = os.path.join(directory, "key.pem")
+    done = subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec"),
+            *("-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+            *("-keyout", key, "-out", path, "-days", "2"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"openssl could not make a certificate: {done.stderr.strip()[-200:]}"
+    return Certificate(path, key)
+
+
 @dataclass
 class Server:
     """A running server: its base URL, what it is, and how to count its GETs."""
@@ -109,6 +162,8 @@ class Server:
     port: int
     access_log: str
     process: subprocess.Popen[bytes]
+    #: The HTTPS port and its certificate, or why there is none.
+    tls: tuple[int, Certificate] | str = "not started"
     stopped: bool = field(default=False)
 
     @property
@@ -117,6 +172,12 @@ class Server:
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
+
+    def https_url(self, name: str) -> str | None:
+        """The HTTPS URL of */name*, None when there is no HTTPS port."""
+        if isinstance(self.tls, str):
+            return None
+        return f"https://127.0.0.1:{self.tls[0]}/{name}"
 
     def count_gets(self, name: str) -> int:
         """Return how many GETs of */name* the access log holds so far."""
@@ -171,14 +232,29 @@ def _wait_ready(server: Server, error_log: str | None) -> None:
     raise RuntimeError(f"{server.kind} did not listen on port {server.port} in 15 s")
 
 
-def _start_nginx(nginx: str, root: str, tmp: str) -> Server:
+def _tls(certificate: Certificate | str) -> tuple[int, Certificate] | str:
+    """A free port for HTTPS with *certificate*, or why there is none."""
+    if isinstance(certificate, str):
+        return certificate
+    return _free_port(), certificate
+
+
+def _start_nginx(
+    nginx: str, root: str, tmp: str, certificate: Certificate | str
+) -> Server:
     version = subprocess.run(
         [nginx, "-v"], capture_output=True, text=True, timeout=10, check=False
     ).stderr.strip()
     port = _free_port()
+    tls = _tls(certificate)
+    block = ""
+    if isinstance(tls, tuple):
+        block = _NGINX_TLS_SERVER.format(
+            port=tls[0], root=root, certificate=tls[1].path, key=tls[1].key
+        )
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w", encoding="utf-8") as stream:
-        stream.write(_NGINX_CONF.format(tmp=tmp, port=port, root=root))
+        stream.write(_NGINX_CONF.format(tmp=tmp, port=port, root=root, tls=block))
     error_log = os.path.join(tmp, "error.log")
     process = subprocess.Popen(
         [nginx, "-p", tmp, "-c", conf, "-e", error_log],
@@ -188,26 +264,35 @@ def _start_nginx(nginx: str, root: str, tmp: str) -> Server:
         start_new_session=True,
     )
     kind = version.removeprefix("nginx version: ") or "nginx"
-    server = Server(kind, port, os.path.join(tmp, "access.log"), process)
+    server = Server(kind, port, os.path.join(tmp, "access.log"), process, tls)
     atexit.register(server.stop)
     _wait_ready(server, error_log)
     return server
 
 
-def _start_python(root: str, tmp: str, reason: str) -> Server:
+def _start_python(
+    root: str, tmp: str, reason: str, certificate: Certificate | str
+) -> Server:
     port = _free_port()
     access_log = os.path.join(tmp, "access.log")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": here}
+    tls = _tls(certificate)
+    tls_arguments: list[str] = []
+    if isinstance(tls, tuple):
+        tls_arguments = [str(tls[0]), tls[1].path, tls[1].key]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.pyserver", root, str(port), access_log],
+        [
+            *(sys.executable, "-m", "bench.pyserver", root, str(port), access_log),
+            *tls_arguments,
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
     )
     server = Server(
-        f"Python http.server (fallback: {reason})", port, access_log, process
+        f"Python http.server (fallback: {reason})", port, access_log, process, tls
     )
     atexit.register(server.stop)
     _wait_ready(server, None)
@@ -222,15 +307,17 @@ def start_server(root: str, tmp: str, prefer: str) -> Server:
     # The payloads must be readable by nginx's unprivileged workers.
     for directory in (tmp, root):
         os.chmod(directory, 0o755)
+    certificate = make_certificate(tmp)
     nginx = find_nginx() if prefer != "python" else None
     if nginx is not None:
         try:
-            return _start_nginx(nginx, root, tmp)
+            return _start_nginx(nginx, root, tmp, certificate)
         except (OSError, RuntimeError) as exc:
             if prefer == "nginx":
                 raise
-            return _start_python(root, tmp, f"nginx failed to start: {exc}")
+            reason = f"nginx failed to start: {exc}"
+            return _start_python(root, tmp, reason, certificate)
     if prefer == "nginx":
         raise RuntimeError("nginx is not installed")
     reason = "asked for" if prefer == "python" else "nginx is not installed"
-    return _start_python(root, tmp, reason)
+    return _start_python(root, tmp, reason, certificate)
