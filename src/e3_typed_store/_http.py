@@ -70,6 +70,7 @@ __all__ = [
     "prepare_get",
     "resource_file_name",
     "retry_after_seconds",
+    "tls_read_size",
 ]
 
 #: Redirects followed for one request before giving up.
@@ -97,6 +98,13 @@ _DIGEST_QUEUE_BATCHES = 4
 _INLINE_DIGEST_BYTES = 256 << 10
 # Digest workers kept waiting for the next download (see _DigestWorkers).
 _IDLE_DIGEST_WORKERS = 4
+# Reads of a TLS body (see tls_read_size): the first asks for this many bytes,
+# then double while a read takes less than _QUICK_READ seconds and halve while
+# it takes more than _SLOW_READ, never below one TLS record.
+_FIRST_TLS_READ = 64 << 10
+_TLS_RECORD = 16 << 10
+_QUICK_READ = 0.05
+_SLOW_READ = 0.25
 # Seconds spent waiting for the start of an error body, for the log.
 _SNIPPET_WAIT = 0.5
 # The longest Retry-After honoured, whatever the server says (one day).
@@ -1094,15 +1102,20 @@ def _stream_body(
     # from there). A TLS socket gives one record (16 KiB) per read, and a
     # Python round per record (a file write, a digest hand-over) took the
     # download of 64 MiB to 1.9x the time of requests' own loop: there, read
-    # fills a whole chunk in C, and a connection lost in the middle of one
-    # loses at most that chunk (asked for again on resuming).
-    whole_chunks = urlsplit(url).scheme.lower() == "https"
+    # fills a block in C, sized to take a fraction of a second (see
+    # tls_read_size), and a connection lost in the middle of one loses at most
+    # that block (asked for again on resuming).
+    tls = urlsplit(url).scheme.lower() == "https"
+    size = min(_FIRST_TLS_READ, policy.chunk_size)
     with BodyWatchdog(raw, deadline.remaining()) as watchdog:
         while True:
             deadline.check(url)
             try:
-                if whole_chunks:
-                    chunk = raw.read(policy.chunk_size, decode_content=encoded)
+                if tls:
+                    started = time.monotonic()
+                    chunk = raw.read(size, decode_content=encoded)
+                    took = time.monotonic() - started
+                    size = tls_read_size(size, took, policy.chunk_size)
                 else:
                     chunk = raw.read1(policy.chunk_size, decode_content=encoded)
             except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -1118,6 +1131,27 @@ def _stream_body(
         raise DeadlineExceededError(url, deadline.seconds)
     if part.total is not None and part.size < part.total:
         raise _transient(url, f"body ended at byte {part.size} of {part.total}", None)
+
+
+def tls_read_size(size: int, took: float, largest: int) -> int:
+    """The size of the next read of a TLS body, after one of *size* bytes.
+
+    Doubled when the read took less than :data:`_QUICK_READ` seconds, up to
+    *largest* (the policy's chunk size); halved when it took more than
+    :data:`_SLOW_READ`, down to one TLS record. On a fast link the reads soon
+    fill whole chunks; on a slow one each still ends within a fraction of a
+    second, so that the progress shown moves and a dropped connection loses
+    little.
+
+    :param size: the size of the read just made
+    :param took: the seconds it took
+    :param largest: the most bytes a read may ask for
+    """
+    if took < _QUICK_READ:
+        return min(size * 2, largest)
+    if took > _SLOW_READ:
+        return max(size // 2, min(_TLS_RECORD, largest))
+    return size
 
 
 def _content_range(value: str | None) -> tuple[int, int, int | None] | None:

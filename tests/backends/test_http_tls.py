@@ -21,6 +21,7 @@ import pytest
 import trustme
 from typing_extensions import override
 
+from e3_typed_store._http import tls_read_size
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
 from tests.backends.fetching import TricklingServer, fetch_over_http, running
@@ -311,3 +312,20 @@ def test_a_body_trickled_over_tls_is_cut_at_the_deadline(
         )
     assert time.monotonic() - start < 15
     assert not (tmp_path / "dest").exists() or not any((tmp_path / "dest").iterdir())
+
+
+def test_tls_reads_grow_on_a_fast_link_and_shrink_on_a_slow_one() -> None:
+    largest = 1 << 20
+    size = 64 << 10
+    sizes: list[int] = []
+    for _ in range(6):  # quick reads: doubled up to the chunk size
+        size = tls_read_size(size, 0.001, largest)
+        sizes.append(size)
+    assert sizes == [128 << 10, 256 << 10, 512 << 10, largest, largest, largest]
+    assert tls_read_size(size, 0.1, largest) == size  # neither quick nor slow
+    for _ in range(10):  # slow reads: halved down to one TLS record
+        size = tls_read_size(size, 2.0, largest)
+    assert size == 16 << 10
+    # A chunk size below a record bounds both ways.
+    assert tls_read_size(4 << 10, 2.0, 4 << 10) == 4 << 10
+    assert tls_read_size(4 << 10, 0.001, 4 << 10) == 4 << 10
