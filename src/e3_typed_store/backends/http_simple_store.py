@@ -152,9 +152,10 @@ class HTTPSimpleStoreSettings:
     :param progress: draw a progress bar on standard error when it is a
         terminal
     :param chunk_size: the most bytes read from the network at once, from 1 KiB
-        to 64 MiB. Over TLS each read fills a whole chunk (TLS gives 16 KiB a
-        record): a connection lost in the middle of one may lose that chunk's
-        bytes, which a resumed download asks for again
+        to 64 MiB. Over TLS (16 KiB a record) a read fills a block of up to
+        this size, as large as arrives in a fraction of a second: a connection
+        lost in the middle of one may lose that block's bytes, which a resumed
+        download asks for again
     :raises InvalidConfigurationError: a value is of the wrong type or out of
         range; the error names the key and the value
 
