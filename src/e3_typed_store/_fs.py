@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 
@@ -124,7 +125,6 @@ _O_DIRECTORY: int = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 # NFS: EOPNOTSUPP) or the kernel does not know the flag (EISDIR: it opened the
 # directory itself).
 _NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
-_proc_fd_links: list[bool] = []
 _COPY_CHUNK = 1 << 20
 
 
@@ -134,11 +134,12 @@ def _unnamed_files() -> bool:
     It takes a link from ``/proc/self/fd``: without /proc mounted, such a file
     could never be published.
     """
-    if not _O_TMPFILE:
-        return False
-    if not _proc_fd_links:
-        _proc_fd_links.append(os.path.isdir("/proc/self/fd"))
-    return _proc_fd_links[0]
+    return bool(_O_TMPFILE) and _proc_fd_links()
+
+
+@functools.cache
+def _proc_fd_links() -> bool:
+    return os.path.isdir("/proc/self/fd")
 
 
 def create_unnamed(directory: str, stem: str, flags: int) -> tuple[int, str | None]:

@@ -1091,7 +1091,7 @@ def _stream_body(
     encoded: bool,
 ) -> None:
     """Copy the body into *part* within the deadline: a network read at a time
-    over plain TCP, a chunk of ``policy.chunk_size`` at a time over TLS.
+    over plain TCP, a block of up to ``policy.chunk_size`` at a time over TLS.
 
     :param encoded: decode the body's Content-Encoding (urllib3's decoding
         path, with its buffer copy, is skipped for the common identity body)

@@ -373,15 +373,13 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
                 raise IntegrityError(location, metadata.digest, actual)
         except BaseException:
             os.close(target_fd)
-            if temp is not None:
-                _unlink_quietly(temp)
+            _unlink_quietly(temp)
             raise
         target = os.path.join(dest, name)
         try:
             publish(target_fd, temp, target)  # closes target_fd
         except OSError as exc:
-            if temp is not None:
-                _unlink_quietly(temp)
+            _unlink_quietly(temp)
             raise DestinationError(
                 location, dest, f"cannot move the copy to {target}: {exc}"
             ) from exc
@@ -462,7 +460,9 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[written:]
 
 
-def _unlink_quietly(path: str) -> None:
+def _unlink_quietly(path: str | None) -> None:
+    if path is None:  # an unnamed file: it went with its descriptor
+        return
     try:
         os.unlink(path)
     except FileNotFoundError:
