@@ -254,11 +254,14 @@ def test_cache_list_verify_clear(
     verify = cli("cache", "--cache-dir", str(cache_dir), "verify", "--remove")
     assert verify.returncode == 0 and "removed" in verify.stdout
     assert SHA256 not in cli("cache", "--cache-dir", str(cache_dir), "list").stdout
+    # The removed entry's lock file went with it.
+    assert list((cache_dir / "locks").iterdir()) == []
 
     assert fetch(server, cache_dir, tmp_path / "b").returncode == 0
     clear = cli("cache", "--cache-dir", str(cache_dir), "clear")
     assert clear.returncode == 0 and "removed 1 entries" in clear.stderr
     assert not any((cache_dir / "resources").iterdir())
+    assert not any((cache_dir / "locks").iterdir())
 
 
 def test_cache_list_and_verify_report_missing_and_unverifiable_entries(
@@ -319,6 +322,9 @@ def test_cache_prune(server: DemoServer, cache_dir: Path, tmp_path: Path) -> Non
     assert f"evicted\t{SHA256}" in pruned.stdout
     listing = cli("cache", "--cache-dir", str(cache_dir), "list").stdout
     assert SHA256 not in listing and hashlib.sha256(OTHER).hexdigest() in listing
+    # The evicted entry's lock file went with it; the kept one's stays.
+    locks = [path.name for path in (cache_dir / "locks").iterdir()]
+    assert locks == [hashlib.sha256(OTHER).hexdigest() + ".lock"]
     aged = cli("cache", "--cache-dir", str(cache_dir), "prune", "--older-than", "0s")
     assert aged.returncode == 0 and "evicted" in aged.stdout
     assert "0 entries" in cli("cache", "--cache-dir", str(cache_dir), "list").stderr

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import sys
+import tempfile
 import threading
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pytest
 
-from e3_typed_store._locking import uid_lock
+from e3_typed_store._locking import remove_idle_lock, remove_idle_locks, uid_lock
 from e3_typed_store.errors import StoreError
 
 UID = "0123abcd"
@@ -123,3 +126,136 @@ def test_unusual_uids_get_a_safe_lock_name(tmp_path: Path, portable: bool) -> No
         (name,) = os.listdir(lock_dir)
     assert name.startswith("_") and name.endswith(".lock")
     assert not (tmp_path / "escape.lock").exists()
+
+
+def test_an_idle_lock_file_is_removed(tmp_path: Path, portable: bool) -> None:
+    lock_dir = tmp_path / "locks"
+    with uid_lock(str(lock_dir), UID, 1.0, portable=portable):
+        pass
+    assert (lock_dir / (UID + ".lock")).is_file()
+    assert remove_idle_lock(str(lock_dir), UID)
+    assert list(lock_dir.iterdir()) == []
+    assert not remove_idle_lock(str(lock_dir), UID)  # nothing left to remove
+    # The lock is taken again as before.
+    with uid_lock(str(lock_dir), UID, 1.0, portable=portable):
+        assert (lock_dir / (UID + ".lock")).is_file()
+
+
+def test_a_held_lock_file_stays(tmp_path: Path, portable: bool) -> None:
+    lock_dir = str(tmp_path / "locks")
+    held, release = tmp_path / "held", tmp_path / "release"
+    with uid_lock(lock_dir, "idle", 1.0, portable=portable):
+        pass
+    (tmp_path / "locks" / "notes.txt").write_text("not a lock", encoding="utf-8")
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(
+        target=hold_lock, args=(lock_dir, str(held), str(release), portable)
+    )
+    child.start()
+    try:
+        wait_for(held, child)
+        assert not remove_idle_lock(lock_dir, UID)
+        assert remove_idle_locks(lock_dir) == 1  # idle.lock only
+        assert sorted(os.listdir(lock_dir)) == [UID + ".lock", "notes.txt"]
+        # The holder still excludes others.
+        with pytest.raises(StoreError, match="held the lock"):
+            with uid_lock(lock_dir, UID, 0.05, portable=portable):
+                pass
+        release.touch()
+        child.join(60)
+        assert remove_idle_locks(lock_dir) == 1
+        assert os.listdir(lock_dir) == ["notes.txt"]
+    finally:
+        release.touch()
+        child.join(60)
+    assert child.exitcode == 0
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process *pid* has *path* open (Linux: through /proc)."""
+    fds = f"/proc/{pid}/fd"
+    for name in os.listdir(fds):
+        try:
+            if os.readlink(os.path.join(fds, name)) == str(path):
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_waiter_on_a_removed_lock_file_waits_for_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """Removing an idle file races with a process that has just opened it.
+
+    That process must not count the lock of the removed file as the lock of
+    the uid: a third one may meanwhile hold the file made at the same path.
+    """
+    import fcntl
+
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    path = lock_dir / (UID + ".lock")
+    held, release = tmp_path / "held", tmp_path / "release"
+    # This process plays the remover: it holds the file it is about to remove.
+    removed = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(removed, fcntl.LOCK_EX)
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(
+        target=hold_lock, args=(str(lock_dir), str(held), str(release), False)
+    )
+    child.start()
+    try:
+        while not has_open(child.pid or 0, path):
+            assert child.is_alive()
+            threading.Event().wait(0.01)
+        os.unlink(path)
+        # ...and then the next process to take the lock, on a new file.
+        new = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        fcntl.flock(new, fcntl.LOCK_EX)
+        os.close(removed)  # the child can now lock the removed file
+        threading.Event().wait(0.5)
+        assert not held.exists(), "the child took the lock while another held it"
+        os.close(new)
+        wait_for(held, child)
+    finally:
+        release.touch()
+        child.join(60)
+    assert child.exitcode == 0
+
+
+def remove_as_nobody(lock_dir: str) -> None:
+    """In a forked child: drop to the user nobody, and remove idle locks."""
+    os.setgid(65534)
+    os.setuid(65534)
+    removed = remove_idle_locks(lock_dir)
+    sys.exit(10 + removed)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root, to run the removal as another user",
+)
+def test_another_users_lock_file_is_left_alone() -> None:
+    """A shared cache: a user may remove only the lock files it may open."""
+    # Out of pytest's own temporary directory, which only root may enter.
+    shared = Path(tempfile.mkdtemp(prefix="e3-typed-store-shared-"))
+    try:
+        lock_dir = shared / "locks"
+        with uid_lock(str(lock_dir), UID, 1.0):
+            pass
+        (lock_dir / (UID + ".lock")).chmod(0o644)  # root's, as its umask makes it
+        for directory in (shared, lock_dir):
+            directory.chmod(0o777)  # others may make and remove files here
+        # Forked, not spawned: the venv's interpreter may be out of nobody's
+        # reach.
+        child = multiprocessing.get_context("fork").Process(
+            target=remove_as_nobody, args=(str(lock_dir),)
+        )
+        child.start()
+        child.join(60)
+        assert child.exitcode == 10  # nothing removed, and no error
+        assert os.listdir(lock_dir) == [UID + ".lock"]
+    finally:
+        shutil.rmtree(shared)

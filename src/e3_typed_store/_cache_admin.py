@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._hashing import algorithm_of, file_digest
+from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
 from e3_typed_store.cache.backends.filecache import FileCache
 
 __all__ = [
@@ -76,18 +77,21 @@ def verify_item(item: CachedItem) -> str:
 
 
 def remove_item(cache: FileCache, uid: str) -> None:
-    """Remove the entry of *uid* and the payload the store keeps for it.
+    """Remove the entry of *uid*, the payload the store keeps for it, and its
+    lock file unless a process holds it.
 
     :param cache: the cache holding the entry
     :param uid: the resource uid
-    :raises OSError: the payload cannot be removed
+    :raises OSError: the payload or the lock file cannot be removed
     """
     cache.delete(uid)
     ContentStore(cache.cache_dir).remove(uid)
+    remove_idle_lock(os.path.join(cache.cache_dir, LOCK_DIR), uid)
 
 
 def clear_cache(cache: FileCache) -> int:
-    """Remove every entry and every kept payload; return how many entries there were.
+    """Remove every entry, every kept payload and every lock file no process
+    holds; return how many entries there were.
 
     :param cache: the cache to clear
     """
@@ -98,6 +102,8 @@ def clear_cache(cache: FileCache) -> int:
     # Copies whose entry was lost, unreadable or named as an older version
     # named it: nothing would ever use or remove them otherwise.
     ContentStore(cache.cache_dir).clear()
+    # Also the locks of uids whose entries were already gone.
+    remove_idle_locks(os.path.join(cache.cache_dir, LOCK_DIR))
     return len(items)
 
 

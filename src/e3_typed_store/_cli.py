@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--remove", action="store_true", help="remove corrupted or missing entries"
     )
-    cache_commands.add_parser("clear", help="remove every entry and kept copy")
+    cache_commands.add_parser(
+        "clear", help="remove every entry, kept copy and idle lock file"
+    )
     prune = cache_commands.add_parser(
         "prune", help="evict entries, oldest first, down to the bounds given"
     )

@@ -11,12 +11,16 @@ from contextlib import ExitStack, contextmanager
 from e3_typed_store._fs import safe_component
 from e3_typed_store.errors import StoreError
 
-__all__ = ["uid_lock"]
+__all__ = ["LOCK_DIR", "remove_idle_lock", "remove_idle_locks", "uid_lock"]
 
 # Waits between two attempts at a held lock: short first (a download of a
 # small resource is over in milliseconds), then at most this long.
 _FIRST_WAIT = 0.002
 _LONGEST_WAIT = 0.05
+_SUFFIX = ".lock"
+
+#: The directory of a cache directory that holds the lock files.
+LOCK_DIR = "locks"
 
 
 @contextmanager
@@ -28,7 +32,8 @@ def uid_lock(
     An OS-level lock (``flock`` on POSIX, ``filelock`` elsewhere), so a
     process that dies releases it; two threads of one process exclude each
     other too. The lock only avoids duplicate work: correctness rests on
-    temporary files and atomic renames, never on the lock alone.
+    temporary files and atomic renames, never on the lock alone. Its file stays
+    after the block; :func:`remove_idle_lock` removes it safely.
 
     :param lock_dir: the directory of lock files (created if missing)
     :param uid: the resource uid
@@ -38,37 +43,135 @@ def uid_lock(
     :raises StoreError: the lock was not acquired in time
     :raises OSError: the lock file cannot be created or locked
     """
-    path = os.path.join(lock_dir, safe_component(uid) + ".lock")
+    path = _lock_path(lock_dir, uid)
     if portable or sys.platform == "win32":
         with _file_lock(path, uid, timeout):
             yield
         return
-    import fcntl
-
-    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    fd = _flock(path, uid, timeout)
     try:
-        fd = os.open(path, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(lock_dir, exist_ok=True)
-        fd = os.open(path, flags, 0o666)
-    try:
-        end = time.monotonic() + timeout
-        wait = _FIRST_WAIT
-        while True:
-            try:
-                # Each open file description is its own lock: a second open
-                # of the same file, even in this process, waits here.
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise _timed_out(uid, timeout, path) from None
-                time.sleep(min(wait, left))
-                wait = min(wait * 2, _LONGEST_WAIT)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock_path(lock_dir: str, uid: str) -> str:
+    return os.path.join(lock_dir, safe_component(uid) + _SUFFIX)
+
+
+def _flock(path: str, uid: str, timeout: float) -> int:
+    """Open and lock the file at *path* within *timeout*; return its descriptor.
+
+    The lock counts only if the file locked is still the one at *path*: one
+    found idle may have been removed meanwhile (:func:`remove_idle_lock`),
+    and whoever creates the next file at *path* would lock that one. Then the
+    file at *path* is opened again.
+    """
+    if sys.platform == "win32":
+        raise NotImplementedError("no flock on Windows: see _file_lock")
+    import fcntl
+
+    end = time.monotonic() + timeout
+    wait = _FIRST_WAIT
+    while True:
+        fd = _open_creating(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            while True:
+                try:
+                    # Each open file description is its own lock: a second
+                    # open of the same file, even in this process, waits here.
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise _timed_out(uid, timeout, path) from None
+                    time.sleep(min(wait, left))
+                    wait = min(wait * 2, _LONGEST_WAIT)
+            if _is_at(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _open_creating(path: str, flags: int) -> int:
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o666)
+
+
+def _is_at(fd: int, path: str) -> bool:
+    """Whether the file open as *fd* is the one *path* names."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
+
+
+def remove_idle_lock(lock_dir: str, uid: str) -> bool:
+    """Remove the lock file of *uid* unless a process holds or awaits it.
+
+    Lock files are otherwise left in place, one per uid ever fetched. A file
+    is removed only while this call holds its lock, and :func:`uid_lock`
+    checks after locking that its file is still in place: a process that
+    opened the file before it was removed opens the new one instead, so two
+    processes never both hold the lock of a uid. Does nothing on Windows,
+    where ``filelock`` removes its files itself.
+
+    :param lock_dir: the directory of lock files
+    :param uid: the resource uid
+    :return: whether a file was removed
+    :raises OSError: the file cannot be locked or removed (one that is
+        missing, or that this user may not open, is left alone)
+    """
+    return _remove_if_idle(_lock_path(lock_dir, uid))
+
+
+def remove_idle_locks(lock_dir: str) -> int:
+    """Remove every lock file of *lock_dir* that no process holds.
+
+    Only regular files named ``*.lock`` are touched; the directory itself
+    stays. See :func:`remove_idle_lock`.
+
+    :param lock_dir: the directory of lock files (missing is fine)
+    :return: how many files were removed
+    :raises OSError: a file cannot be opened or removed
+    """
+    try:
+        entries = list(os.scandir(lock_dir))
+    except FileNotFoundError:
+        return 0
+    return sum(
+        _remove_if_idle(entry.path)
+        for entry in entries
+        if entry.name.endswith(_SUFFIX) and entry.is_file(follow_symlinks=False)
+    )
+
+
+def _remove_if_idle(path: str) -> bool:
+    if sys.platform == "win32":
+        return False  # filelock removes its own files there
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (FileNotFoundError, PermissionError):
+        return False  # gone, or another user's: not this call's to remove
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # held: its holder and waiters keep it
+        if not _is_at(fd, path):
+            return False  # removed and made again meanwhile
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextmanager

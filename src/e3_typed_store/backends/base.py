@@ -26,7 +26,7 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import is_within, place_in
-from e3_typed_store._locking import uid_lock
+from e3_typed_store._locking import LOCK_DIR, uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store._types import TypeVar
 from e3_typed_store.cache.backends.base import CacheProtocol
@@ -356,7 +356,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         """Take the lock of *uid* for the life of *stack*; False if there is none."""
         if self._cache_dir is None:
             return False
-        lock_dir = os.path.join(self._cache_dir, "locks")
+        lock_dir = os.path.join(self._cache_dir, LOCK_DIR)
         try:
             stack.enter_context(uid_lock(lock_dir, uid, self.options.lock_timeout))
         except OSError as exc:
