@@ -109,3 +109,22 @@ def test_root_is_an_e3_error() -> None:
 def test_plain_store_error_pickles() -> None:
     copy = pickle.loads(pickle.dumps(StoreError("boom")))
     assert str(copy) == "boom"
+
+
+def test_store_error_is_built_as_e3_cores() -> None:
+    """A driver ported from e3.store passes an origin, or several messages."""
+    import e3.store.backends.base as e3_base
+
+    cases: list[tuple[str | list[str], str | None]] = [
+        ("boom", "my_driver"),
+        (["first", "boom"], None),
+        (["first", "boom"], "x"),
+    ]
+    for message, origin in cases:
+        ours = StoreError(message, origin)
+        theirs = e3_base.StoreError(message, origin)
+        assert str(ours) == str(theirs)
+        assert ours.args == theirs.args and ours.origin == theirs.origin
+        copy = pickle.loads(pickle.dumps(ours))
+        assert str(copy) == str(ours) and copy.origin == ours.origin
+    assert str(StoreError("boom", "my_driver")) == "my_driver: boom\n"

@@ -55,13 +55,19 @@ __all__ = [
 class StoreError(E3Error):
     """Root of every error raised by a store, a cache or the plugin loader.
 
-    :param message: what went wrong, with the values involved
+    Built as e3-core's ``StoreError`` is, so that a driver ported from
+    ``e3.store`` raises it unchanged.
+
+    :param message: what went wrong, with the values involved; or several
+        messages, the last one shown (as :class:`e3.error.E3Error` keeps them)
+    :param origin: what raised it (a function, class or module name), shown
+        before the message
     """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, origin=None)
+    def __init__(self, message: str | list[str], origin: str | None = None) -> None:
+        super().__init__(message, origin)
         # What __init__ was given, so that the error pickles (multiprocessing).
-        self._reduce_args: tuple[object, ...] = (message,)
+        self._reduce_args: tuple[object, ...] = (message, origin)
 
     @override
     def __reduce__(self) -> tuple[type[Self], tuple[object, ...]]:
