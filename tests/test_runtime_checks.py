@@ -134,3 +134,33 @@ def test_bad_input_without_checks_is_a_store_error() -> None:
 def test_bad_input_with_checks_is_a_violation() -> None:
     result = run_python(BAD_QUERY.format(key="7"), checks=True)
     assert result.stdout.strip() == "BeartypeCallHintParamViolation"
+
+
+NO_CACHE_CONFIGURATION = """
+from e3_typed_store import load_cache
+from e3_typed_store.cache.backends.filecache import FileCache
+for build in (lambda: FileCache(None), load_cache):  # e3-core's default: None
+    try:
+        build()
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_a_file_cache_without_configuration_without_checks() -> None:
+    result = run_python(NO_CACHE_CONFIGURATION, checks=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        error, message = line.split(" ", 1)
+        assert error == "InvalidConfigurationError"
+        assert message.startswith("invalid configuration: 'cache_configuration'=None")
+        assert "{'cache_dir': '/path/to/cache'}" in line
+
+
+def test_a_file_cache_without_configuration_with_checks() -> None:
+    result = run_python(NO_CACHE_CONFIGURATION, checks=True)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["BeartypeCallHintParamViolation"] * 2

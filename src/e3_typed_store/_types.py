@@ -11,9 +11,10 @@ own definitions.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 
-__all__ = ["CachedResource", "TypeVar", "override"]
+__all__ = ["CachedResource", "TypeVar", "is_mapping", "override"]
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar as TypeVar
@@ -87,3 +88,8 @@ class CachedResource(NamedTuple):
     uid: str
     #: Where the verified copy of the resource lies.
     local_path: str
+
+
+def is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
+    """Whether *value* is a mapping (a configuration, a JSON object), keys unknown."""
+    return isinstance(value, Mapping)

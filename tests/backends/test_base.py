@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import e3.store.backends.base as e3_base
@@ -251,6 +252,89 @@ def test_driver_returning_none(
     assert "could not download 00" in caplog.text
     with pytest.raises(StoreError, match="could not download 00"):
         store.fetch_resource(info, str(tmp_path))
+
+
+class ArchiveInfo(CopyInfo):
+    """Metadata whose check reads the file as an archive: a damaged one raises."""
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        with open(resource_path, "rb") as stream:
+            if not stream.read().startswith(b"resource payload"):
+                raise zipfile.BadZipFile("File is not a zip file")
+        return super().verify(resource_path)
+
+
+def test_a_hit_whose_verify_raises_is_a_miss(
+    store: CopyStore,
+    info: CopyInfo,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    archive = ArchiveInfo(info.name, info.sha256)
+    first = store.fetch_resource(archive, str(tmp_path / "one"))
+    Path(first).write_bytes(b"damaged")  # the file the memory cache records
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.fetch_resource(archive, str(tmp_path / "two"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 2
+    assert "cannot verify" in caplog.text and "BadZipFile" in caplog.text
+    assert "corrupted cache entry" in caplog.text
+
+
+class FailingStore(CopyStore):
+    """A driver that fails with an error of its own, not a StoreError."""
+
+    error: Exception = ValueError("unexpected archive layout")
+
+    @override
+    def download_resource_content(self, metadata: CopyInfo, dest: str) -> str | None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("unexpected archive layout"), E3Error("mkdir failed", "e3.fs")],
+    ids=["ValueError", "E3Error"],
+)
+def test_a_drivers_own_error_is_a_store_error(
+    error: Exception,
+    source: Path,
+    cache: MemoryCache[object],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FailingStore(CopyConfig(str(source)), cache)
+    store.error = error
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    dest = str(tmp_path / "dest")
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, dest) is None
+    assert f"cannot get resource {info.uid}" in caplog.text
+    assert repr(error) in caplog.text
+    with pytest.raises(StoreError, match="the store failed to download") as raised:
+        store.fetch_resource(info, dest)
+    assert raised.value.__cause__ is error
+    assert cache.get(info.uid) is None
+
+
+def test_a_relative_dest_is_recorded_absolute(
+    store: CopyStore,
+    info: CopyInfo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert store.fetch_resource(info, "dest") == os.path.join("dest", "res.bin")
+    monkeypatch.chdir(tmp_path / "b")
+    # The entry names the file in a/dest, not b/dest: a hit.
+    path = store.fetch_resource(info, str(tmp_path / "elsewhere"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert store.downloads == 1
 
 
 def test_no_cache_backend(source: Path, tmp_path: Path) -> None:

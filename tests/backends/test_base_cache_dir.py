@@ -15,6 +15,7 @@ from e3.store.cache.backends.filecache import FileCache as E3FileCache
 
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import InvalidConfigurationError, OfflineError, StoreError
 from tests.backends.drivers import (
     CopyConfig,
@@ -267,6 +268,40 @@ def test_offline_serves_hits(source: Path, cache_dir: Path, tmp_path: Path) -> N
         == PAYLOAD
     )
     assert offline.downloads == 0
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["FileCache", "e3 FileCache"])
+def test_a_relative_cache_dir_serves_from_another_working_directory(
+    ours: bool, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def store_on(cache_dir: str, offline: bool = False) -> CopyStore:
+        cache = (
+            FileCache({"cache_dir": cache_dir})
+            if ours
+            else E3FileCache({"cache_dir": cache_dir})
+        )
+        return CopyStore(CopyConfig(str(source)), cache, options=StoreOptions(offline))
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    store = store_on("cache")
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    store.fetch_resource(info, "dest")
+    monkeypatch.chdir(tmp_path / "b")
+    # The same cache, named from elsewhere, serves offline: the entry names
+    # the kept copy by an absolute path.
+    offline = store_on(str(tmp_path / "a" / "cache"), offline=True)
+    path = offline.fetch_resource(info, str(tmp_path / "two"))
+    assert Path(path).read_bytes() == PAYLOAD
+    if ours:
+        # And the first cache still names a/cache (e3-core's would now read
+        # b/cache: its cache_dir stays relative).
+        assert store.fetch_resource(info, "dest") == os.path.join("dest", "res.bin")
+        assert store.downloads == 1
+        assert not (tmp_path / "b" / "cache").exists()
 
 
 def test_offline_miss_fails_without_touching_the_source(

@@ -266,7 +266,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             )
         self.options = options
         cache_dir: object = getattr(cache_backend, "cache_dir", None)
-        self._cache_dir = cache_dir if isinstance(cache_dir, str) else None
+        # Absolute, as this package's FileCache makes it (e3-core's keeps a
+        # relative one): what is recorded must not move with the working
+        # directory.
+        self._cache_dir = (
+            os.path.abspath(cache_dir) if isinstance(cache_dir, str) else None
+        )
         self._content = (
             ContentStore(self._cache_dir) if self._cache_dir is not None else None
         )
@@ -285,7 +290,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 
         The resource is validated with ``metadata.verify`` once the download
         is completed. A driver may raise a :class:`StoreError` to say why it
-        failed; returning None is accepted too, as in e3-core.
+        failed; returning None is accepted too, as in e3-core. Any other
+        exception it raises reaches callers as a :class:`StoreError` whose
+        ``__cause__`` it is.
 
         :param metadata: resource metadata
         :param dest: directory where the resource will be stored
@@ -313,8 +320,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         """Get a resource into *dest*, like :meth:`download_resource`, or raise.
 
         A cache entry that is not a :class:`CachedResource`, whose file is
-        missing, or whose file fails ``metadata.verify`` is logged, removed
-        and treated as a miss. A miss is downloaded once even when several
+        missing, or whose file fails ``metadata.verify`` (or makes it raise)
+        is logged, removed and treated as a miss. A miss is downloaded once even when several
         processes sharing the cache directory ask at the same time.
 
         :param metadata: resource metadata
@@ -374,7 +381,17 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 
     def _download(self, metadata: InfoT, dest: str) -> str:
         uid = metadata.uid
-        path = self.download_resource_content(metadata, dest)
+        try:
+            path = self.download_resource_content(metadata, dest)
+        except StoreError:
+            raise
+        except Exception as exc:
+            # A driver's own error (requests', e3-core's FSError, a ValueError
+            # from an archive check...): typed for fetch_resource, logged with
+            # a None from download_resource, as the seed promises.
+            raise StoreError(
+                f"the store failed to download {uid} into {dest}: {exc!r}"
+            ) from exc
         if path is None:
             raise StoreError(f"the store could not download {uid} into {dest}")
         path = self._inside(path, dest)
@@ -465,7 +482,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def _record(self, uid: str, path: str) -> None:
         if self.cache_backend is None:
             return
-        recorded = path
+        recorded = os.path.abspath(path)  # a relative dest was given
         if self._content is not None:
             try:
                 kept = self._content.keep(uid, path)
@@ -529,8 +546,15 @@ def _entry_local_path(entry: object, uid: str) -> str | None:
 
 
 def _verifies(metadata: ResourceInfoProtocol, path: str) -> bool:
+    """Whether *path* passes ``metadata.verify``; a check that raises fails.
+
+    Any exception, not only an OSError: a check that opens an archive raises
+    its format's error on a damaged copy (``zipfile.BadZipFile``), and
+    e3-core's own raises ``HashError`` when the file vanishes meanwhile. A
+    hit is then a miss, never an exception.
+    """
     try:
         return metadata.verify(path)
-    except OSError as exc:
-        logger.warning("cannot verify %s: %s", path, exc)
+    except Exception as exc:  # noqa: BLE001 - logged, and the hit is a miss
+        logger.warning("cannot verify %s: %r", path, exc)
         return False

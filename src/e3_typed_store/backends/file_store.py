@@ -55,14 +55,14 @@ import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict, TypeGuard
+from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
 from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
 from e3_typed_store._fs import create_unnamed, publish, safe_file_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str
-from e3_typed_store._types import CachedResource, override
+from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import (
@@ -185,7 +185,7 @@ class FileStoreSettings:
         """
         if configuration is None:
             return cls()
-        if not _is_mapping(configuration):
+        if not is_mapping(configuration):
             raise InvalidConfigurationError(
                 "store_configuration", configuration, "expected a mapping"
             )
@@ -493,10 +493,6 @@ def _is_safe_name(name: str) -> bool:
     return not name.startswith(".") and safe_file_name(name) == name
 
 
-def _is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
-    return isinstance(value, Mapping)
-
-
 def _root(value: object) -> str | None:
     if value is None:
         return None
@@ -527,7 +523,7 @@ def _chunk_size(value: object) -> int:
 
 def _parse_query(value: object, root: str | None) -> FileStoreResourceInfo:
     # ``object``: the checks hold whatever a caller without a type checker sends.
-    if not _is_mapping(value):
+    if not is_mapping(value):
         raise InvalidQueryError("query", value, "expected a mapping")
     query: dict[str, object] = {}
     for key, item in value.items():

@@ -47,7 +47,7 @@ from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str, split_url
-from e3_typed_store._types import CachedResource, override
+from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
 from e3_typed_store.errors import InvalidConfigurationError, InvalidQueryError
@@ -385,7 +385,7 @@ def mirror_url(base: str, url: str) -> str:
 
 def _parse_query(value: object) -> HTTPSimpleStoreResourceInfo:
     # ``object``: the checks hold whatever a caller without a type checker sends.
-    if not _is_mapping(value):
+    if not is_mapping(value):
         raise InvalidQueryError("query", value, "expected a mapping")
     query = value
     for key, value in query.items():
@@ -515,7 +515,7 @@ def _flag(name: str, value: object) -> bool:
 def _configuration_values(
     configuration: object, known: frozenset[str]
 ) -> dict[str, object]:
-    if not _is_mapping(configuration):
+    if not is_mapping(configuration):
         raise InvalidConfigurationError(
             "store_configuration", configuration, "expected a mapping"
         )
@@ -526,10 +526,6 @@ def _configuration_values(
             raise InvalidConfigurationError(name, value, "unknown key")
         values[key] = value
     return values
-
-
-def _is_mapping(value: object) -> TypeGuard[Mapping[object, object]]:
-    return isinstance(value, Mapping)
 
 
 def _is_list(value: object) -> TypeGuard[Sequence[object]]:

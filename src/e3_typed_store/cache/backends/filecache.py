@@ -17,7 +17,10 @@ same constructor (``FileCache({"cache_dir": ...})``) and the same public
 - writes are atomic (a temporary file in the same directory, then
   ``os.replace``), so concurrent readers and writers, threads or processes,
   only ever see whole entries; ``set`` answers False when it cannot write and
-  logs why.
+  logs why;
+- ``cache_dir`` is made absolute at construction, so that a relative one
+  still names the same cache, and its kept copies the same files, after the
+  working directory changes.
 
 On-disk layout. Entries live in the ``entries`` subdirectory of ``cache_dir``,
 one file per uid, named ``<uid>.json`` for a safe uid and
@@ -53,11 +56,11 @@ import reprlib
 import stat
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import NamedTuple, TypedDict
 
 from e3_typed_store._fs import SAFE_COMPONENT_FORMS, safe_component, unique_temp_name
-from e3_typed_store._types import CachedResource, override
+from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, Cache
 from e3_typed_store.errors import CacheError, InvalidConfigurationError
 
@@ -313,7 +316,15 @@ def _drop_temp(path: str) -> None:
         _logger.warning("cannot remove %s: %s", path, exc)
 
 
-def _configured_dir(configuration: Mapping[str, object]) -> str:
+def _configured_dir(configuration: object) -> str:
+    # Typed as a mapping, but e3-core's load_cache() passes None by default:
+    # a clear error, not a TypeError from ``in``, when checks are off.
+    if not is_mapping(configuration):
+        raise InvalidConfigurationError(
+            "cache_configuration",
+            configuration,
+            "expected a mapping such as {'cache_dir': '/path/to/cache'}",
+        )
     if "cache_dir" not in configuration:
         raise InvalidConfigurationError("cache_dir", None, "required key is missing")
     cache_dir = configuration["cache_dir"]
@@ -325,7 +336,9 @@ def _configured_dir(configuration: Mapping[str, object]) -> str:
         raise InvalidConfigurationError("cache_dir", cache_dir, "must not be empty")
     if "\0" in cache_dir:
         raise InvalidConfigurationError("cache_dir", cache_dir, "holds a NUL byte")
-    return cache_dir
+    # Absolute: a relative one would name another directory, and the kept
+    # copies' recorded paths other files, once the working directory changes.
+    return os.path.abspath(cache_dir)
 
 
 class FileCache(Cache[CachedResource, FileCacheConfiguration]):
@@ -335,16 +348,17 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
     called from several threads and processes at once.
 
     :param cache_configuration: where the cache lives
-    :raises InvalidConfigurationError: ``cache_dir`` is missing, not a string,
-        empty or holds a NUL byte
+    :raises InvalidConfigurationError: the configuration is no mapping, or
+        its ``cache_dir`` is missing, not a string, empty or holds a NUL byte
 
     .. versionadded:: 0.1
     """
 
     def __init__(self, cache_configuration: FileCacheConfiguration) -> None:
         super().__init__(cache_configuration)
-        #: The directory of the cache, as configured. The store keeps its own
-        #: files in subdirectories of it.
+        #: The directory of the cache, as configured, made absolute (a
+        #: relative one is taken from the working directory at construction).
+        #: The store keeps its own files in subdirectories of it.
         self.cache_dir: str = _configured_dir(cache_configuration)
         #: The directory holding the entry files: ``entries`` under ``cache_dir``.
         self.entries_dir: str = os.path.join(self.cache_dir, _ENTRIES_SUBDIR)
