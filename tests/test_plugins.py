@@ -125,6 +125,16 @@ def test_package_exports_loaders() -> None:
     assert e3_typed_store.load_cache is load_cache
 
 
+def test_the_cache_package_exports_load_cache_as_e3s_does() -> None:
+    import e3_typed_store.cache
+    from e3_typed_store.cache import load_cache as from_cache_package
+
+    assert from_cache_package is load_cache
+    assert "load_cache" in dir(e3_typed_store.cache)
+    with pytest.raises(AttributeError, match="no attribute 'load_store'"):
+        getattr(e3_typed_store.cache, "load_store")  # noqa: B009 - asked by name
+
+
 LOADER_ON_DEMAND = """
 import sys
 import e3_typed_store.backends.base
@@ -134,11 +144,30 @@ from e3_typed_store import load_store
 print("e3_typed_store._plugins" in sys.modules, load_store.__module__)
 """
 
+CACHE_LOADER_ON_DEMAND = """
+import sys
+import e3_typed_store.cache.backends.memory
+print("e3_typed_store._plugins" in sys.modules)
+from e3_typed_store.cache import load_cache
+print("e3_typed_store._plugins" in sys.modules, load_cache.__module__)
+"""
+
 
 def test_the_loader_is_imported_when_first_asked_for() -> None:
     # A store or cache module used directly does not pay for the loader.
     result = subprocess.run(
         [sys.executable, "-c", LOADER_ON_DEMAND],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "e3_typed_store._plugins"]
+
+
+def test_the_cache_packages_loader_is_imported_when_first_asked_for() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CACHE_LOADER_ON_DEMAND],
         capture_output=True,
         text=True,
         check=False,

@@ -33,3 +33,10 @@ def other_names_give_the_erased_type(name: str) -> None:
 
 def an_expected_class_must_be_a_class() -> None:
     load_store("http-simple-store", {}, None, expect="HTTPSimpleStore")  # type: ignore[call-overload]
+
+
+def the_cache_package_loader_is_the_same() -> None:
+    from e3_typed_store.cache import load_cache as from_cache_package
+
+    assert_type(from_cache_package("file-cache", {"cache_dir": "/tmp"}), FileCache)
+    assert_type(from_cache_package("memory-cache"), MemoryCache[CachedResource])

@@ -321,8 +321,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 
         A cache entry that is not a :class:`CachedResource`, whose file is
         missing, or whose file fails ``metadata.verify`` (or makes it raise)
-        is logged, removed and treated as a miss. A miss is downloaded once even when several
-        processes sharing the cache directory ask at the same time.
+        is logged, removed and treated as a miss. A miss is downloaded once
+        even when several processes sharing the cache directory ask at the
+        same time.
 
         :param metadata: resource metadata
         :param dest: directory where the resource will be stored
