@@ -639,6 +639,59 @@ def test_importing_the_driver_does_not_import_requests() -> None:
     assert json.loads(result.stdout) is False
 
 
+HIT_IN_A_FRESH_PROCESS = """
+import json, sys
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.cache.backends.filecache import FileCache
+url, sha256, cache_dir, dest, trust = sys.argv[1:]
+store = HTTPSimpleStore(
+    {"offline": True, "trust_unchanged_files": trust == "trust"},
+    FileCache({"cache_dir": cache_dir}),
+)
+path = store.fetch_resource(
+    store.get_resource_metadata({"url": url, "sha256": sha256}), dest
+)
+stack = ("requests", "urllib3", "http.client", "ssl", "socket")
+print(json.dumps([path, [name for name in stack if name in sys.modules]]))
+"""
+
+
+@pytest.mark.parametrize("trust", ["verify", "trust"])
+def test_a_cache_hit_does_not_import_the_http_stack(
+    trust: str, server: LoopbackServer, tmp_path: Path
+) -> None:
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    server.route("/a.bin", serve(CONTENT))
+    url, cache_dir = server.url("/a.bin"), str(tmp_path / "cache")
+    store = HTTPSimpleStore(FAST, FileCache({"cache_dir": cache_dir}))
+    store.fetch_resource(
+        store.get_resource_metadata({"url": url, "sha256": SHA256}),
+        str(tmp_path / "one"),
+    )
+    dest = str(tmp_path / "two")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            HIT_IN_A_FRESH_PROCESS,
+            url,
+            SHA256,
+            cache_dir,
+            dest,
+            trust,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    path, imported = json.loads(result.stdout)
+    assert Path(path).read_bytes() == CONTENT
+    assert imported == []
+    assert len(server.requests("/a.bin")) == 1
+
+
 # -- progress bar --------------------------------------------------------------
 
 
