@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import subprocess
 import sys
@@ -28,8 +29,9 @@ def is_package(module: ModuleType) -> bool:
 
 @pytest.mark.parametrize("module", public_modules(), ids=lambda m: m.__name__)
 def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
-    if is_package(module) and module is not e3_typed_store:
-        return  # namespace-only packages (backends/, cache/) export nothing
+    if not hasattr(module, "__all__"):
+        assert is_package(module)  # backends/, cache/backends/: nothing of theirs
+        return
     exported: list[str] = module.__all__
     assert exported == sorted(exported), f"{module.__name__}.__all__ is not sorted"
     missing = [name for name in exported if not hasattr(module, name)]
@@ -38,7 +40,7 @@ def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
 
 @pytest.mark.parametrize("module", public_modules(), ids=lambda m: m.__name__)
 def test_public_definitions_are_exported(module: ModuleType) -> None:
-    if is_package(module) and module is not e3_typed_store:
+    if not hasattr(module, "__all__"):
         return
     exported = set(module.__all__)
     defined = [
@@ -83,3 +85,24 @@ def test_seed_names_are_in_the_base_module() -> None:
         "download_resource",
         "download_resource_content",
     } <= set(dir(base.Store))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [module for module in public_modules() if hasattr(module, "__all__")],
+    ids=lambda m: m.__name__,
+)
+def test_public_classes_and_functions_say_when_they_were_added(
+    module: ModuleType,
+) -> None:
+    exported: list[str] = module.__all__
+    undated = [
+        name
+        for name in exported
+        if (
+            inspect.isclass(value := getattr(module, name)) or inspect.isfunction(value)
+        )
+        and str(getattr(value, "__module__", "")).startswith("e3_typed_store")
+        and ".. versionadded::" not in (value.__doc__ or "")
+    ]
+    assert undated == [], f"{module.__name__}: no versionadded in {undated}"

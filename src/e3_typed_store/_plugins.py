@@ -220,6 +220,8 @@ def load_store(
     :param expect: the class the driver must build
     :raises PluginError: the driver is not installed, does not conform, or
         does not build an *expect*
+
+    .. versionadded:: 0.1
     """
     driver = _conforming(STORE_NAMESPACE, name, STORE_API)
     store: object = driver(configuration, cache)
@@ -263,6 +265,8 @@ def load_cache(
     :param name: the backend's name in :data:`CACHE_NAMESPACE`
     :param configuration: the backend's configuration
     :raises PluginError: the backend is not installed or does not conform
+
+    .. versionadded:: 0.1
     """
     backend = _conforming(CACHE_NAMESPACE, name, CACHE_API)
     cache: object = backend(configuration)

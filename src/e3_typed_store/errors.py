@@ -62,6 +62,8 @@ class StoreError(E3Error):
         messages, the last one shown (as :class:`e3.error.E3Error` keeps them)
     :param origin: what raised it (a function, class or module name), shown
         before the message
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, message: str | list[str], origin: str | None = None) -> None:
@@ -80,6 +82,8 @@ class InvalidQueryError(StoreError, ValueError):
     :param key: the offending key of the query
     :param value: the value found under it (``None`` when the key is missing)
     :param reason: what is wrong with it
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
@@ -104,6 +108,8 @@ class InvalidConfigurationError(StoreError, ValueError):
     :param key: the offending configuration key
     :param value: the value found under it
     :param reason: what is wrong with it
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
@@ -120,6 +126,8 @@ class IntegrityError(StoreError):
     :param url: where the content came from
     :param expected: the digest the query asked for
     :param actual: the digest of what was received
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, url: str, expected: str, actual: str) -> None:
@@ -137,6 +145,8 @@ class DownloadError(StoreError):
 
     :param url: the resource's location
     :param reason: why the download failed
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, url: str, reason: str) -> None:
@@ -151,6 +161,8 @@ class HTTPStatusError(DownloadError):
 
     :param url: the requested URL
     :param status: the HTTP status code received
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, url: str, status: int) -> None:
@@ -164,6 +176,8 @@ class DeadlineExceededError(DownloadError, TimeoutError):
 
     :param url: the requested URL
     :param deadline: the deadline, in seconds
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, url: str, deadline: float) -> None:
@@ -196,6 +210,8 @@ class OfflineError(StoreError):
     """A resource is not in the cache and the network may not be used.
 
     :param uid: the uid of the missing resource
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, uid: str) -> None:
@@ -210,6 +226,8 @@ class PluginError(StoreError, LookupError):
     :param namespace: the entry-point namespace searched
     :param name: the plugin name asked for
     :param reason: what is missing or wrong
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, namespace: str, name: str, reason: str) -> None:
@@ -225,6 +243,8 @@ class CacheError(StoreError):
 
     :param uid: the cache entry concerned
     :param reason: what went wrong
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, uid: str, reason: str) -> None:

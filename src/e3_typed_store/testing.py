@@ -75,6 +75,8 @@ def corrupt_file(path: str) -> None:
     The first byte is inverted; an empty file gets one byte.
 
     :param path: the file to damage
+
+    .. versionadded:: 0.1
     """
     with open(path, "r+b") as stream:
         first = stream.read(1)

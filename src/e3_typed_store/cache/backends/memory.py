@@ -25,6 +25,8 @@ class MemoryCache(Cache[ValueT, CacheConfiguration]):
     Entries expire like those of every cache; nothing survives the process.
 
     :param cache_configuration: ignored; accepted for the e3 constructor shape
+
+    .. versionadded:: 0.1
     """
 
     def __init__(self, cache_configuration: CacheConfiguration = None) -> None:
