@@ -164,3 +164,25 @@ def test_a_file_cache_without_configuration_with_checks() -> None:
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert names == ["BeartypeCallHintParamViolation"] * 2
+
+
+HAND_BUILT_METADATA = """
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreResourceInfo
+for args in (("http://h/a", None), ("http://h/a", 5), (None, "a" * 40)):
+    try:
+        HTTPSimpleStoreResourceInfo(*args)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_metadata_built_by_hand_with_a_none_is_a_store_error() -> None:
+    # e3-core's positional form, HTTPSimpleStoreResourceInfo(url, sha), with a
+    # value missing: checks off, the error still names the argument.
+    result = run_python(HAND_BUILT_METADATA, checks=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "InvalidQueryError invalid query: 'sha'=None: expected a string, got NoneType",
+        "InvalidQueryError invalid query: 'sha'=5: expected a string, got int",
+        "InvalidQueryError invalid query: 'url'=None: expected a string, got NoneType",
+    ]

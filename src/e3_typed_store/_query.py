@@ -56,14 +56,19 @@ def optional_str(query: Mapping[str, object], key: str) -> str | None:
     return required_str(query, key)
 
 
-def digest_value(key: str, algorithm: Algorithm, value: str) -> str:
+def digest_value(key: str, algorithm: Algorithm, value: object) -> str:
     """Return *value* as a lower-case hex digest of *algorithm*.
 
     :param key: the query key the value came from, for the error message
     :param algorithm: the digest algorithm
-    :param value: the candidate digest, in any case
+    :param value: the candidate digest, in any case (anything: metadata built
+        by hand with runtime checks off may hold None)
     :raises InvalidQueryError: the value is not hex of the algorithm's length
     """
+    if not isinstance(value, str):
+        raise InvalidQueryError(
+            key, value, f"expected a string, got {type(value).__name__}"
+        )
     digest = normalize_digest(algorithm, value)
     if digest is None:
         raise InvalidQueryError(
