@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Generator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +13,13 @@ from contextlib import ExitStack, contextmanager
 from e3_typed_store._fs import safe_component
 from e3_typed_store.errors import StoreError
 
-__all__ = ["LOCK_DIR", "remove_idle_lock", "remove_idle_locks", "uid_lock"]
+__all__ = [
+    "LOCK_DIR",
+    "process_lock",
+    "remove_idle_lock",
+    "remove_idle_locks",
+    "uid_lock",
+]
 
 # Waits between two attempts at a held lock: short first (a download of a
 # small resource is over in milliseconds), then at most this long.
@@ -192,3 +200,65 @@ def _timed_out(uid: str, timeout: float, path: str) -> StoreError:
     return StoreError(
         f"another process has held the lock of {uid} for over {timeout:g} s ({path})"
     )
+
+
+class _ProcessLocks:
+    """Locks of one process, one per (cache, uid) while some thread uses it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every lock (also in a forked child: its holders are not there)."""
+        self._guard = threading.Lock()
+        # The lock of each key, and how many threads hold or await it.
+        self._locks: dict[tuple[int, str], tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(
+        self, owner: object, uid: str, timeout: float
+    ) -> Generator[None, None, None]:
+        # The owner outlives the block (the caller refers to it), so its id
+        # names no other object while the key is in the table.
+        key = (id(owner), uid)
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            if not lock.acquire(timeout=timeout):
+                raise StoreError(
+                    f"another thread has held the lock of {uid} for over"
+                    f" {timeout:g} s (in this process)"
+                )
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+_PROCESS_LOCKS = _ProcessLocks()
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_PROCESS_LOCKS.reset)
+
+
+def process_lock(
+    owner: object, uid: str, timeout: float
+) -> contextlib.AbstractContextManager[None]:
+    """Hold the lock of *uid* among the threads of this process that share *owner*.
+
+    For a cache that has no directory to hold lock files (``MemoryCache``, or
+    a foreign backend): threads sharing it then download a resource once.
+
+    :param owner: what the threads share (the cache backend)
+    :param uid: the resource uid
+    :param timeout: seconds to wait for another thread before giving up
+    :raises StoreError: the lock was not acquired in time
+    """
+    return _PROCESS_LOCKS.hold(owner, uid, timeout)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from e3_typed_store.backends.base import (
     ResourceInfoProtocol,
     Store,
     StoreError,
+    StoreOptions,
     StoreProtocol,
     logger,
 )
@@ -335,6 +338,125 @@ def test_a_relative_dest_is_recorded_absolute(
     path = store.fetch_resource(info, str(tmp_path / "elsewhere"))
     assert Path(path).read_bytes() == PAYLOAD
     assert store.downloads == 1
+
+
+def fetch_in_threads(
+    store: CopyStore, info: CopyInfo, tmp_path: Path, count: int
+) -> tuple[list[str], list[BaseException]]:
+    """Fetch *info* from *count* threads at once, each into a dest of its own."""
+    paths: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def fetch(index: int) -> None:
+        start.wait()
+        try:
+            paths.append(store.fetch_resource(info, str(tmp_path / f"dest{index}")))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return paths, errors
+
+
+def test_threads_sharing_a_memory_cache_download_once(
+    source: Path, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    store = CopyStore(CopyConfig(str(source), delay=0.2), cache)
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    paths, errors = fetch_in_threads(store, info, tmp_path, 8)
+    assert errors == []
+    assert len(paths) == 8
+    assert all(Path(path).read_bytes() == PAYLOAD for path in paths)
+    assert store.downloads == 1
+
+
+def test_threads_of_separate_memory_caches_do_not_wait_for_each_other(
+    source: Path, tmp_path: Path
+) -> None:
+    config = CopyConfig(str(source), delay=0.2)
+    stores = [CopyStore(config, MemoryCache()) for _ in range(2)]
+    info = stores[0].get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    errors: list[BaseException] = []
+
+    def fetch(store: CopyStore, dest: str) -> None:
+        try:
+            store.fetch_resource(info, dest)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            errors.append(exc)
+
+    # With a lock timeout shorter than a download, waiting would fail.
+    for store in stores:
+        store.options = StoreOptions(lock_timeout=0.05)
+    threads = [
+        threading.Thread(target=fetch, args=(store, str(tmp_path / f"d{i}")))
+        for i, store in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert [store.downloads for store in stores] == [1, 1]
+
+
+def test_a_thread_waits_for_the_lock_no_longer_than_the_timeout(
+    source: Path, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    store = CopyStore(
+        CopyConfig(str(source), delay=1.0),
+        cache,
+        options=StoreOptions(lock_timeout=0.1),
+    )
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    paths, errors = fetch_in_threads(store, info, tmp_path, 2)
+    assert len(paths) == 1 and store.downloads == 1
+    assert len(errors) == 1 and isinstance(errors[0], StoreError)
+    assert "another thread has held the lock of" in str(errors[0])
+    # The lock was let go: the next fetch is a hit.
+    assert store.fetch_resource(info, str(tmp_path / "after"))
+    assert store.downloads == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_wait_for_a_lock_its_parents_thread_held(
+    source: Path, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    store = CopyStore(
+        CopyConfig(str(source), delay=1.0),
+        cache,
+        options=StoreOptions(lock_timeout=5.0),
+    )
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    holder = threading.Thread(
+        target=store.fetch_resource, args=(info, str(tmp_path / "parent"))
+    )
+    holder.start()
+    try:
+        threading.Event().wait(0.3)  # the holder is in its download, lock held
+        child = multiprocessing.get_context("fork").Process(
+            target=store.fetch_resource, args=(info, str(tmp_path / "child"))
+        )
+        child.start()
+        child.join(60)
+        # The holder is no thread of the child: had the child kept the
+        # parent's lock table, it would have waited 5 s and failed.
+        assert child.exitcode == 0
+        assert (tmp_path / "child" / "res.bin").read_bytes() == PAYLOAD
+    finally:
+        holder.join(60)
 
 
 def test_no_cache_backend(source: Path, tmp_path: Path) -> None:

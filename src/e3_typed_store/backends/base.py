@@ -26,7 +26,7 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import is_within, place_in
-from e3_typed_store._locking import LOCK_DIR, uid_lock
+from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store._types import TypeVar
 from e3_typed_store.cache.backends.base import CacheProtocol
@@ -361,9 +361,18 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
 
     def _locked(self, stack: ExitStack, uid: str) -> bool:
-        """Take the lock of *uid* for the life of *stack*; False if there is none."""
-        if self._cache_dir is None:
+        """Take the lock of *uid* for the life of *stack*; False if there is none.
+
+        Across processes through a lock file when the cache has a directory;
+        among the threads sharing the cache otherwise.
+        """
+        if self.cache_backend is None:
             return False
+        if self._cache_dir is None:
+            stack.enter_context(
+                process_lock(self.cache_backend, uid, self.options.lock_timeout)
+            )
+            return True
         lock_dir = os.path.join(self._cache_dir, LOCK_DIR)
         try:
             stack.enter_context(uid_lock(lock_dir, uid, self.options.lock_timeout))
