@@ -136,6 +136,24 @@ def test_bad_input_with_checks_is_a_violation() -> None:
     assert result.stdout.strip() == "BeartypeCallHintParamViolation"
 
 
+NUMERIC_TOWER = """
+from e3_typed_store.backends.base import StoreOptions
+print(StoreOptions(lock_timeout=5).lock_timeout)
+try:
+    StoreOptions(lock_timeout="5")
+except Exception as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_checks_let_an_int_pass_for_a_float_as_type_checkers_do() -> None:
+    # mypy and pyright accept StoreOptions(lock_timeout=5): so must the
+    # runtime checks, while a str is still refused.
+    result = run_python(NUMERIC_TOWER, checks=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["5", "BeartypeCallHintParamViolation"]
+
+
 NO_CACHE_CONFIGURATION = """
 from e3_typed_store import load_cache
 from e3_typed_store.cache.backends.filecache import FileCache

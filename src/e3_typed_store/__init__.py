@@ -24,11 +24,14 @@ _CHECKS = os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {
 if _CHECKS:
     # Before any submodule is imported: the import hook decorates only the
     # modules imported after it is installed. A hint beartype cannot check
-    # raises instead of warning.
+    # raises instead of warning. An int passes for a float, as type checkers
+    # let it (PEP 484's numeric tower): StoreOptions(lock_timeout=5) is fine.
     from beartype import BeartypeConf
     from beartype.claw import beartype_this_package
 
-    beartype_this_package(conf=BeartypeConf(warning_cls_on_decorator_exception=None))
+    beartype_this_package(
+        conf=BeartypeConf(is_pep484_tower=True, warning_cls_on_decorator_exception=None)
+    )
 
 if TYPE_CHECKING:
     from e3_typed_store._plugins import CACHE_NAMESPACE as CACHE_NAMESPACE
