@@ -40,6 +40,15 @@ def hold_lock(lock_dir: str, held: str, release: str, portable: bool) -> None:
         Path(held + ".released").touch()
 
 
+def start_holder(lock_dir: str, held: str, release: str, portable: bool) -> BaseProcess:
+    """Start a child process running :func:`hold_lock`."""
+    child = multiprocessing.get_context("spawn").Process(
+        target=hold_lock, args=(lock_dir, held, release, portable)
+    )
+    child.start()
+    return child
+
+
 def hold_lock_forever(lock_dir: str, held: str, portable: bool) -> None:
     with uid_lock(lock_dir, UID, 30.0, portable=portable):
         Path(held).touch()
@@ -83,11 +92,7 @@ def test_two_threads_exclude_each_other(tmp_path: Path, portable: bool) -> None:
 def test_waits_for_another_process(tmp_path: Path, portable: bool) -> None:
     lock_dir = str(tmp_path / "locks")
     held, release = tmp_path / "held", tmp_path / "release"
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(
-        target=hold_lock, args=(lock_dir, str(held), str(release), portable)
-    )
-    child.start()
+    child = start_holder(lock_dir, str(held), str(release), portable)
     try:
         wait_for(held, child)
         with pytest.raises(StoreError, match="held the lock"):
@@ -147,11 +152,7 @@ def test_a_held_lock_file_stays(tmp_path: Path, portable: bool) -> None:
     with uid_lock(lock_dir, "idle", 1.0, portable=portable):
         pass
     (tmp_path / "locks" / "notes.txt").write_text("not a lock", encoding="utf-8")
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(
-        target=hold_lock, args=(lock_dir, str(held), str(release), portable)
-    )
-    child.start()
+    child = start_holder(lock_dir, str(held), str(release), portable)
     try:
         wait_for(held, child)
         assert not remove_idle_lock(lock_dir, UID)
@@ -201,11 +202,7 @@ def test_a_waiter_on_a_removed_lock_file_waits_for_the_new_one(
     # This process plays the remover: it holds the file it is about to remove.
     removed = os.open(path, os.O_RDWR | os.O_CREAT)
     fcntl.flock(removed, fcntl.LOCK_EX)
-    ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(
-        target=hold_lock, args=(str(lock_dir), str(held), str(release), False)
-    )
-    child.start()
+    child = start_holder(str(lock_dir), str(held), str(release), False)
     try:
         while not has_open(child.pid or 0, path):
             assert child.is_alive()

@@ -153,21 +153,13 @@ print("e3_typed_store._plugins" in sys.modules, load_cache.__module__)
 """
 
 
-def test_the_loader_is_imported_when_first_asked_for() -> None:
+@pytest.mark.parametrize(
+    "code", [LOADER_ON_DEMAND, CACHE_LOADER_ON_DEMAND], ids=["package", "cache"]
+)
+def test_the_loader_is_imported_when_first_asked_for(code: str) -> None:
     # A store or cache module used directly does not pay for the loader.
     result = subprocess.run(
-        [sys.executable, "-c", LOADER_ON_DEMAND],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True", "e3_typed_store._plugins"]
-
-
-def test_the_cache_packages_loader_is_imported_when_first_asked_for() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", CACHE_LOADER_ON_DEMAND],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,

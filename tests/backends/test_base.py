@@ -408,17 +408,25 @@ def test_threads_of_separate_memory_caches_do_not_wait_for_each_other(
     assert [store.downloads for store in stores] == [1, 1]
 
 
-def test_a_thread_waits_for_the_lock_no_longer_than_the_timeout(
-    source: Path, cache: MemoryCache[object], tmp_path: Path
-) -> None:
+def slow_store(
+    source: Path, cache: MemoryCache[object], lock_timeout: float
+) -> tuple[CopyStore, CopyInfo]:
+    """A store whose downloads take a second, and the metadata of res.bin."""
     store = CopyStore(
         CopyConfig(str(source), delay=1.0),
         cache,
-        options=StoreOptions(lock_timeout=0.1),
+        options=StoreOptions(lock_timeout=lock_timeout),
     )
     info = store.get_resource_metadata(
         {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
     )
+    return store, info
+
+
+def test_a_thread_waits_for_the_lock_no_longer_than_the_timeout(
+    source: Path, cache: MemoryCache[object], tmp_path: Path
+) -> None:
+    store, info = slow_store(source, cache, lock_timeout=0.1)
     paths, errors = fetch_in_threads(store, info, tmp_path, 2)
     assert len(paths) == 1 and store.downloads == 1
     assert len(errors) == 1 and isinstance(errors[0], StoreError)
@@ -432,14 +440,7 @@ def test_a_thread_waits_for_the_lock_no_longer_than_the_timeout(
 def test_a_forked_child_does_not_wait_for_a_lock_its_parents_thread_held(
     source: Path, cache: MemoryCache[object], tmp_path: Path
 ) -> None:
-    store = CopyStore(
-        CopyConfig(str(source), delay=1.0),
-        cache,
-        options=StoreOptions(lock_timeout=5.0),
-    )
-    info = store.get_resource_metadata(
-        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
-    )
+    store, info = slow_store(source, cache, lock_timeout=5.0)
     holder = threading.Thread(
         target=store.fetch_resource, args=(info, str(tmp_path / "parent"))
     )
