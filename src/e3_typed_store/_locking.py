@@ -225,7 +225,10 @@ class _ProcessLocks:
             lock, users = self._locks.get(key, (threading.Lock(), 0))
             self._locks[key] = (lock, users + 1)
         try:
-            if not lock.acquire(timeout=timeout):
+            # A wait beyond what the platform can time (math.inf, or over
+            # 49 days on Windows) is a wait without a time limit.
+            limit = timeout if timeout < threading.TIMEOUT_MAX else -1
+            if not lock.acquire(timeout=limit):
                 raise StoreError(
                     f"another thread has held the lock of {uid} for over"
                     f" {timeout:g} s (in this process)"

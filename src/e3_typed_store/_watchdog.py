@@ -131,7 +131,9 @@ class Alarms:
                 delay = when - time.monotonic()
                 if delay > 0:
                     self._wake_at = when
-                    self._condition.wait(delay)
+                    # At most what the platform can time: a deadline of 1e10
+                    # seconds is valid, and must not end this thread.
+                    self._condition.wait(min(delay, threading.TIMEOUT_MAX))
                     continue
                 heapq.heappop(self._due)[2].fire()
 
@@ -254,9 +256,14 @@ class RequestWatchdog(_Watchdog):
             name="e3-typed-store-resolve",
             daemon=True,
         ).start()
-        if not resolved.wait(max(0.0, self._due - time.monotonic())):
-            self.fired = True
-            raise TimeoutError(f"resolving {connection.host} outlasted the deadline")
+        while not resolved.wait(
+            min(max(0.0, self._due - time.monotonic()), threading.TIMEOUT_MAX)
+        ):
+            if time.monotonic() >= self._due:
+                self.fired = True
+                raise TimeoutError(
+                    f"resolving {connection.host} outlasted the deadline"
+                )
 
     @override
     def _wake(self) -> None:

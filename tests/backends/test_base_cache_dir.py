@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -16,6 +17,7 @@ from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.cache.backends.memory import MemoryCache
 from e3_typed_store.errors import InvalidConfigurationError, OfflineError, StoreError
 from tests.backends.drivers import (
     CopyConfig,
@@ -419,6 +421,30 @@ def test_bad_options_in_a_configuration(key: str, value: object) -> None:
     with pytest.raises(InvalidConfigurationError) as raised:
         StoreOptions.from_configuration({key: value})
     assert raised.value.key == key and raised.value.value == value
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, math.nan, -math.inf])
+def test_bad_lock_timeouts_given_directly(value: float) -> None:
+    # Not only through a configuration mapping: a NaN or a negative wait
+    # would fail deep in a lock.
+    with pytest.raises(InvalidConfigurationError, match="lock_timeout"):
+        StoreOptions(lock_timeout=value)
+
+
+@pytest.mark.parametrize("value", [math.inf, 1e300])
+def test_a_lock_timeout_without_end_waits_as_long_as_it_takes(
+    value: float, source: Path, tmp_path: Path
+) -> None:
+    # Longer than a thread can wait at once: no OverflowError, for the lock
+    # file of a cache directory and for the in-process lock of a memory cache.
+    options = StoreOptions.from_configuration({"lock_timeout": value})
+    for cache in (FileCache({"cache_dir": str(tmp_path / "cache")}), MemoryCache()):
+        store = CopyStore(CopyConfig(str(source)), cache, options=options)
+        info = store.get_resource_metadata(
+            {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+        )
+        path = store.fetch_resource(info, str(tmp_path / type(cache).__name__))
+        assert Path(path).read_bytes() == PAYLOAD
 
 
 def test_a_store_reads_its_options_from_a_configuration_mapping(

@@ -438,6 +438,31 @@ def test_through_the_store_a_deadline_keeps_its_type(
     assert dest_files(dest) == []
 
 
+def test_a_huge_deadline_leaves_the_other_deadlines_working(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # 1e10 s is a valid deadline, longer than a thread can wait at once: the
+    # one alarm thread of the process must survive it, and so must the wait
+    # for a host name (localhost: resolved by a helper thread).
+    server.route("/a.bin", full)
+    endless: HTTPSimpleStoreConfiguration = {**FAST, "deadline": 1e10}
+    for host in ("127.0.0.1", "localhost"):
+        store = HTTPSimpleStore(endless, None)
+        url = server.url("/a.bin").replace("127.0.0.1", host)
+        info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+        path = store.download_resource_content(info, str(tmp_path / host))
+        assert path is not None and Path(path).read_bytes() == CONTENT
+    server.route("/r.bin", lambda exchange: exchange.trickle(TRICKLED_HEAD))
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceededError):
+        fetch(
+            server,
+            tmp_path / "later",
+            configuration={**FAST, "deadline": 1.0, "read_timeout": 30.0},
+        )
+    assert time.monotonic() - start < 15
+
+
 def trickle_slowly(exchange: Exchange) -> None:
     exchange.send_head(200, {"Content-Length": str(SIZE)})
     for offset in range(SIZE):

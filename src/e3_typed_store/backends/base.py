@@ -171,7 +171,9 @@ class StoreOptions:
         (one ``stat`` instead of a hash pass). Off by default: every hit is
         verified, as in e3-core
     :param lock_timeout: seconds to wait for another process downloading the
-        same resource
+        same resource; ``math.inf`` waits as long as it takes
+    :raises InvalidConfigurationError: *lock_timeout* is not a positive
+        number (NaN included)
 
     .. versionadded:: 0.1
     """
@@ -207,21 +209,30 @@ class StoreOptions:
                 "trust_unchanged_files", trust, "expected a boolean"
             )
         timeout = configuration.get("lock_timeout", options.lock_timeout)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not timeout > 0
-        ):
-            raise InvalidConfigurationError(
-                "lock_timeout", timeout, "expected a positive number of seconds"
-            )
-        return cls(offline, trust, float(timeout))
+        return cls(offline, trust, _lock_timeout(timeout))
+
+    def __post_init__(self) -> None:
+        # Built directly too: a NaN or a negative wait fails here, not deep
+        # in a lock.
+        _lock_timeout(self.lock_timeout)
 
     def is_offline(self) -> bool:
         """Tell whether offline mode is on, from the option or the environment."""
         if self.offline is not None:
             return self.offline
         return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in _TRUTHY
+
+
+def _lock_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidConfigurationError(
+            "lock_timeout", value, "expected a positive number of seconds"
+        )
+    if not value > 0:  # NaN too
+        raise InvalidConfigurationError(
+            "lock_timeout", value, "expected a positive number of seconds"
+        )
+    return float(value)
 
 
 class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
