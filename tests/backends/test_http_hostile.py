@@ -451,7 +451,7 @@ def test_a_huge_deadline_leaves_the_other_deadlines_working(
         url = server.url("/a.bin").replace("127.0.0.1", host)
         info = store.get_resource_metadata({"url": url, "sha256": SHA256})
         path = store.download_resource_content(info, str(tmp_path / host))
-        assert path is not None and Path(path).read_bytes() == CONTENT
+        assert Path(path).read_bytes() == CONTENT
     server.route("/r.bin", lambda exchange: exchange.trickle(TRICKLED_HEAD))
     start = time.monotonic()
     with pytest.raises(DeadlineExceededError):
