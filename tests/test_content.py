@@ -89,3 +89,62 @@ def test_keeping_a_new_copy_drops_the_old_stamp(
     assert again.same_file
     assert not content.unchanged("uid", again.path)  # no stamp until one is written
     assert os.listdir(os.path.dirname(again.path)) == ["renamed.bin"]
+
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="FIFOs and links: POSIX")
+
+
+@posix_only
+@pytest.mark.parametrize("kind", ["fifo", "link", "directory", "big"])
+def test_a_stamp_that_is_no_stamp_file_is_no_stamp(
+    kind: str, content: ContentStore, download: Path, tmp_path: Path
+) -> None:
+    kept = content.keep("uid", str(download)).path
+    content.stamp("uid", kept)
+    stamp = Path(kept).parent.parent / "stamp.json"
+    real = stamp.read_bytes()
+    stamp.unlink()
+    if kind == "fifo":
+        os.mkfifo(stamp)  # opening it for reading would block
+    elif kind == "link":
+        (tmp_path / "forged.json").write_bytes(real)
+        stamp.symlink_to(tmp_path / "forged.json")
+    elif kind == "directory":
+        stamp.mkdir()
+    else:
+        stamp.write_bytes(real + b" " * (64 << 10))
+    assert not content.unchanged("uid", kept)
+
+
+@posix_only
+def test_a_link_in_place_of_a_uid_directory_is_not_followed(
+    content: ContentStore, download: Path, tmp_path: Path
+) -> None:
+    # Another directory, linked where the store keeps a uid's copy: keeping,
+    # stamping, removing and clearing touch the link, never that directory.
+    victim = tmp_path / "victim"
+    (victim / "payload").mkdir(parents=True)
+    (victim / "payload" / "precious.txt").write_text("mine", encoding="utf-8")
+    os.makedirs(content.root)
+    uid_dir = Path(content.root) / "uid"
+    uid_dir.symlink_to(victim)
+    kept = content.keep("uid", str(download)).path
+    assert not uid_dir.is_symlink()
+    assert Path(kept).read_bytes() == b"payload"
+    assert os.listdir(victim / "payload") == ["precious.txt"]
+    # The same for the payload directory, and through remove() and clear().
+    content.remove("uid")
+    uid_dir.mkdir()
+    (uid_dir / "payload").symlink_to(victim / "payload")
+    content.stamp("uid", str(download))
+    kept = content.keep("uid", str(download)).path
+    assert not (uid_dir / "payload").is_symlink()
+    assert os.listdir(victim / "payload") == ["precious.txt"]
+    content.remove("uid")
+    uid_dir.symlink_to(victim)
+    content.remove("uid")
+    assert not os.path.lexists(uid_dir)
+    uid_dir.symlink_to(victim)
+    content.clear()
+    assert not os.path.lexists(uid_dir)
+    assert os.listdir(victim / "payload") == ["precious.txt"]

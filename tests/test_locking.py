@@ -6,6 +6,7 @@ Every test runs twice: with ``flock`` (POSIX) and with the portable
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import shutil
@@ -256,3 +257,28 @@ def test_another_users_lock_file_is_left_alone() -> None:
         assert os.listdir(lock_dir) == [UID + ".lock"]
     finally:
         shutil.rmtree(shared)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock and links: POSIX")
+def test_a_link_in_place_of_a_lock_file_is_not_followed(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    outside = tmp_path / "outside"
+    path = lock_dir / (UID + ".lock")
+    path.symlink_to(outside)  # dangling: a create would make a file there
+    with pytest.raises(OSError) as raised:
+        with uid_lock(str(lock_dir), UID, 5.0):
+            pass
+    assert raised.value.errno == errno.ELOOP
+    assert not outside.exists()
+    # Clearing removes the link, not what it points to...
+    outside.write_text("mine", encoding="utf-8")
+    assert remove_idle_locks(str(lock_dir)) == 1
+    assert os.listdir(lock_dir) == []
+    assert outside.read_text(encoding="utf-8") == "mine"
+    # ...and so does removing the lock of that uid.
+    path.symlink_to(outside)
+    assert remove_idle_lock(str(lock_dir), UID)
+    assert not os.path.lexists(path) and outside.exists()
+    with uid_lock(str(lock_dir), UID, 5.0):
+        assert path.is_file() and not path.is_symlink()

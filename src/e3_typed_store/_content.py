@@ -13,6 +13,7 @@ Bazel's repository cache outlives its workspaces.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,6 +28,12 @@ from e3_typed_store._fs import (
 __all__ = ["ContentStore", "FileStamp", "KeptCopy"]
 
 _NOT_NAMES = frozenset({"", ".", ".."})
+
+# More than any stamp file this module writes: a bigger one is not one.
+_MAX_STAMP_BYTES = 64 << 10
+_STAMP_OPEN_FLAGS: int = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+)
 
 
 @dataclass(frozen=True)
@@ -110,9 +117,12 @@ class ContentStore:
             (a hard link), so that *path*'s verification holds for it
         :raises OSError: the copy cannot be made, or the old stamp not removed
         """
-        payload_dir = os.path.join(self._uid_dir(uid), "payload")
+        uid_dir = self._uid_dir(uid)
+        payload_dir = os.path.join(uid_dir, "payload")
         name = os.path.basename(path)
         kept = os.path.join(payload_dir, name)
+        _no_link_in_place(uid_dir)
+        _no_link_in_place(payload_dir)
         try:
             # The common case, a first copy: the link appears whole, with
             # nothing to replace and nothing else in the directory.
@@ -135,6 +145,7 @@ class ContentStore:
         :raises OSError: the stamp cannot be written
         """
         uid_dir = self._uid_dir(uid)
+        _no_link_in_place(uid_dir)
         os.makedirs(uid_dir, exist_ok=True)
         import json  # here: only the opt-in fast hits use stamps
 
@@ -157,10 +168,9 @@ class ContentStore:
         import json
 
         try:
-            with open(
-                os.path.join(self._uid_dir(uid), "stamp.json"), encoding="utf-8"
-            ) as stream:
-                record: object = json.load(stream)
+            record: object = json.loads(
+                _read_small_file(os.path.join(self._uid_dir(uid), "stamp.json"))
+            )
             now = FileStamp.of(path)
         except (OSError, ValueError):
             return False
@@ -173,12 +183,7 @@ class ContentStore:
 
         :raises OSError: they exist but cannot be removed
         """
-        import shutil
-
-        try:
-            shutil.rmtree(self._uid_dir(uid))
-        except FileNotFoundError:
-            pass
+        _remove_tree(self._uid_dir(uid))
 
     def clear(self) -> None:
         """Remove every kept copy and stamp, those no entry names any more too.
@@ -188,23 +193,18 @@ class ContentStore:
 
         :raises OSError: one exists but cannot be removed
         """
-        import shutil
-
         try:
             with os.scandir(self.root) as listing:
                 names = [
                     found.name
                     for found in listing
                     if SAFE_COMPONENT_FORMS.fullmatch(found.name)
-                    and found.is_dir(follow_symlinks=False)
+                    and (found.is_dir(follow_symlinks=False) or found.is_symlink())
                 ]
         except (FileNotFoundError, NotADirectoryError):
             return
         for name in names:
-            try:
-                shutil.rmtree(os.path.join(self.root, name))
-            except FileNotFoundError:
-                pass
+            _remove_tree(os.path.join(self.root, name))
 
     def forget_stamp(self, uid: str) -> None:
         """Drop the verification stamp of *uid*, if any."""
@@ -212,3 +212,45 @@ class ContentStore:
             os.unlink(os.path.join(self._uid_dir(uid), "stamp.json"))
         except FileNotFoundError:
             pass
+
+
+def _no_link_in_place(path: str) -> None:
+    """Remove what stands where a directory of the store goes, if it is no
+    directory: a symbolic link planted there would have the store write, and
+    clean up, in a directory outside the cache. The link goes, not its target.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove the directory at *path* with its content, or the link there."""
+    import shutil
+
+    try:
+        if os.path.islink(path):
+            os.unlink(path)  # not the directory it points to
+        else:
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+def _read_small_file(path: str) -> bytes:
+    """Read a regular file of this store's own: not through a link, never a
+    FIFO (whose open would block) or a device, nor one too big for it.
+
+    :raises OSError: it is none of these
+    """
+    fd = os.open(path, _STAMP_OPEN_FLAGS)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_STAMP_BYTES:
+            raise OSError(f"not a stamp file: {path}")
+        return os.read(fd, _MAX_STAMP_BYTES + 1)
+    finally:
+        os.close(fd)

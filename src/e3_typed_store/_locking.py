@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -82,7 +83,10 @@ def _flock(path: str, uid: str, timeout: float) -> int:
     end = time.monotonic() + timeout
     wait = _FIRST_WAIT
     while True:
-        fd = _open_creating(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        # Not through a symbolic link planted in its place: that would lock,
+        # or create, a file outside the cache (ELOOP: the caller goes on
+        # unlocked, see Store._locked).
+        fd = _open_creating(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             while True:
                 try:
@@ -98,6 +102,8 @@ def _flock(path: str, uid: str, timeout: float) -> int:
                     wait = min(wait * 2, _LONGEST_WAIT)
             if _is_at(fd, path):
                 return fd
+            if time.monotonic() >= end:  # replaced again and again
+                raise _timed_out(uid, timeout, path)
         except BaseException:
             os.close(fd)
             raise
@@ -142,7 +148,8 @@ def remove_idle_lock(lock_dir: str, uid: str) -> bool:
 def remove_idle_locks(lock_dir: str) -> int:
     """Remove every lock file of *lock_dir* that no process holds.
 
-    Only regular files named ``*.lock`` are touched; the directory itself
+    Only regular files named ``*.lock`` are touched, and symbolic links of
+    such names (removed; their targets are left alone); the directory itself
     stays. See :func:`remove_idle_lock`.
 
     :param lock_dir: the directory of lock files (missing is fine)
@@ -156,7 +163,8 @@ def remove_idle_locks(lock_dir: str) -> int:
     return sum(
         _remove_if_idle(entry.path)
         for entry in entries
-        if entry.name.endswith(_SUFFIX) and entry.is_file(follow_symlinks=False)
+        if entry.name.endswith(_SUFFIX)
+        and (entry.is_file(follow_symlinks=False) or entry.is_symlink())
     )
 
 
@@ -169,6 +177,14 @@ def _remove_if_idle(path: str) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except (FileNotFoundError, PermissionError):
         return False  # gone, or another user's: not this call's to remove
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        # A symbolic link where a lock file goes, which no fetch made: no
+        # fetch can lock through it, so it only blocks the locking of its uid.
+        # Removing it leaves its target alone.
+        os.unlink(path)
+        return True
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

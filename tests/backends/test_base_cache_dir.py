@@ -156,6 +156,37 @@ def test_fast_hit_skips_the_hash_while_the_file_is_unchanged(
     assert len(verified) == 1
 
 
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs and links: POSIX")
+def test_planted_files_in_the_cache_neither_hang_nor_escape_it(
+    source: Path,
+    cache_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, info = make_store(
+        source, cache_dir, StoreOptions(trust_unchanged_files=True, lock_timeout=5.0)
+    )
+    store.fetch_resource(info, str(tmp_path / "one"))
+    uid_dir = next((cache_dir / "resources").iterdir())
+    # A FIFO for a stamp: opening it would block the hit for ever.
+    (uid_dir / "stamp.json").unlink()
+    os.mkfifo(uid_dir / "stamp.json")
+    path = store.fetch_resource(info, str(tmp_path / "two"))  # verified instead
+    assert Path(path).read_bytes() == PAYLOAD
+    # A link for the lock file: the miss goes on unlocked, creating nothing
+    # where the link points.
+    lock = cache_dir / "locks" / (info.uid + ".lock")
+    lock.unlink()
+    lock.symlink_to(tmp_path / "outside")
+    shutil.rmtree(cache_dir / "resources")
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.fetch_resource(info, str(tmp_path / "three"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert "going on unlocked" in caplog.text
+    assert not (tmp_path / "outside").exists()
+    assert store.downloads == 2
+
+
 def test_fast_hits_on_a_cache_filled_without_them_verify_once(
     source: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
