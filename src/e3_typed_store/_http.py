@@ -85,7 +85,9 @@ _DISPOSITION_PARAMETER = re.compile(
     r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)'
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
-_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(
+    r"bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)", re.IGNORECASE | re.ASCII
+)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks are handed to the digest worker in batches of at least this many
 # bytes: every hand-over wakes the worker and moves the GIL between threads,
@@ -233,16 +235,25 @@ def retry_after_seconds(value: str | None) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _is_decimal(value):
         return min(float(value), _MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        delay = (when - datetime.now(timezone.utc)).total_seconds()
+    except (TypeError, ValueError, OverflowError):
+        # Not a date, or one out of range (a zone offset of years, say).
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    delay = (when - datetime.now(timezone.utc)).total_seconds()
     return min(max(0.0, delay), _MAX_RETRY_AFTER)
+
+
+def _is_decimal(value: str) -> bool:
+    """Whether *value* is a non-negative integer in ASCII digits.
+
+    ``str.isdigit`` also accepts ``²`` or ``¹``, which ``int`` refuses.
+    """
+    return value.isascii() and value.isdigit()
 
 
 def download(
@@ -1169,7 +1180,7 @@ def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     value = headers.get(name)
-    if value is None or not value.strip().isdigit():
+    if value is None or not _is_decimal(value.strip()):
         return None
     return int(value)
 

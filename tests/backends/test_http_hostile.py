@@ -631,6 +631,39 @@ def test_429_retry_after_is_honoured(server: LoopbackServer, tmp_path: Path) -> 
     assert time.monotonic() - start >= 0.9  # waited as told, not the 10 ms backoff
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\xb9",  # a digit to str.isdigit, not to int
+        "Wed, 21 Oct 2015 07:28:00 +99999999999999999",  # a date out of range
+        "soon",
+    ],
+    ids=["superscript", "date-overflow", "word"],
+)
+def test_an_unreadable_retry_after_is_ignored(
+    value: str, server: LoopbackServer, tmp_path: Path
+) -> None:
+    def too_many(exchange: Exchange) -> None:
+        exchange.respond(429, b"slow down", {"Retry-After": value})
+
+    server.route("/r.bin", sequence(too_many, full))
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 2  # retried after the backoff
+
+
+def test_a_content_length_in_other_digits_is_no_length(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # "²" passes str.isdigit, and int() refuses it: read to the end instead,
+    # as http.client does.
+    def odd_length(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": "\xb2"})
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", odd_length)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+
+
 def test_429_retry_after_beyond_the_deadline_gives_up_at_once(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
