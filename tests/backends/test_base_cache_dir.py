@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pytest
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
+from typing_extensions import override
 
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.cache.backends.memory import MemoryCache
-from e3_typed_store.errors import InvalidConfigurationError, OfflineError, StoreError
+from e3_typed_store.errors import (
+    DestinationError,
+    InvalidConfigurationError,
+    OfflineError,
+    StoreError,
+)
 from tests.backends.drivers import (
     CopyConfig,
     CopyInfo,
@@ -110,6 +116,48 @@ def test_a_dest_that_is_a_file_is_a_store_error(
     assert blocker.read_bytes() == b"not a directory"
     assert store.fetch_resource(info, str(tmp_path / "two"))
     assert store.downloads == 1
+
+
+def test_a_hit_that_dest_cannot_take_is_a_destination_error(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # As a miss's is: a directory where the file goes.
+    store, info = make_store(source, cache_dir)
+    store.fetch_resource(info, str(tmp_path / "one"))
+    dest = tmp_path / "dest"
+    (dest / "res.bin").mkdir(parents=True)
+    with pytest.raises(DestinationError) as raised:
+        store.fetch_resource(info, str(dest))
+    assert raised.value.dest == str(dest)
+    assert "cannot place" in str(raised.value)
+    assert os.listdir(dest) == ["res.bin"] and (dest / "res.bin").is_dir()
+    assert store.downloads == 1
+
+
+class RemovedAfterCheckInfo(CopyInfo):
+    """Metadata whose check of a kept copy is followed by its removal, as a
+    ``cache clear`` in another process may do between the two steps."""
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        verified = super().verify(resource_path)
+        if f"{os.sep}resources{os.sep}" in resource_path:
+            os.unlink(resource_path)
+        return verified
+
+
+def test_a_hit_removed_after_its_check_is_a_miss(
+    source: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, info = make_store(source, cache_dir)
+    store.fetch_resource(info, str(tmp_path / "one"))
+    os.unlink(tmp_path / "one" / "res.bin")  # the kept copy's one other link
+    removed = RemovedAfterCheckInfo(info.name, info.sha256)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.fetch_resource(removed, str(tmp_path / "two"))
+    assert Path(path).read_bytes() == PAYLOAD
+    assert "removed before it was placed" in caplog.text
+    assert store.downloads == 2
 
 
 def test_a_hit_creates_missing_dest_directories(

@@ -30,7 +30,11 @@ from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store._types import TypeVar
 from e3_typed_store.cache.backends.base import CacheProtocol
-from e3_typed_store.errors import InvalidConfigurationError, OfflineError
+from e3_typed_store.errors import (
+    DestinationError,
+    InvalidConfigurationError,
+    OfflineError,
+)
 from e3_typed_store.errors import StoreError as StoreError
 
 __all__ = [
@@ -350,7 +354,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         try:
             hit = self._verified_cache_hit(metadata)
             if hit is not None:
-                return self._place_hit(hit, dest)  # creates dest if need be
+                placed = self._place_hit(uid, hit, dest)  # creates dest if need be
+                if placed is not None:
+                    return placed
             if self.options.is_offline():
                 raise OfflineError(uid)
             os.makedirs(dest, exist_ok=True)
@@ -362,7 +368,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     stack.close()
                     hit = self._verified_cache_hit(metadata)
                     if hit is not None:
-                        return self._place_hit(hit, dest)
+                        placed = self._place_hit(uid, hit, dest)
+                        if placed is not None:
+                            return placed
                 return self._download(metadata, dest)
         except StoreError:
             # Already typed, and some are OSErrors too (DeadlineExceededError
@@ -428,13 +436,31 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         return place_in(path, dest, os.path.basename(path))
 
     @staticmethod
-    def _place_hit(path: str, dest: str) -> str:
+    def _place_hit(uid: str, path: str, dest: str) -> str | None:
+        """Link or copy the verified cached file at *path* into *dest*.
+
+        :return: the path in *dest*; None when the cached file vanished since
+            it was verified (``cache clear`` in another process): a miss
+        :raises DestinationError: *dest* cannot take the file
+        """
         # A cached file is linked into dest whether or not it lies somewhere
         # below dest already: one link beats resolving two paths, and a file
         # already there (the same one) is left as it is.
         if _directly_in(path, dest):
             return path
-        return place_in(path, dest, os.path.basename(path))
+        try:
+            return place_in(path, dest, os.path.basename(path))
+        except OSError as exc:
+            if not os.path.exists(path):
+                logger.warning(
+                    "cached file of %s removed before it was placed, a miss: %s",
+                    uid,
+                    path,
+                )
+                return None
+            raise DestinationError(
+                path, dest, f"cannot place {uid} into {dest}: {exc}"
+            ) from exc
 
     def _verified_cache_hit(self, metadata: InfoT) -> str | None:
         cache = self.cache_backend
