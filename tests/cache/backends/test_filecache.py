@@ -200,7 +200,7 @@ def test_default_timeout_is_e3s(cache: FileCache, cache_dir: Path) -> None:
 def test_unsafe_uids_get_a_hashed_name_inside(
     cache: FileCache, tmp_path: Path, uid: str
 ) -> None:
-    value = CachedResource(uid=uid, local_path=f"/p/{uid}")
+    value = CachedResource(uid=uid, local_path="/p/kept")
     assert cache.set(uid, value)
     assert cache.get(uid) == value
     (created,) = files_under(tmp_path)
@@ -332,6 +332,8 @@ CORRUPT = {
     "value extra key": variant(value={"uid": "u", "local_path": "/p", "x": 1}),
     "value path not str": variant(value={"uid": "u", "local_path": 3}),
     "value uid null": variant(value={"uid": None, "local_path": "/p"}),
+    "path with a NUL": variant(value={"uid": "u", "local_path": "/p\u0000x"}),
+    "path with a lone surrogate": variant(value={"uid": "u", "local_path": "/p\ud800"}),
     "duplicate key": json.dumps(GOOD).encode()[:-1] + b', "uid": "u"}',
     "data after the object": json.dumps(GOOD).encode() + b"\n{}\n",
     "two objects": json.dumps(GOOD).encode() * 2,
@@ -535,6 +537,15 @@ def test_an_entry_too_large_is_refused(
     assert cache.set("u", CachedResource("u", "/" * (2 << 20))) is False
     assert any("exceed" in message for message in warnings_of(caplog))
     assert not os.path.exists(cache.entries_dir)
+
+
+@pytest.mark.parametrize("path", ["/p\0x", "/p\ud800"], ids=["NUL", "surrogate"])
+def test_a_path_that_names_no_file_is_refused(
+    cache: FileCache, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert cache.set("u", CachedResource("u", path)) is False
+    assert any("local_path" in message for message in warnings_of(caplog))
+    assert cache.get("u") is None
 
 
 # -- clear and iter_entries --------------------------------------------------

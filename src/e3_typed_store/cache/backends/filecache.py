@@ -267,7 +267,22 @@ def _decode_entry(data: bytes) -> _Fields | str:
     local_path = value["local_path"]
     if not isinstance(value_uid, str) or not isinstance(local_path, str):
         return f"value is not a CachedResource: {_show(value)}"
+    problem = _path_problem(local_path)
+    if problem is not None:
+        return f"local_path {_show(local_path)} {problem}"
     return (uid, CachedResource(value_uid, local_path), expiry)
+
+
+def _path_problem(path: str) -> str | None:
+    """Why *path* can name no file, if it cannot: JSON carries a NUL or a
+    lone surrogate as well as any character, and every os call then raises."""
+    if "\0" in path:
+        return "holds a NUL byte"
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return "is not encodable as a file name"
+    return None
 
 
 def _read_entry(fd: int, size: int) -> bytes:
@@ -412,13 +427,24 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :param timeout: the entry's lifetime in seconds
         :return: True if the entry is stored; False, with a warning logged,
             when it cannot be (the directory cannot be created or written, the
-            disk is full, the timeout is out of range)
+            disk is full, the timeout is out of range, the path can name no
+            file: a NUL byte, a lone surrogate)
         :raises TypeError: *value* is neither a ``CachedResource`` nor
             e3-core's equivalent (only reachable without runtime checks)
         """
         resource = _as_cached_resource(value)
         if resource is None:
             raise TypeError(f"a FileCache stores CachedResource values, not {value!r}")
+        problem = _path_problem(resource.local_path)
+        if problem is not None:
+            # Stored, it would be refused on reading: refused now.
+            _logger.warning(
+                "cannot cache %s: local_path %s %s",
+                _show(uid),
+                _show(resource.local_path),
+                problem,
+            )
+            return False
         try:
             expiry = self.get_expiry_time(timeout)
         except OverflowError:
