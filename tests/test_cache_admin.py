@@ -44,7 +44,9 @@ def test_ages(text: str, expected: float) -> None:
     assert parse_age(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "lots", "-1", "1x", "1.2.3", "G"])
+@pytest.mark.parametrize(
+    "text", ["", "lots", "-1", "1x", "1.2.3", "G", "9" * 400, "9" * 300 + "T"]
+)
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(ValueError, match="not a size"):
         parse_size(text)

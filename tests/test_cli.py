@@ -202,6 +202,8 @@ def test_integrity_error(server: DemoServer, cache_dir: Path, tmp_path: Path) ->
     )
     assert result.returncode == EXIT_INTEGRITY, result.stderr
     assert other in result.stderr and SHA256 in result.stderr
+    # One line: not also the CRITICAL line the digest check logs (e3-core's).
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert list((tmp_path / "d").iterdir()) == []
 
 
@@ -367,6 +369,11 @@ def test_check_driver() -> None:
     assert missing.returncode == EXIT_PLUGIN and "no such driver" in missing.stderr
     unimportable = cli("check-driver", "no_such_module:Thing")
     assert unimportable.returncode == EXIT_PLUGIN
+    for malformed in (":", ".relative:Thing", "e3_typed_store:"):
+        refused = cli("check-driver", malformed)
+        assert refused.returncode == EXIT_PLUGIN, refused.stderr
+        assert "cannot be imported" in refused.stderr
+        assert "Traceback" not in refused.stderr
     not_a_class = cli("check-driver", "e3_typed_store.backends.base:logger")
     assert not_a_class.returncode == EXIT_PLUGIN
     assert "is not a class" in not_a_class.stderr
@@ -379,6 +386,41 @@ def test_check_driver() -> None:
     )
     assert as_cache.returncode == EXIT_PLUGIN
     assert "HTTPSimpleStore: missing method set()" in as_cache.stdout
+
+
+@pytest.mark.parametrize("count", ["0", "-2", "many"])
+def test_demo_needs_a_positive_number_of_processes(count: str) -> None:
+    result = cli("demo", "--processes", count)
+    assert result.returncode == EXIT_USAGE
+    assert "--processes" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="byte file names: Linux")
+def test_a_path_in_no_encoding_is_printed_as_its_bytes(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # A directory named by bytes that are no UTF-8, on a strict UTF-8 output:
+    # the fetch is done, and its path printed as the bytes it is.
+    dest = os.fsdecode(bytes(tmp_path) + b"/d\xff")
+    command = ["fetch", server.url("payload.bin"), "--sha256", SHA256]
+    command += ["--dest", dest, "--cache-dir", str(cache_dir)]
+    result = subprocess.run(
+        [sys.executable, "-m", "e3_typed_store", *command],
+        capture_output=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip(b"\n") == os.fsencode(dest) + b"/payload.bin"
+    listed = cli(
+        "cache",
+        "--cache-dir",
+        str(cache_dir),
+        "list",
+        env={"PYTHONIOENCODING": "utf-8"},
+    )
+    assert listed.returncode == 0, listed.stderr
 
 
 def test_demo_runs_and_every_step_holds() -> None:

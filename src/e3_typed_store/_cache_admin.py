@@ -6,6 +6,7 @@ Listing, verifying, pruning and clearing, for the command line: an entry is a
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -157,7 +158,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(f"not a size: {text!r} (try 500M, 2G, 1024)")
     number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
+    size = number * 1024 ** " kmgt".index(unit or " ")
+    if not math.isfinite(size):  # digits past any float
+        raise ValueError(f"not a size: {text!r} (too large)")
+    return int(size)
 
 
 def parse_age(text: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
@@ -265,7 +266,8 @@ def _load_target(target: str) -> tuple[type, str]:
         module_name, _, attribute = target.partition(":")
         try:
             found: object = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            # ValueError: an empty module name; TypeError: a relative one.
             raise PluginError("<import>", target, f"cannot be imported: {exc}") from exc
         if not isinstance(found, type):
             raise PluginError("<import>", target, f"{found!r} is not a class")
@@ -412,10 +414,23 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="an offline end-to-end run against a built-in loopback server"
     )
     demo.add_argument(
-        "--processes", type=int, default=4, help="processes fetching at once"
+        "--processes",
+        type=_positive_int,
+        default=4,
+        help="processes fetching at once",
     )
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -430,13 +445,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cache_dir = default_cache_dir()
     if args.command == "fetch" and args.digest is None:
         parser.error("fetch needs one of --sha1, --sha256, --sha512")
-    # Quiet by default, so that a failure is one line on stderr; -v shows the
-    # store's warnings (retries, discarded cache entries) and what it does.
+    # Quiet by default, so that a failure is one line on stderr (the error
+    # itself: not also the CRITICAL line e3-core's checks log on a digest
+    # mismatch); -v shows the store's warnings (retries, discarded cache
+    # entries) and what it does.
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.ERROR,
+        level=logging.INFO if args.verbose else logging.CRITICAL + 1,
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # A path that is not valid in the locale's encoding (bytes decoded with
+    # surrogateescape) is written back as the bytes it came from, not as a
+    # UnicodeEncodeError after the work is done.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="surrogateescape")
     try:
         code: int = args.handler(args)
     except StoreError as exc:

@@ -37,8 +37,8 @@ MAX_NAME_BYTES = 255
 _FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
 _WINDOWS_DEVICES = frozenset(
     {"con", "prn", "aux", "nul", "conin$", "conout$"}
-    | {f"com{digit}" for digit in range(10)}
-    | {f"lpt{digit}" for digit in range(10)}
+    # Superscript digits too: Windows reserves COM¹, COM², COM³ and LPT¹...
+    | {f"{port}{digit}" for port in ("com", "lpt") for digit in "0123456789¹²³"}
 )
 
 

@@ -219,6 +219,9 @@ GOOD_URL = "http://127.0.0.1/x"
         ({"url": "http://h:0/x", "sha": SHA1}, "url", "http://h:0/x"),
         ({"url": "http://h/x\r\nX: y", "sha": SHA1}, "url", "http://h/x\r\nX: y"),
         ({"url": "", "sha": SHA1}, "url", ""),
+        # Basic authentication sends credentials in Latin-1: these cannot be.
+        ({"url": "http://u:p\u4e2d@h/x", "sha": SHA1}, "url", "http://u:p\u4e2d@h/x"),
+        ({"url": "http://%E4%B8%AD@h/x", "sha": SHA1}, "url", "http://%E4%B8%AD@h/x"),
     ],
 )
 def test_bad_query_names_key_and_value(
@@ -461,6 +464,8 @@ HOSTILE_NAMES = [
     ("attachment; filename*=UTF-8''%FF%FE", "url-name.bin"),
     ("attachment; filename=" + "a" * 300, "url-name.bin"),
     ('attachment; filename="nul.txt"', "url-name.bin"),
+    ('attachment; filename="COM\xb9.txt"', "url-name.bin"),  # COM¹: reserved too
+    ("attachment; filename*=UTF-8''lpt%C2%B3", "url-name.bin"),  # LPT³
     ("attachment; filename*=UTF-8''x%E2%80%AEgnp.exe", "url-name.bin"),
     ('attachment; filename="caf\xe9"', "caf\xe9"),
     ('attachment; filename="name."', "url-name.bin"),

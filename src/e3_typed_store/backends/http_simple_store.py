@@ -41,7 +41,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TypedDict, TypeGuard, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
@@ -484,9 +484,26 @@ def _check_url(url: object) -> str:
         raise InvalidQueryError("url", url, "only http and https URLs are served")
     if not parts.hostname:
         raise InvalidQueryError("url", url, "the URL has no host")
+    if not _latin_1_credentials(parts):
+        raise InvalidQueryError(
+            "url",
+            url,
+            "user name and password must be Latin-1 once percent-decoded"
+            " (HTTP basic authentication sends them so)",
+        )
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
+
+
+def _latin_1_credentials(parts: SplitResult) -> bool:
+    for part in (parts.username, parts.password):
+        if part is not None:
+            try:
+                unquote(part).encode("latin-1")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _seconds(name: str, value: object, allow_zero: bool) -> float:
