@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from typing_extensions import override
 
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.cache.backends.memory import MemoryCache
 from e3_typed_store.errors import (
@@ -474,6 +476,46 @@ def test_eight_processes_download_once(
     for i, path in enumerate(paths):
         assert path == str(tmp_path / f"dest{i}" / "res.bin")
         assert Path(path).read_bytes() == PAYLOAD
+
+
+class NamedInfo(CopyInfo):
+    """Metadata whose uid is a name, not a digest (a moving "latest", say)."""
+
+    @property
+    @override
+    def uid(self) -> str:
+        return "named-" + self.name
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "lifetime"),
+    [
+        (StoreOptions(), False, 100 * 365 * 24 * 3600),  # a digest: for ever
+        (StoreOptions(), True, DEFAULT_TIMEOUT),  # a name: e3-core's day
+        (StoreOptions(cache_timeout=60), False, 60),
+        (StoreOptions(cache_timeout=60), True, 60),
+    ],
+    ids=["digest", "name", "digest-60s", "name-60s"],
+)
+def test_how_long_an_entry_lives(
+    options: StoreOptions, named: bool, lifetime: int, source: Path, cache_dir: Path
+) -> None:
+    # A digest uid's hit is checked against the digest: it never goes stale,
+    # and offline mode must not lose it after a day, as it would in e3-core.
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache, options=options)
+    info = (NamedInfo if named else CopyInfo)("res.bin", sha256_of(PAYLOAD))
+    before = time.time()
+    store.fetch_resource(info, str(cache_dir.parent / "dest"))
+    (entry,) = cache.iter_entries()
+    assert entry.uid == info.uid
+    assert before + lifetime <= entry.expiry <= time.time() + lifetime
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "60"])
+def test_a_bad_cache_timeout_is_refused(value: object) -> None:
+    with pytest.raises(InvalidConfigurationError, match="cache_timeout"):
+        StoreOptions.from_configuration({"cache_timeout": value})
 
 
 def test_options_from_a_configuration_mapping() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -29,7 +30,7 @@ from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store._types import TypeVar
-from e3_typed_store.cache.backends.base import CacheProtocol
+from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
 from e3_typed_store.errors import (
     DestinationError,
     InvalidConfigurationError,
@@ -176,8 +177,14 @@ class StoreOptions:
         verified, as in e3-core
     :param lock_timeout: seconds to wait for another process downloading the
         same resource; ``math.inf`` waits as long as it takes
+    :param cache_timeout: seconds a resource recorded in the cache stays
+        there. None, the default: for ever when its uid is a SHA-1, SHA-256
+        or SHA-512 digest (every hit is checked against it, so it cannot go
+        stale, and offline mode keeps serving it), e3-core's one day
+        (:data:`~e3_typed_store.cache.backends.base.DEFAULT_TIMEOUT`)
+        otherwise, where an expiry is what makes a driver ask again
     :raises InvalidConfigurationError: *lock_timeout* is not a positive
-        number (NaN included)
+        number (NaN included), or *cache_timeout* no positive whole number
 
     .. versionadded:: 0.1
     """
@@ -185,10 +192,11 @@ class StoreOptions:
     offline: bool | None = None
     trust_unchanged_files: bool = False
     lock_timeout: float = 3600.0
+    cache_timeout: int | None = None
 
     #: The configuration keys :meth:`from_configuration` reads.
     KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"offline", "trust_unchanged_files", "lock_timeout"}
+        {"offline", "trust_unchanged_files", "lock_timeout", "cache_timeout"}
     )
 
     @classmethod
@@ -213,18 +221,42 @@ class StoreOptions:
                 "trust_unchanged_files", trust, "expected a boolean"
             )
         timeout = configuration.get("lock_timeout", options.lock_timeout)
-        return cls(offline, trust, _lock_timeout(timeout))
+        lifetime = configuration.get("cache_timeout", options.cache_timeout)
+        return cls(offline, trust, _lock_timeout(timeout), _cache_timeout(lifetime))
 
     def __post_init__(self) -> None:
         # Built directly too: a NaN or a negative wait fails here, not deep
         # in a lock.
         _lock_timeout(self.lock_timeout)
+        _cache_timeout(self.cache_timeout)
+
+    def lifetime(self, uid: str) -> int:
+        """Seconds the cache is to keep the entry of *uid* (see *cache_timeout*)."""
+        if self.cache_timeout is not None:
+            return self.cache_timeout
+        return _FOR_EVER if _DIGEST.fullmatch(uid) else DEFAULT_TIMEOUT
 
     def is_offline(self) -> bool:
         """Tell whether offline mode is on, from the option or the environment."""
         if self.offline is not None:
             return self.offline
         return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in _TRUTHY
+
+
+# What "for ever" is to a cache: a century, a finite date every backend stores.
+_FOR_EVER = 100 * 365 * 24 * 3600
+# A uid that is a hex SHA-1, SHA-256 or SHA-512 digest.
+_DIGEST = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}")
+
+
+def _cache_timeout(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidConfigurationError(
+            "cache_timeout", value, "expected a positive whole number of seconds"
+        )
+    return value
 
 
 def _lock_timeout(value: object) -> float:
@@ -255,9 +287,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     :param cache_backend: where downloaded resources are recorded; None to
         disable caching
     :param options: cache and network behaviour; when None, read from the
-        ``offline``, ``trust_unchanged_files`` and ``lock_timeout`` keys of a
-        configuration mapping (:meth:`StoreOptions.from_configuration`), else
-        the defaults, which are e3-core's
+        ``offline``, ``trust_unchanged_files``, ``lock_timeout`` and
+        ``cache_timeout`` keys of a configuration mapping
+        (:meth:`StoreOptions.from_configuration`), else the defaults
     :raises InvalidConfigurationError: one of those keys has a bad value
 
     .. versionadded:: 0.1
@@ -547,7 +579,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     self._stamp(uid, recorded)
         try:
             stored = self.cache_backend.set(
-                uid, CachedResource(uid=uid, local_path=recorded)
+                uid,
+                CachedResource(uid=uid, local_path=recorded),
+                self.options.lifetime(uid),
             )
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot record %s in the cache: %r", uid, exc)

@@ -134,7 +134,8 @@ class FileStoreConfiguration(TypedDict, total=False):
     """The configuration of :class:`FileStore`; every key is optional.
 
     The keys and their defaults are the fields of :class:`FileStoreSettings`,
-    plus ``offline``, ``trust_unchanged_files`` and ``lock_timeout``, which set
+    plus ``offline``, ``trust_unchanged_files``, ``lock_timeout`` and
+    ``cache_timeout``, which set
     the store's :class:`~e3_typed_store.backends.base.StoreOptions` when no
     ``options`` are given.
 
@@ -148,6 +149,7 @@ class FileStoreConfiguration(TypedDict, total=False):
     offline: bool
     trust_unchanged_files: bool
     lock_timeout: float
+    cache_timeout: int | None
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,8 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
     :param cache_backend: where copied resources are recorded; None to
         disable caching
     :param options: cache behaviour of the store base; when None, read from
-        the configuration's ``offline``, ``trust_unchanged_files`` and
-        ``lock_timeout`` keys
+        the configuration's ``offline``, ``trust_unchanged_files``,
+        ``lock_timeout`` and ``cache_timeout`` keys
     :raises InvalidConfigurationError: a configuration key is unknown or its
         value is bad
 

@@ -100,9 +100,9 @@ class HTTPSimpleStoreConfiguration(TypedDict, total=False):
 
     The keys and their defaults are the fields of
     :class:`HTTPSimpleStoreSettings`, plus ``offline``,
-    ``trust_unchanged_files`` and ``lock_timeout``, which set the store's
-    :class:`~e3_typed_store.backends.base.StoreOptions` when no ``options``
-    are given.
+    ``trust_unchanged_files``, ``lock_timeout`` and ``cache_timeout``, which
+    set the store's :class:`~e3_typed_store.backends.base.StoreOptions` when
+    no ``options`` are given.
 
     .. versionadded:: 0.1
     """
@@ -121,6 +121,7 @@ class HTTPSimpleStoreConfiguration(TypedDict, total=False):
     offline: bool
     trust_unchanged_files: bool
     lock_timeout: float
+    cache_timeout: int | None
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,8 @@ class HTTPSimpleStore(
     :param cache_backend: where downloaded resources are recorded; None to
         disable caching
     :param options: cache and network behaviour of the store base; when None,
-        read from the configuration's ``offline``, ``trust_unchanged_files``
-        and ``lock_timeout`` keys
+        read from the configuration's ``offline``, ``trust_unchanged_files``,
+        ``lock_timeout`` and ``cache_timeout`` keys
     :raises InvalidConfigurationError: a configuration key is unknown or its
         value is bad; the error names both
 
