@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+from e3.store.cache.backends.filecache import FileCache as E3FileCache
+from typing_extensions import override
 
-from e3_typed_store._cache_admin import clear_cache, parse_age, parse_size
+from e3_typed_store._cache_admin import clear_cache, parse_age, parse_size, prune
 from e3_typed_store._content import ContentStore
 from e3_typed_store._types import CachedResource
 from e3_typed_store.cache.backends.filecache import FileCache
+from tests.backends.drivers import CopyConfig, CopyInfo, CopyStore, sha256_of
+
+PAYLOAD = b"kept payload\n" * 100
 
 
 @pytest.mark.parametrize(
@@ -100,3 +106,95 @@ def test_clearing_removes_every_kept_copy_and_only_the_packages_files(
     assert list((cache_dir / "entries").iterdir()) == []
     assert (cache_dir / "e3-core.cache").read_bytes() == b"pickle"
     assert download.read_bytes() == b"payload"
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> tuple[Path, Path]:
+    """A cache directory a store filled through e3-core's FileCache, and the
+    source directory of that store."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "res.bin").write_bytes(PAYLOAD)
+    cache_dir = tmp_path / "cache"
+    store = CopyStore(
+        CopyConfig(str(source)), E3FileCache({"cache_dir": str(cache_dir)})
+    )
+    info = store.get_resource_metadata(
+        {"name": "res.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    store.fetch_resource(info, str(tmp_path / "dest"))
+    return cache_dir, source
+
+
+def e3_core_serves(cache_dir: Path, source: Path, dest: Path) -> bool:
+    """Whether e3-core's own store still serves res.bin from the cache, offline
+    from the source (its directory emptied)."""
+    import e3.store.backends.base as e3_base
+
+    class E3Info(e3_base.ResourceInfo):
+        @property
+        @override
+        def uid(self) -> str:
+            return sha256_of(PAYLOAD)
+
+        @override
+        def verify(self, resource_path: str) -> bool:
+            return CopyInfo("res.bin", self.uid).verify(resource_path)
+
+    class E3Copy(e3_base.Store):
+        @override
+        def get_resource_metadata(self, query: object) -> e3_base.ResourceInfo:
+            raise NotImplementedError
+
+        @override
+        def download_resource_content(
+            self, metadata: e3_base.ResourceInfo, dest: str
+        ) -> str | None:
+            return None  # a miss fails: only a hit succeeds
+
+    info = E3Info()
+    store = E3Copy(None, E3FileCache({"cache_dir": str(cache_dir)}))
+    return store.download_resource(info, str(dest)) is not None
+
+
+def test_clearing_leaves_the_copies_e3_cores_entries_name(
+    shared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cache_dir, source = shared
+    ours = FileCache({"cache_dir": str(cache_dir)})
+    # One entry of our own too, whose copy goes.
+    download = tmp_path / "mine.bin"
+    download.write_bytes(b"mine")
+    kept = ContentStore(str(cache_dir)).keep("mine", str(download)).path
+    assert ours.set("mine", CachedResource("mine", kept))
+    assert clear_cache(ours) == 1
+    assert not Path(kept).exists()
+    assert e3_core_serves(cache_dir, source, tmp_path / "after")
+
+
+def test_pruning_removes_copies_no_entry_names_once_an_hour_old(
+    shared: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cache_dir, _ = shared
+    ours = FileCache({"cache_dir": str(cache_dir)})
+    content = ContentStore(str(cache_dir))
+    download = tmp_path / "d.bin"
+    download.write_bytes(b"an orphan")
+    orphan = content.keep("orphan", str(download)).path  # its entry: gone
+    download.with_name("e.bin").write_bytes(b"live")
+    live = content.keep("live", str(download.with_name("e.bin"))).path
+    assert ours.set("live", CachedResource("live", live))
+    # An entry as version 0.1.0 wrote it: an upper-case uid kept as it was.
+    old = cache_dir / "resources" / "Tool" / "payload" / "tool.bin"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    assert ours.set("Tool", CachedResource("Tool", str(old)))
+
+    assert prune(ours, None, None) == []  # the orphan is too young yet
+    assert Path(orphan).exists()
+    evicted = prune(ours, None, None, now=time.time() + 7200)
+    assert [(item.uid, item.path) for item in evicted] == [("orphan", orphan)]
+    assert not Path(orphan).exists()
+    assert Path(live).exists() and old.exists()
+    # e3-core's entry still has its copy.
+    assert len(content.copies_in(ContentStore.dir_name(sha256_of(PAYLOAD)))) == 1

@@ -19,6 +19,7 @@ from e3_typed_store.cache.backends.filecache import FileCache
 
 __all__ = [
     "CachedItem",
+    "claimed_by_e3_core",
     "clear_cache",
     "list_items",
     "parse_age",
@@ -77,32 +78,67 @@ def verify_item(item: CachedItem) -> str:
     return "ok" if actual == item.uid.lower() else "corrupted"
 
 
-def remove_item(cache: FileCache, uid: str) -> None:
+def remove_item(
+    cache: FileCache, uid: str, claimed: frozenset[str] | None = None
+) -> None:
     """Remove the entry of *uid*, the payload the store keeps for it, and its
     lock file unless a process holds it.
 
+    The payload stays when e3-core's ``FileCache``, sharing the directory, has
+    an entry for *uid* too: that entry names the same file.
+
     :param cache: the cache holding the entry
     :param uid: the resource uid
+    :param claimed: what :func:`claimed_by_e3_core` answers, if known
     :raises OSError: the payload or the lock file cannot be removed
     """
+    if claimed is None:
+        claimed = claimed_by_e3_core(cache)
     cache.delete(uid)
-    ContentStore(cache.cache_dir).remove(uid)
+    content = ContentStore(cache.cache_dir)
+    if content.dir_name(uid) not in claimed:
+        content.remove(uid)
     remove_idle_lock(os.path.join(cache.cache_dir, LOCK_DIR), uid)
+
+
+def claimed_by_e3_core(cache: FileCache) -> frozenset[str]:
+    """The kept-copy directories that e3-core's entries in the same directory use.
+
+    e3-core's ``FileCache`` keeps ``<uid>.cache`` pickles directly in
+    ``cache_dir``; a store recording into it keeps its copies here as it does
+    for this package's cache. Those pickles are never read (reading runs
+    code): their names are their uids.
+
+    :param cache: the cache whose directory is looked at
+    """
+    try:
+        names = os.listdir(cache.cache_dir)
+    except OSError:
+        return frozenset()
+    return frozenset(
+        ContentStore.dir_name(name.removesuffix(_E3_CORE_SUFFIX))
+        for name in names
+        if name.endswith(_E3_CORE_SUFFIX) and name != _E3_CORE_SUFFIX
+    )
 
 
 def clear_cache(cache: FileCache) -> int:
     """Remove every entry, every kept payload and every lock file no process
     holds; return how many entries there were.
 
+    The payloads that e3-core's entries in the same directory name stay
+    (see :func:`claimed_by_e3_core`).
+
     :param cache: the cache to clear
     """
+    claimed = claimed_by_e3_core(cache)
     items = list_items(cache)
     for item in items:
-        remove_item(cache, item.uid)
+        remove_item(cache, item.uid, claimed)
     cache.clear()
-    # Copies whose entry was lost, unreadable or named as an older version
-    # named it: nothing would ever use or remove them otherwise.
-    ContentStore(cache.cache_dir).clear()
+    # Copies whose entry was lost, expired, unreadable or named as an older
+    # version named it: nothing would ever use or remove them otherwise.
+    ContentStore(cache.cache_dir).clear(keep=claimed)
     # Also the locks of uids whose entries were already gone.
     remove_idle_locks(os.path.join(cache.cache_dir, LOCK_DIR))
     return len(items)
@@ -116,7 +152,9 @@ def prune(
 ) -> list[CachedItem]:
     """Evict entries older than *older_than*, then the oldest down to *max_size*.
 
-    Entries whose payload is missing are evicted too.
+    Entries whose payload is missing are evicted too, and so are the kept
+    copies that no entry names any more (an entry that expired, one lost),
+    once an hour old.
 
     :param cache: the cache to prune
     :param max_size: the bound on the total size of the payloads, in bytes
@@ -125,6 +163,7 @@ def prune(
     :return: the evicted entries
     """
     now = time.time() if now is None else now
+    claimed = claimed_by_e3_core(cache)
     evicted: list[CachedItem] = []
     kept: list[CachedItem] = []
     for item in list_items(cache):
@@ -139,9 +178,64 @@ def prune(
             total -= oldest.size or 0
             evicted.append(oldest)
     for item in evicted:
-        remove_item(cache, item.uid)
-    return evicted
+        remove_item(cache, item.uid, claimed)
+    root = ContentStore(cache.cache_dir).root
+    in_use = claimed | {
+        name
+        for item in kept
+        # The name a uid has now, and the one its entry's path names (0.1.0
+        # kept upper-case uids as they were).
+        for name in (ContentStore.dir_name(item.uid), _top_dir(item.path, root))
+    }
+    return evicted + _remove_orphans(cache, in_use, now)
 
+
+def _top_dir(path: str, root: str) -> str:
+    """The first component of *path* below *root* ('' if it is not below it)."""
+    try:
+        relative = os.path.relpath(path, root)
+    except ValueError:  # another drive, on Windows
+        return ""
+    head = relative.split(os.sep, 1)[0]
+    return "" if head in {os.curdir, os.pardir} else head
+
+
+def _remove_orphans(
+    cache: FileCache, in_use: frozenset[str], now: float
+) -> list[CachedItem]:
+    """Remove the kept copies that no entry names any more (an expired entry
+    is dropped when read, its copy stays), once they are older than
+    :data:`_ORPHAN_AGE`: younger, one may be a download kept by a store that
+    has not yet written its entry.
+
+    :return: them, as entries named after their directories, expired
+    """
+    content = ContentStore(cache.cache_dir)
+    removed: list[CachedItem] = []
+    for name in content.dir_names():
+        if name in in_use:
+            continue
+        copies = content.copies_in(name)
+        try:
+            # ctime: linking a download in as the kept copy sets it, whatever
+            # mtime the download kept.
+            stats = [os.stat(path) for path in copies]
+        except OSError:
+            continue  # changing meanwhile: next time
+        if any(now - max(s.st_mtime, s.st_ctime) < _ORPHAN_AGE for s in stats):
+            continue
+        content.remove_dir(name)
+        path = copies[0] if copies else os.path.join(content.root, name)
+        size = sum(s.st_size for s in stats)
+        mtime = min((s.st_mtime for s in stats), default=None)
+        removed.append(CachedItem(name, path, size, mtime, 0.0))
+    return removed
+
+
+# e3-core's FileCache names its entries <uid>.cache.
+_E3_CORE_SUFFIX = ".cache"
+# How old a kept copy no entry names must be before prune removes it.
+_ORPHAN_AGE = 3600.0
 
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
 _AGE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", re.IGNORECASE)

@@ -185,26 +185,55 @@ class ContentStore:
         """
         _remove_tree(self._uid_dir(uid))
 
-    def clear(self) -> None:
+    def clear(self, keep: frozenset[str] = frozenset()) -> None:
         """Remove every kept copy and stamp, those no entry names any more too.
 
         Only the directories named as a uid's are removed: anything else under
         ``resources`` stays.
 
+        :param keep: the directory names (:meth:`dir_name`) to leave alone
         :raises OSError: one exists but cannot be removed
         """
+        for name in self.dir_names():
+            if name not in keep:
+                _remove_tree(os.path.join(self.root, name))
+
+    def dir_names(self) -> list[str]:
+        """The names of the directories of kept copies (links where one goes too)."""
         try:
             with os.scandir(self.root) as listing:
-                names = [
+                return [
                     found.name
                     for found in listing
                     if SAFE_COMPONENT_FORMS.fullmatch(found.name)
                     and (found.is_dir(follow_symlinks=False) or found.is_symlink())
                 ]
         except (FileNotFoundError, NotADirectoryError):
-            return
-        for name in names:
-            _remove_tree(os.path.join(self.root, name))
+            return []
+
+    @staticmethod
+    def dir_name(uid: str) -> str:
+        """The name of the directory that holds the kept copy of *uid*."""
+        return safe_component(uid)
+
+    def copies_in(self, name: str) -> list[str]:
+        """The paths of the payloads in the directory named *name* (one, as a rule)."""
+        payload_dir = os.path.join(self.root, name, "payload")
+        try:
+            return [
+                os.path.join(payload_dir, found)
+                for found in sorted(os.listdir(payload_dir))
+                if not found.startswith(".")
+            ]
+        except OSError:
+            return []
+
+    def remove_dir(self, name: str) -> None:
+        """Remove the directory named *name*, with its copy and stamp.
+
+        :raises OSError: it exists but cannot be removed
+        """
+        _remove_tree(os.path.join(self.root, name))
 
     def forget_stamp(self, uid: str) -> None:
         """Drop the verification stamp of *uid*, if any."""
