@@ -149,6 +149,51 @@ def test_plain_e3_code_loads_our_store(server: DemoServer, tmp_path: Path) -> No
     assert isinstance(loaded, HTTPSimpleStore)
 
 
+def test_e3_cores_own_store_records_into_our_cache(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    # e3-core's Store hands the cache e3-core's CachedResource: the cache
+    # e3-core's loader gives takes it, with the test run's runtime checks on.
+    cache = e3.store.cache.load_cache("typed-file-cache", {"cache_dir": str(tmp_path)})
+    store = e3.store.load_store("http-simple-store", {}, cache)
+    info = store.get_resource_metadata({"url": server.url("res.bin"), "sha": SHA1})
+    for dest in ("dest", "again"):  # e3-core's driver writes into an existing one
+        (tmp_path / dest).mkdir()
+    path = store.download_resource(info, str(tmp_path / "dest"))
+    assert path is not None and Path(path).read_bytes() == PAYLOAD
+    assert FileCache({"cache_dir": str(tmp_path)}).get(SHA1) is not None
+    assert store.download_resource(info, str(tmp_path / "again")) is not None
+    assert server.count("res.bin") == 1
+
+
+def test_plain_e3_code_catches_our_errors_as_its_own(tmp_path: Path) -> None:
+    import e3.store.backends.base as e3_base
+
+    from e3_typed_store.errors import DownloadError, InvalidQueryError
+
+    cache = e3.store.cache.load_cache("typed-memory-cache", None)
+    store = e3.store.load_store("typed-http-simple-store", {"retries": 0}, cache)
+    with pytest.raises(e3_base.StoreError) as raised:
+        store.get_resource_metadata({"url": "ftp://127.0.0.1/x", "sha": SHA1})
+    error: object = raised.value
+    assert isinstance(error, InvalidQueryError)  # and still ours, attributes kept
+    assert error.key == "url" and error.value == "ftp://127.0.0.1/x"
+    info = store.get_resource_metadata(
+        {"url": "http://127.0.0.1:1/res.bin", "sha": SHA1}  # nothing listens
+    )
+    with pytest.raises(e3_base.StoreError) as raised:
+        store.download_resource_content(info, str(tmp_path))
+    assert isinstance(raised.value, DownloadError)
+    # The package's own loader gives the plain class.
+    from e3_typed_store import load_store
+
+    with pytest.raises(InvalidQueryError) as ours:
+        load_store("http-simple-store", {}, None).get_resource_metadata(
+            {"url": "ftp://127.0.0.1/x", "sha": SHA1}
+        )
+    assert not isinstance(ours.value, e3_base.StoreError)
+
+
 def test_offline_and_fast_hits_from_the_configuration(
     server: DemoServer, tmp_path: Path
 ) -> None:

@@ -1,0 +1,140 @@
+"""This package's drivers as e3-core's loaders give them to e3-core code.
+
+They are registered in e3-core's entry-point namespaces (``e3.store`` and
+``e3.store.cache.backend``, as ``typed-*``), and code that loads them there is
+e3-core code. It hands stores and caches e3-core's own ``CachedResource``, and
+it catches ``e3.store.backends.base.StoreError``. The subclasses here accept
+the one, also with runtime checks on, and raise errors that are also the
+other. This package's own classes keep their exact types, and importing them
+does not import e3-core's store modules, which this module does. Importing it
+costs nothing more to code that e3-core's loader serves, since that code has
+imported those modules already.
+"""
+
+from __future__ import annotations
+
+import types
+
+import e3.store.backends.base as e3_base
+
+from e3_typed_store._types import CachedResource, override
+from e3_typed_store.backends.file_store import (
+    FileStore,
+    FileStoreQuery,
+    FileStoreResourceInfo,
+)
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleQuery,
+    HTTPSimpleStore,
+    HTTPSimpleStoreResourceInfo,
+)
+from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT
+from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.errors import StoreError
+
+__all__ = [
+    "E3CoreFileCache",
+    "E3CoreFileStore",
+    "E3CoreHTTPSimpleStore",
+    "e3_flavoured",
+]
+
+_FLAVOURS: dict[type[StoreError], type[StoreError]] = {}
+
+
+def e3_flavoured(error: StoreError) -> StoreError:
+    """Return *error* as an instance of a class that derives from its own and
+    from e3-core's ``StoreError``, with the same attributes and message.
+
+    :param error: an error of this package
+    """
+    cls = type(error)
+    flavour = _FLAVOURS.get(cls)
+    if flavour is None:
+        made = types.new_class(
+            cls.__name__,
+            (cls, e3_base.StoreError),
+            exec_body=lambda namespace: namespace.update(__module__=cls.__module__),
+        )
+        if not issubclass(made, StoreError):  # pragma: no cover - by construction
+            raise TypeError(f"{made!r} is no StoreError")
+        flavour = _FLAVOURS[cls] = made
+    if cls is flavour:
+        return error
+    copy = flavour.__new__(flavour)
+    copy.__dict__.update(error.__dict__)
+    copy.args = error.args
+    return copy.with_traceback(error.__traceback__)
+
+
+class E3CoreHTTPSimpleStore(HTTPSimpleStore):
+    """:class:`HTTPSimpleStore` for e3-core code: its errors are also e3-core's
+    ``StoreError``.
+
+    .. versionadded:: 0.1
+    """
+
+    @override
+    def get_resource_metadata(
+        self, query: HTTPSimpleQuery
+    ) -> HTTPSimpleStoreResourceInfo:
+        try:
+            return super().get_resource_metadata(query)
+        except StoreError as exc:
+            raise e3_flavoured(exc) from exc.__cause__
+
+    @override
+    def download_resource_content(
+        self, metadata: HTTPSimpleStoreResourceInfo, dest: str
+    ) -> str:
+        try:
+            return super().download_resource_content(metadata, dest)
+        except StoreError as exc:
+            raise e3_flavoured(exc) from exc.__cause__
+
+
+class E3CoreFileStore(FileStore):
+    """:class:`FileStore` for e3-core code: its errors are also e3-core's
+    ``StoreError``.
+
+    .. versionadded:: 0.1
+    """
+
+    @override
+    def get_resource_metadata(self, query: FileStoreQuery) -> FileStoreResourceInfo:
+        try:
+            return super().get_resource_metadata(query)
+        except StoreError as exc:
+            raise e3_flavoured(exc) from exc.__cause__
+
+    @override
+    def download_resource_content(
+        self, metadata: FileStoreResourceInfo, dest: str
+    ) -> str:
+        try:
+            return super().download_resource_content(metadata, dest)
+        except StoreError as exc:
+            raise e3_flavoured(exc) from exc.__cause__
+
+
+class E3CoreFileCache(FileCache):
+    """:class:`FileCache` for e3-core code: it stores e3-core's
+    ``CachedResource`` too, which e3-core's ``Store`` hands it.
+
+    .. versionadded:: 0.1
+    """
+
+    @override
+    def set(
+        self,
+        uid: str,
+        value: CachedResource | e3_base.CachedResource,
+        timeout: int = DEFAULT_TIMEOUT,
+    ) -> bool:
+        """Store *value* under *uid*, as :meth:`FileCache.set` does.
+
+        :param uid: the resource uid
+        :param value: the entry, this package's or e3-core's
+        :param timeout: the entry's lifetime in seconds
+        """
+        return super().set(uid, CachedResource(value.uid, value.local_path), timeout)
