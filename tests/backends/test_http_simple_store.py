@@ -6,6 +6,7 @@ test_http_hostile.py.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -315,6 +316,22 @@ def test_bad_configuration_names_key_and_value(
     assert raised.value.key == key
     assert raised.value.value == value or value != value  # nan-safe
     assert repr(key) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "mirrors",
+    [
+        ["http://m/c/"],
+        ("http://m/c/",),
+        collections.deque(["http://m/c/"]),
+        collections.UserList(["http://m/c/"]),
+    ],
+    ids=["list", "tuple", "deque", "UserList"],
+)
+def test_mirrors_may_be_any_sequence(mirrors: Sequence[str]) -> None:
+    # What the configuration's type, Sequence[str], lets a caller pass.
+    store = HTTPSimpleStore({"mirrors": mirrors}, None)
+    assert store.settings.mirrors == ("http://m/c/",)
 
 
 def test_configuration_is_validated_into_frozen_settings() -> None:

@@ -547,7 +547,11 @@ def _configuration_values(
 
 
 def _is_list(value: object) -> TypeGuard[Sequence[object]]:
-    return isinstance(value, (list, tuple))
+    # Any sequence the type allows (a deque, a UserList), but not a string,
+    # which is a sequence of strings too: one URL given for a list of them.
+    return isinstance(value, Sequence) and not isinstance(
+        value, (str, bytes, bytearray)
+    )
 
 
 def _mirrors(value: object) -> tuple[str, ...]:
