@@ -228,6 +228,21 @@ def test_offline_miss(server: DemoServer, cache_dir: Path, tmp_path: Path) -> No
     assert server.count("payload.bin") == 0
 
 
+def test_verbose_says_what_the_store_does(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    common = ["fetch", server.url("payload.bin"), "--sha256", SHA256]
+    common += ["--cache-dir", str(cache_dir)]
+    first = cli("-v", *common, "--dest", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    assert f"{SHA256}: not in the cache, downloading" in first.stderr
+    assert f"{SHA256}: downloaded: " in first.stderr
+    second = cli("-v", *common, "--dest", str(tmp_path / "b"))
+    assert f"{SHA256}: from the cache: " in second.stderr
+    quiet = cli(*common, "--dest", str(tmp_path / "c"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_offline_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
     assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
     result = fetch(server, cache_dir, tmp_path / "b", "--offline")

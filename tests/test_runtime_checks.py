@@ -79,11 +79,13 @@ def test_every_function_of_the_package_is_decorated(module: ModuleType) -> None:
     )
 
 
-def run_python(code: str, checks: bool) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, checks: bool, value: str = "1"
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env.pop("E3_TYPED_STORE_RUNTIME_CHECKS", None)
     if checks:
-        env["E3_TYPED_STORE_RUNTIME_CHECKS"] = "1"
+        env["E3_TYPED_STORE_RUNTIME_CHECKS"] = value
     return subprocess.run(
         [sys.executable, "-c", code],
         env=env,
@@ -108,10 +110,19 @@ def test_without_opt_in_beartype_is_not_imported() -> None:
     assert result.stdout.split() == ["False", "False"]
 
 
-def test_opt_in_turns_checks_on() -> None:
-    result = run_python(IMPORT_ALL, checks=True)
+@pytest.mark.parametrize("value", ["1", "true", "Yes", " on "])
+def test_opt_in_turns_checks_on(value: str) -> None:
+    # The words E3_TYPED_STORE_OFFLINE takes, too.
+    result = run_python(IMPORT_ALL, checks=True, value=value)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("value", ["0", "off", "no", ""])
+def test_other_values_leave_checks_off(value: str) -> None:
+    result = run_python(IMPORT_ALL, checks=True, value=value)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
 
 
 BAD_QUERY = """

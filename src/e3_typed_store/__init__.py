@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-#: The environment variable that turns runtime type checking on ("1", "true", "yes").
+#: The environment variable that turns runtime type checking on ("1", "true",
+#: "yes" or "on", as ``E3_TYPED_STORE_OFFLINE`` reads them).
 RUNTIME_CHECKS_VARIABLE = "E3_TYPED_STORE_RUNTIME_CHECKS"
 
 _CHECKS = os.environ.get(RUNTIME_CHECKS_VARIABLE, "").strip().lower() in {
     "1",
     "true",
     "yes",
+    "on",
 }
 
 if _CHECKS:

@@ -388,6 +388,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             if hit is not None:
                 placed = self._place_hit(uid, hit, dest)  # creates dest if need be
                 if placed is not None:
+                    logger.info("%s: from the cache: %s", uid, placed)
                     return placed
             if self.options.is_offline():
                 raise OfflineError(uid)
@@ -402,8 +403,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     if hit is not None:
                         placed = self._place_hit(uid, hit, dest)
                         if placed is not None:
+                            logger.info("%s: fetched meanwhile: %s", uid, placed)
                             return placed
-                return self._download(metadata, dest)
+                logger.info("%s: not in the cache, downloading", uid)
+                path = self._download(metadata, dest)
+                logger.info("%s: downloaded: %s", uid, path)
+                return path
         except StoreError:
             # Already typed, and some are OSErrors too (DeadlineExceededError
             # is a TimeoutError): never hidden under the generic one below.
