@@ -14,6 +14,9 @@ imported those modules already.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 
 import e3.store.backends.base as e3_base
 
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 _FLAVOURS: dict[type[StoreError], type[StoreError]] = {}
+_R = TypeVar("_R")
 
 
 def e3_flavoured(error: StoreError) -> StoreError:
@@ -67,6 +71,14 @@ def e3_flavoured(error: StoreError) -> StoreError:
     return copy.with_traceback(error.__traceback__)
 
 
+def _raising_e3_errors(call: Callable[[], _R]) -> _R:
+    """Return ``call()``; an error of this package it raises is also e3-core's."""
+    try:
+        return call()
+    except StoreError as exc:
+        raise e3_flavoured(exc) from exc.__cause__
+
+
 class E3CoreHTTPSimpleStore(HTTPSimpleStore):
     """:class:`HTTPSimpleStore` for e3-core code: its errors are also e3-core's
     ``StoreError``.
@@ -78,19 +90,15 @@ class E3CoreHTTPSimpleStore(HTTPSimpleStore):
     def get_resource_metadata(
         self, query: HTTPSimpleQuery
     ) -> HTTPSimpleStoreResourceInfo:
-        try:
-            return super().get_resource_metadata(query)
-        except StoreError as exc:
-            raise e3_flavoured(exc) from exc.__cause__
+        return _raising_e3_errors(partial(super().get_resource_metadata, query))
 
     @override
     def download_resource_content(
         self, metadata: HTTPSimpleStoreResourceInfo, dest: str
     ) -> str:
-        try:
-            return super().download_resource_content(metadata, dest)
-        except StoreError as exc:
-            raise e3_flavoured(exc) from exc.__cause__
+        return _raising_e3_errors(
+            partial(super().download_resource_content, metadata, dest)
+        )
 
 
 class E3CoreFileStore(FileStore):
@@ -102,19 +110,15 @@ class E3CoreFileStore(FileStore):
 
     @override
     def get_resource_metadata(self, query: FileStoreQuery) -> FileStoreResourceInfo:
-        try:
-            return super().get_resource_metadata(query)
-        except StoreError as exc:
-            raise e3_flavoured(exc) from exc.__cause__
+        return _raising_e3_errors(partial(super().get_resource_metadata, query))
 
     @override
     def download_resource_content(
         self, metadata: FileStoreResourceInfo, dest: str
     ) -> str:
-        try:
-            return super().download_resource_content(metadata, dest)
-        except StoreError as exc:
-            raise e3_flavoured(exc) from exc.__cause__
+        return _raising_e3_errors(
+            partial(super().download_resource_content, metadata, dest)
+        )
 
 
 class E3CoreFileCache(FileCache):
