@@ -21,8 +21,10 @@ until the deadline (:meth:`RequestWatchdog.resolve`).
 from __future__ import annotations
 
 import heapq
+import http.client
 import math
 import os
+import re
 import socket
 import sys
 import threading
@@ -321,6 +323,42 @@ def _is_address(host: str) -> bool:
 # ("HTTPConnectionPool(host=..., port=...): Max retries exceeded...").
 
 
+# A status line of an informational answer other than 101 Switching Protocols.
+_INFORMATIONAL = re.compile(rb"HTTP/1\.[01] 1(?!01)[0-9][0-9][ \r\n]")
+# The most header lines, and bytes in one, of an informational answer skipped.
+_MAX_SKIPPED_LINES = 100
+_MAX_LINE = 65536
+
+
+class FinalResponse(http.client.HTTPResponse):
+    """http.client's response, reading past informational answers (1xx).
+
+    http.client skips ``100 Continue`` only: a ``103 Early Hints`` sent
+    before the real answer was taken for the answer, and the real one was
+    left on the connection, for the next request to read as its own.
+    """
+
+    @override
+    def begin(self) -> None:
+        # What the server sent first, looked at without being consumed: an
+        # informational head is read and dropped, the next one looked at.
+        skipped = 0
+        while _INFORMATIONAL.match(self.fp.peek(16)):
+            for _ in range(_MAX_SKIPPED_LINES):
+                line = self.fp.readline(_MAX_LINE)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            skipped += 1
+            if skipped > _MAX_SKIPPED_LINES:
+                break  # endless: http.client's reading reports it
+        super().begin()
+
+
+def _read_final_responses(connection: object) -> None:
+    if isinstance(connection, http.client.HTTPConnection):
+        connection.response_class = FinalResponse
+
+
 class HTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
     """urllib3's pool, handing each connection to the thread's watchdog."""
 
@@ -328,6 +366,7 @@ class HTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
         _watch(connection)
+        _read_final_responses(connection)
         return connection
 
 
@@ -338,6 +377,7 @@ class HTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
         _watch(connection)
+        _read_final_responses(connection)
         return connection
 
 

@@ -438,6 +438,22 @@ def test_through_the_store_a_deadline_keeps_its_type(
     assert dest_files(dest) == []
 
 
+@pytest.mark.parametrize("informational", [[103], [103, 103], [100, 103], [102]])
+def test_informational_answers_before_the_real_one_are_skipped(
+    informational: list[int], server: LoopbackServer, tmp_path: Path
+) -> None:
+    # 103 Early Hints (or 102 Processing) comes before the answer itself:
+    # http.client skips only 100 Continue, and took the 103 for the answer.
+    def hinted(exchange: Exchange) -> None:
+        for status in informational:
+            exchange.send_head(status, {"Link": "</style.css>; rel=preload"})
+        full(exchange)
+
+    server.route("/r.bin", hinted)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+
+
 def test_a_huge_deadline_leaves_the_other_deadlines_working(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ class KeepAliveServer(TricklingServer):
         close_when_reused: bool = False,
         trickle_when_reused: bool = False,
         garbage_when_reused: bool = False,
+        early_hints: bool = False,
     ) -> None:
         super().__init__(_Handler)
         #: Drop each connection after its response, without saying so in a
@@ -56,6 +57,8 @@ class KeepAliveServer(TricklingServer):
         #: Answer a second request on a connection with bytes that are no
         #: HTTP: what the leftovers of an earlier answer look like.
         self.garbage_when_reused = garbage_when_reused
+        #: Send a ``103 Early Hints`` before each answer.
+        self.early_hints = early_hints
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
@@ -101,6 +104,8 @@ class _Handler(BaseHTTPRequestHandler):
         if server.trickle_when_reused and self.on_this_connection > 1:
             server.trickle_head(self)
             return
+        if server.early_hints:
+            self.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
         self.send_response(200)
         self.send_header("Set-Cookie", f"visit={visit}; Path=/")
         self.send_header("Content-Length", str(len(CONTENT)))
@@ -121,12 +126,14 @@ def serve(
     close_when_reused: bool = False,
     trickle_when_reused: bool = False,
     garbage_when_reused: bool = False,
+    early_hints: bool = False,
 ) -> Generator[KeepAliveServer, None, None]:
     server = KeepAliveServer(
         close_after_response,
         close_when_reused,
         trickle_when_reused,
         garbage_when_reused,
+        early_hints,
     )
     with running(server):
         yield server
@@ -161,6 +168,17 @@ def test_downloads_from_one_server_share_a_connection(
         assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
     assert server.gets == 3
     assert server.connections == 1
+
+
+def test_early_hints_leave_nothing_on_a_kept_connection(tmp_path: Path) -> None:
+    # Each answer comes after a 103: every download reads its own answer,
+    # and the connection serves the next one.
+    with serve(early_hints=True) as hinting:
+        for index in range(3):
+            path = fetch(hinting.url, tmp_path / str(index))
+            assert path.read_bytes() == CONTENT
+        assert hinting.gets == 3
+        assert hinting.connections == 1
 
 
 def test_a_connection_the_server_dropped_is_not_reused(
