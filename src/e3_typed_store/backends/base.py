@@ -260,11 +260,11 @@ def _cache_timeout(value: object) -> int | None:
 
 
 def _lock_timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidConfigurationError(
-            "lock_timeout", value, "expected a positive number of seconds"
-        )
-    if not value > 0:  # NaN too
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0  # NaN too
+    ):
         raise InvalidConfigurationError(
             "lock_timeout", value, "expected a positive number of seconds"
         )
