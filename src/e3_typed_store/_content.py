@@ -196,7 +196,7 @@ class ContentStore:
         """
         for name in self.dir_names():
             if name not in keep:
-                _remove_tree(os.path.join(self.root, name))
+                self.remove_dir(name)
 
     def dir_names(self) -> list[str]:
         """The names of the directories of kept copies (links where one goes too)."""
