@@ -219,6 +219,13 @@ def test_a_destination_that_cannot_take_the_file(
     )
     assert sorted(os.listdir(tmp_path / "d")) == ["payload.bin"]
     assert (tmp_path / "d" / "payload.bin").is_dir()
+    # A directory that cannot be made (under a file), on a miss and on a hit.
+    (tmp_path / "file").write_bytes(b"a file")
+    for _ in ("miss", "hit"):
+        result = fetch(server, cache_dir, tmp_path / "file" / "sub")
+        assert result.returncode == EXIT_DESTINATION, result.stderr
+        assert fetch(server, cache_dir, tmp_path / "ok").returncode == 0
+    assert server.count("payload.bin") == 2  # the first test's, and "ok"'s
 
 
 def test_offline_miss(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:

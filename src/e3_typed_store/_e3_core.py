@@ -100,6 +100,10 @@ class E3CoreHTTPSimpleStore(HTTPSimpleStore):
             partial(super().download_resource_content, metadata, dest)
         )
 
+    @override
+    def fetch_resource(self, metadata: HTTPSimpleStoreResourceInfo, dest: str) -> str:
+        return _raising_e3_errors(partial(super().fetch_resource, metadata, dest))
+
 
 class E3CoreFileStore(FileStore):
     """:class:`FileStore` for e3-core code: its errors are also e3-core's
@@ -119,6 +123,10 @@ class E3CoreFileStore(FileStore):
         return _raising_e3_errors(
             partial(super().download_resource_content, metadata, dest)
         )
+
+    @override
+    def fetch_resource(self, metadata: FileStoreResourceInfo, dest: str) -> str:
+        return _raising_e3_errors(partial(super().fetch_resource, metadata, dest))
 
 
 class E3CoreFileCache(FileCache):

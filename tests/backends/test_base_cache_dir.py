@@ -112,6 +112,9 @@ def test_a_dest_that_is_a_file_is_a_store_error(
     blocker.write_bytes(b"not a directory")
     with pytest.raises(StoreError):  # a miss
         store.fetch_resource(info, str(blocker))
+    with pytest.raises(DestinationError) as raised:  # one that cannot be made
+        store.fetch_resource(info, str(blocker / "sub"))
+    assert raised.value.dest == str(blocker / "sub")
     store.fetch_resource(info, str(tmp_path / "one"))
     with pytest.raises(StoreError):  # a hit
         store.fetch_resource(info, str(blocker))

@@ -15,7 +15,10 @@ import pytest
 
 from e3_typed_store._demo import DemoServer
 from e3_typed_store.backends.base import StoreOptions
-from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStore,
+    HTTPSimpleStoreResourceInfo,
+)
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import OfflineError
 
@@ -183,6 +186,13 @@ def test_plain_e3_code_catches_our_errors_as_its_own(tmp_path: Path) -> None:
     )
     with pytest.raises(e3_base.StoreError) as raised:
         store.download_resource_content(info, str(tmp_path))
+    assert isinstance(raised.value, DownloadError)
+    # fetch_resource too, which is ours, beside e3-core's API.
+    loaded: object = store
+    assert isinstance(loaded, HTTPSimpleStore)
+    typed = HTTPSimpleStoreResourceInfo("http://127.0.0.1:1/res.bin", SHA1)
+    with pytest.raises(e3_base.StoreError) as raised:
+        loaded.fetch_resource(typed, str(tmp_path))
     assert isinstance(raised.value, DownloadError)
     # The package's own loader gives the plain class.
     from e3_typed_store import load_store

@@ -392,7 +392,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     return placed
             if self.options.is_offline():
                 raise OfflineError(uid)
-            os.makedirs(dest, exist_ok=True)
+            try:
+                os.makedirs(dest, exist_ok=True)
+            except OSError as exc:
+                # As a hit's placing says it (see _place_hit).
+                raise DestinationError(
+                    uid, dest, f"cannot create {dest}: {exc}"
+                ) from exc
             with ExitStack() as stack:
                 if self._locked(stack, uid) and self._has_entry(uid):
                     # Another process fetched it while this one waited. Its
