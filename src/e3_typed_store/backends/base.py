@@ -397,7 +397,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             except OSError as exc:
                 # As a hit's placing says it (see _place_hit).
                 raise DestinationError(
-                    uid, dest, f"cannot create {dest}: {exc}"
+                    uid, dest, f"cannot place {uid} into {dest}: {exc}"
                 ) from exc
             with ExitStack() as stack:
                 if self._locked(stack, uid) and self._has_entry(uid):
