@@ -44,12 +44,8 @@ from e3_typed_store._fs import create_unnamed, publish, remove_temp, safe_file_n
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store._query import split_url
-from e3_typed_store._watchdog import (
-    BodyWatchdog,
-    RequestWatchdog,
-    WatchedAdapter,
-    reset_in_forked_child,
-)
+from e3_typed_store._runtime import reset_in_forked_child
+from e3_typed_store._watchdog import BodyWatchdog, RequestWatchdog, WatchedAdapter
 from e3_typed_store.errors import (
     DeadlineExceededError,
     DestinationError,
@@ -744,7 +740,6 @@ class _PartFile:
             raise DestinationError(
                 self._url, self._dest, f"cannot move the download to {target}: {exc}"
             ) from exc
-        self._committed = True
         self._progress.close()
         return target
 

@@ -12,6 +12,7 @@ from collections.abc import Generator
 from contextlib import ExitStack, contextmanager
 
 from e3_typed_store._fs import safe_component
+from e3_typed_store._runtime import reset_in_forked_child
 from e3_typed_store.errors import StoreError
 
 __all__ = [
@@ -263,8 +264,7 @@ class _ProcessLocks:
 
 
 _PROCESS_LOCKS = _ProcessLocks()
-if sys.platform != "win32":
-    os.register_at_fork(after_in_child=_PROCESS_LOCKS.reset)
+reset_in_forked_child(_PROCESS_LOCKS.reset)
 
 
 def process_lock(

@@ -23,13 +23,10 @@ from __future__ import annotations
 import heapq
 import http.client
 import math
-import os
 import re
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -39,6 +36,7 @@ import urllib3.connectionpool
 import urllib3.poolmanager
 import urllib3.response
 
+from e3_typed_store._runtime import reset_in_forked_child
 from e3_typed_store._types import override
 
 if TYPE_CHECKING:
@@ -53,19 +51,11 @@ __all__ = [
     "BodyWatchdog",
     "RequestWatchdog",
     "WatchedAdapter",
-    "reset_in_forked_child",
 ]
 
 #: How often a watchdog whose time is up looks again for the socket of a
 #: connection that was still being opened.
 _LOOK_AGAIN = 0.01
-
-
-def reset_in_forked_child(reset: Callable[[], None]) -> None:
-    """Have a forked child call *reset*: the threads and sockets of a module's
-    shared state do not belong to it. (Windows has no fork.)"""
-    if sys.platform != "win32":
-        os.register_at_fork(after_in_child=reset)
 
 
 @runtime_checkable
@@ -319,10 +309,6 @@ def _is_address(host: str) -> bool:
     return False
 
 
-# The pools are named as urllib3's: the name shows in error messages
-# ("HTTPConnectionPool(host=..., port=...): Max retries exceeded...").
-
-
 # A status line of an informational answer other than 101 Switching Protocols.
 _INFORMATIONAL = re.compile(rb"HTTP/1\.[01] 1(?!01)[0-9][0-9][ \r\n]")
 # The most header lines, and bytes in one, of an informational answer skipped.
@@ -354,9 +340,16 @@ class FinalResponse(http.client.HTTPResponse):
         super().begin()
 
 
-def _read_final_responses(connection: object) -> None:
+def _prepare(connection: object) -> None:
+    """Ready a connection a pool hands out: watched by the thread's watchdog,
+    reading past informational answers."""
+    _watch(connection)
     if isinstance(connection, http.client.HTTPConnection):
         connection.response_class = FinalResponse
+
+
+# The pools are named as urllib3's: the name shows in error messages
+# ("HTTPConnectionPool(host=..., port=...): Max retries exceeded...").
 
 
 class HTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
@@ -365,8 +358,7 @@ class HTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
     @override
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
-        _watch(connection)
-        _read_final_responses(connection)
+        _prepare(connection)
         return connection
 
 
@@ -376,8 +368,7 @@ class HTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
     @override
     def _get_conn(self, timeout: float | None = None) -> BaseHTTPConnection:
         connection = super()._get_conn(timeout)
-        _watch(connection)
-        _read_final_responses(connection)
+        _prepare(connection)
         return connection
 
 

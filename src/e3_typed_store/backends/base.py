@@ -395,10 +395,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             try:
                 os.makedirs(dest, exist_ok=True)
             except OSError as exc:
-                # As a hit's placing says it (see _place_hit).
-                raise DestinationError(
-                    uid, dest, f"cannot place {uid} into {dest}: {exc}"
-                ) from exc
+                raise _unplaceable(uid, uid, dest, exc) from exc
             with ExitStack() as stack:
                 if self._locked(stack, uid) and self._has_entry(uid):
                     # Another process fetched it while this one waited. Its
@@ -501,9 +498,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     path,
                 )
                 return None
-            raise DestinationError(
-                path, dest, f"cannot place {uid} into {dest}: {exc}"
-            ) from exc
+            raise _unplaceable(path, uid, dest, exc) from exc
 
     def _verified_cache_hit(self, metadata: InfoT) -> str | None:
         cache = self.cache_backend
@@ -599,6 +594,15 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+def _unplaceable(location: str, uid: str, dest: str, exc: OSError) -> DestinationError:
+    """The error of a *dest* that cannot take *uid*, on a miss as on a hit.
+
+    :param location: where the resource is (its uid before a download, the
+        cached file for a hit)
+    """
+    return DestinationError(location, dest, f"cannot place {uid} into {dest}: {exc}")
 
 
 def _directly_in(path: str, dest: str) -> bool:
