@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -48,6 +49,11 @@ class MirrorInfo:
         return digest.hexdigest() == self.uid
 
 
+def _field(query: Mapping[str, object], key: str) -> object:
+    # The value as it came, whatever the query's type says it is.
+    return query.get(key)
+
+
 @dataclass(frozen=True)
 class MirrorConfig:
     """Where the mirror lives."""
@@ -61,8 +67,8 @@ class MirrorStore(Store[MirrorInfo, MirrorQuery, MirrorConfig]):
     @override
     def get_resource_metadata(self, query: MirrorQuery) -> MirrorInfo:
         # Queries often come from files: check them at run time too.
-        name: object = query.get("name")
-        sha256: object = query.get("sha256")
+        name = _field(query, "name")
+        sha256 = _field(query, "sha256")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise InvalidQueryError("name", name, "expected a plain file name")
         if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
