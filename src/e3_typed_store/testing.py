@@ -285,7 +285,9 @@ class StoreContract(Generic[InfoT, QueryT]):
         """Deleting the directory of the first download does not break the cache."""
         _, store, info = self._built(tmp_path)
         first = self._dest(tmp_path, "first")
-        assert store.download_resource(info, first) is not None
+        assert store.download_resource(info, first) is not None, (
+            "download_resource returned None (first call)"
+        )
         shutil.rmtree(first)
         second = self._dest(tmp_path, "second")
         try:
@@ -302,7 +304,9 @@ class StoreContract(Generic[InfoT, QueryT]):
     def test_corrupted_cached_file_is_fetched_again(self, tmp_path: Path) -> None:
         """A cached copy that no longer verifies is a miss, not an error."""
         cache, store, info = self._built(tmp_path)
-        assert store.download_resource(info, self._dest(tmp_path, "first")) is not None
+        assert (
+            store.download_resource(info, self._dest(tmp_path, "first")) is not None
+        ), "download_resource returned None (first call)"
         recorded = _local_path(cache.get(info.uid))
         assert recorded is not None, (
             "download_resource recorded no CachedResource for the resource"
