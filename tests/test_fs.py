@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from e3_typed_store._faults import call_with_file_size_limit
-from e3_typed_store._fs import create_unnamed, place_in, publish, remove_temp
+from e3_typed_store._fs import (
+    MAX_NAME_BYTES,
+    create_unnamed,
+    place_in,
+    publish,
+    remove_temp,
+    unique_temp_name,
+)
 
 
 def test_a_new_name_is_a_hard_link(tmp_path: Path) -> None:
@@ -217,3 +224,69 @@ def test_the_current_directory_is_named_by_an_empty_string(
     publish(fd, temp, "name")
     assert (tmp_path / "name").read_bytes() == b"here"
     assert sorted(os.listdir(tmp_path)) == ["name"]
+
+
+# The longest name the package accepts from outside (safe_file_name), with
+# characters of two bytes: a temporary name built on it must still fit.
+_LONGEST_NAME = "\u00e9" * 125 + "a.tgz"
+
+
+def test_the_longest_name_is_the_limit() -> None:
+    assert len(_LONGEST_NAME.encode("utf-8")) == MAX_NAME_BYTES
+
+
+def test_a_temporary_name_always_fits(tmp_path: Path) -> None:
+    for base in (_LONGEST_NAME, "n" * 400, "stem"):
+        temp = unique_temp_name(str(tmp_path), base)
+        name = os.path.basename(temp)
+        assert os.path.dirname(temp) == str(tmp_path)
+        assert len(os.fsencode(name)) <= 255
+        stem, pid, unique, suffix = name[1:].rsplit(".", 3)
+        assert name.startswith(".") and suffix == "tmp"
+        assert (pid, len(unique)) == (str(os.getpid()), 32)
+        assert base.startswith(stem) and stem  # readable: the start of base
+        Path(temp).write_bytes(b"")  # the filesystem takes it
+    assert os.path.basename(unique_temp_name("", "stem")).startswith(".stem.")
+    assert unique_temp_name("", "a") != unique_temp_name("", "a")
+
+
+def test_a_file_of_the_longest_name_is_replaced_by_a_link(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"new")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / _LONGEST_NAME).write_bytes(b"old")
+    placed = place_in(str(source), str(dest), _LONGEST_NAME)
+    assert placed == str(dest / _LONGEST_NAME)
+    assert os.path.samefile(placed, source)
+    assert os.listdir(dest) == [_LONGEST_NAME]  # no temporary name left
+
+
+def test_publish_replaces_a_file_of_the_longest_name(
+    tmp_path: Path, unnamed: bool
+) -> None:
+    target = tmp_path / _LONGEST_NAME
+    target.write_bytes(b"old")
+    fd, temp = create_unnamed(str(tmp_path), _LONGEST_NAME, os.O_WRONLY)
+    assert (temp is None) == unnamed
+    os.write(fd, b"new")
+    publish(fd, temp, str(target))
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == [_LONGEST_NAME]
+
+
+def test_a_copy_replaces_a_file_of_the_longest_name(
+    tmp_path: Path, unnamed: bool
+) -> None:
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm here")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm and the test directory share a filesystem")
+        source = Path(other) / "source"
+        source.write_bytes(b"new")
+        (tmp_path / _LONGEST_NAME).write_bytes(b"old")
+        placed = place_in(str(source), str(tmp_path), _LONGEST_NAME)
+        assert Path(placed).read_bytes() == b"new"
+        assert not os.path.samefile(placed, source)
+    assert os.listdir(tmp_path) == [_LONGEST_NAME]

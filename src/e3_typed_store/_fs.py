@@ -32,6 +32,9 @@ SAFE_COMPONENT_FORMS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{6
 #: The longest file name taken from outside (a server, a URL, a query), in bytes
 #: of UTF-8.
 MAX_NAME_BYTES = 255
+# The longest name of a directory entry most filesystems take, in bytes
+# (NAME_MAX; ext4, XFS, btrfs, APFS, tmpfs): a temporary name stays within it.
+_NAME_MAX = 255
 # Characters that are not portable in a file name (Windows forbids them) on
 # top of the path separators and the control characters.
 _FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
@@ -111,10 +114,37 @@ def safe_file_name(candidate: str) -> str | None:
 def unique_temp_name(directory: str, base: str) -> str:
     """Return a path in *directory* that no other process or thread will pick.
 
+    The name is ``.<base>.<pid>.<32 hex digits>.tmp``, and always one a
+    filesystem accepts: *base* is cut short (by whole characters) when the
+    name would exceed :data:`_NAME_MAX` bytes, as it would for a file name of
+    :data:`MAX_NAME_BYTES` bytes. What makes it unique is never cut.
+
     :param directory: where the temporary file will live
     :param base: a readable stem, kept for people looking at the directory
     """
-    return os.path.join(directory, f".{base}.{os.getpid()}.{os.urandom(16).hex()}.tmp")
+    unique = f".{os.getpid()}.{os.urandom(16).hex()}.tmp"
+    room = _NAME_MAX - _size(unique) - 1  # 1: the leading dot
+    return os.path.join(directory, f".{_cut_to(base, room)}{unique}")
+
+
+def _cut_to(text: str, room: int) -> str:
+    """Return the longest start of *text* that takes at most *room* bytes.
+
+    Cut between characters, never inside one. Sizes are those of UTF-8 (a lone
+    surrogate counted as 3 bytes), at least those of the name on disk.
+    """
+    if _size(text) <= room:
+        return text
+    used = 0
+    for index, character in enumerate(text):
+        used += _size(character)
+        if used > room:
+            return text[:index]
+    return text
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
