@@ -45,7 +45,12 @@ from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store._query import split_url
 from e3_typed_store._runtime import reset_in_forked_child
-from e3_typed_store._watchdog import BodyWatchdog, RequestWatchdog, WatchedAdapter
+from e3_typed_store._watchdog import (
+    BodyWatchdog,
+    EndlessInformationalError,
+    RequestWatchdog,
+    WatchedAdapter,
+)
 from e3_typed_store.errors import (
     DeadlineExceededError,
     DestinationError,
@@ -56,9 +61,12 @@ from e3_typed_store.errors import (
 )
 
 __all__ = [
+    "DIGEST_WORKERS",
     "MAX_REDIRECTS",
     "SNIPPET_BYTES",
     "Deadline",
+    "DigestWorkers",
+    "OverlappedDigest",
     "TransferPolicy",
     "backoff_seconds",
     "content_disposition_name",
@@ -73,6 +81,14 @@ __all__ = [
 MAX_REDIRECTS = 10
 #: At most this much of an error response's body is read, for the log.
 SNIPPET_BYTES = 256
+# What a server sent is quoted in messages up to this many characters.
+_SHOWN_CHARACTERS = 200
+# A body sent with a Content-Encoding (though none was asked for) may decode
+# to at most this many times the bytes received, counted from 64 KiB: one
+# layer of gzip or deflate cannot pass 1,032 times, a few layers of them can
+# turn a few kilobytes into terabytes.
+_MAX_INFLATION = 1100
+_INFLATION_FLOOR = 64 << 10
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # One ``; name=value`` parameter of a Content-Disposition header, the value a
@@ -81,8 +97,12 @@ _DISPOSITION_PARAMETER = re.compile(
     r';\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)'
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
+# A size has at most this many digits (10**18 bytes is an exabyte); a longer
+# number is no size a server can send, and int() refuses those of over 4,300.
+_MAX_SIZE_DIGITS = 18
+_SIZE = rf"([0-9]{{1,{_MAX_SIZE_DIGITS}}})"
 _CONTENT_RANGE = re.compile(
-    r"bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)", re.IGNORECASE | re.ASCII
+    rf"bytes\s+{_SIZE}-{_SIZE}/(?:{_SIZE}|(\*))", re.IGNORECASE | re.ASCII
 )
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks are handed to the digest worker in batches of at least this many
@@ -92,9 +112,9 @@ _DIGEST_BATCH_BYTES = 256 << 10
 # Batches waiting for the worker: bounds memory to a few batches.
 _DIGEST_QUEUE_BATCHES = 4
 # Content up to this size is hashed inline; larger content, by a digest
-# worker from its first byte (see _OverlappedDigest).
+# worker from its first byte (see OverlappedDigest).
 _INLINE_DIGEST_BYTES = 256 << 10
-# Digest workers kept waiting for the next download (see _DigestWorkers).
+# Digest workers kept waiting for the next download (see DigestWorkers).
 _IDLE_DIGEST_WORKERS = 4
 # Reads of a TLS body (see tls_read_size): the first asks for this many bytes,
 # then double while a read takes less than _QUICK_READ seconds and halve while
@@ -303,6 +323,17 @@ def download(
                 try:
                     _fetch(session, url, part, deadline, policy, log)
                     actual = part.finish()
+                    if actual != expected and part.spliced and attempt < policy.retries:
+                        # One of the responses resumed may not have sent the
+                        # content's bytes: a response of the whole may.
+                        part.restart()
+                        raise _transient(
+                            url,
+                            "the content put together from several responses "
+                            f"has the digest {actual}: fetching it whole",
+                            None,
+                            0.0,
+                        )
                     if actual != expected:
                         log.critical(
                             "wrong sha for resource %s expecting %s got %s",
@@ -399,7 +430,7 @@ def _unusable(url: str, reason: str, cause: BaseException | None) -> _UnusableUR
     return _UnusableURLError(error)
 
 
-class _OverlappedDigest:
+class OverlappedDigest:
     """A digest computed by a worker thread while the caller goes on reading.
 
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
@@ -409,7 +440,7 @@ class _OverlappedDigest:
     costs about what the overlap saves. Larger content goes to a worker from
     its first byte (see :meth:`expect`); content of unknown size, after its
     first :data:`_INLINE_DIGEST_BYTES`. The worker comes from
-    :data:`_DIGEST_WORKERS`.
+    :data:`DIGEST_WORKERS`.
     """
 
     def __init__(self, algorithm: Algorithm) -> None:
@@ -456,7 +487,13 @@ class _OverlappedDigest:
                 self._hash.update(chunk)
                 return
             self._done = threading.Event()
-            _DIGEST_WORKERS.assign(self)
+            try:
+                DIGEST_WORKERS.assign(self)
+            except BaseException:
+                # No worker has it (Ctrl-C while one was starting, say):
+                # close() must not wait for one.
+                self._done = None
+                raise
             # The first chunk alone, at once: the worker starts hashing
             # while the first batch fills.
             self._queue.put([chunk])
@@ -489,7 +526,7 @@ class _OverlappedDigest:
         return self._hash.hexdigest()
 
 
-class _DigestWorkers:
+class DigestWorkers:
     """Threads that drain digests, kept between downloads.
 
     Starting a thread costs about as much as hashing 100 KiB, so a worker that
@@ -505,14 +542,14 @@ class _DigestWorkers:
     def reset(self) -> None:
         """Forget every worker (also in a forked child)."""
         self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[_OverlappedDigest]] = []
+        self._idle: list[queue.SimpleQueue[OverlappedDigest]] = []
 
-    def assign(self, digest: _OverlappedDigest) -> None:
+    def assign(self, digest: OverlappedDigest) -> None:
         """Have a worker run ``digest.drain()``, an idle one if there is one."""
         with self._lock:
             inbox = self._idle.pop() if self._idle else None
         if inbox is None:
-            inbox = queue.SimpleQueue[_OverlappedDigest]()
+            inbox = queue.SimpleQueue[OverlappedDigest]()
             threading.Thread(
                 target=self._serve,
                 args=(inbox, self._lock, self._idle),
@@ -523,9 +560,9 @@ class _DigestWorkers:
 
     @staticmethod
     def _serve(
-        inbox: queue.SimpleQueue[_OverlappedDigest],
+        inbox: queue.SimpleQueue[OverlappedDigest],
         lock: threading.Lock,
-        idle: list[queue.SimpleQueue[_OverlappedDigest]],
+        idle: list[queue.SimpleQueue[OverlappedDigest]],
     ) -> None:
         while True:
             inbox.get().drain()
@@ -535,8 +572,8 @@ class _DigestWorkers:
                 idle.append(inbox)
 
 
-_DIGEST_WORKERS = _DigestWorkers()
-reset_in_forked_child(_DIGEST_WORKERS.reset)
+DIGEST_WORKERS = DigestWorkers()
+reset_in_forked_child(DIGEST_WORKERS.reset)
 
 
 class _ThreadSessions:
@@ -595,7 +632,7 @@ class _PartFile:
         self._algorithm: Algorithm = algorithm
         self._progress = progress
         self._dest = dest
-        self._digest = _OverlappedDigest(algorithm)
+        self._digest = OverlappedDigest(algorithm)
         try:
             try:
                 self._fd, self._temp = create_unnamed(dest, _TEMP_STEM, os.O_WRONLY)
@@ -622,6 +659,8 @@ class _PartFile:
         self.name: str | None = None
         #: Whether what is held may be completed with a Range request.
         self.resumable = False
+        #: Whether what is held came from more than one response.
+        self.spliced = False
         self._committed = False
 
     def __enter__(self) -> _PartFile:
@@ -670,6 +709,7 @@ class _PartFile:
 
     def resume(self) -> None:
         """Go on counting after a Range request was answered as hoped."""
+        self.spliced = True
         self._progress.start(self.total, self.size)
 
     def write(self, chunk: bytes) -> None:
@@ -697,7 +737,7 @@ class _PartFile:
         :raises DestinationError: the file cannot be truncated
         """
         self._digest.close()
-        self._digest = _OverlappedDigest(self._algorithm)
+        self._digest = OverlappedDigest(self._algorithm)
         try:
             self._file.seek(0)
             self._file.truncate()
@@ -708,6 +748,7 @@ class _PartFile:
         self.validator = None
         self.name = None
         self.resumable = False
+        self.spliced = False
 
     def finish(self) -> str:
         """Flush the file and return the digest of everything written.
@@ -757,7 +798,7 @@ def _fetch(
     with response:
         final_url = response.url or url
         encoded = _start_body(response, final_url, part, log)
-        _stream_body(response, final_url, part, deadline, policy, encoded)
+        _stream_body(response, final_url, part, deadline, policy, encoded, log)
 
 
 def _open(
@@ -861,7 +902,15 @@ def _not_http(exc: BaseException) -> http.client.HTTPException | None:
         seen.add(id(current))
         if isinstance(current, http.client.RemoteDisconnected):
             return None
-        if isinstance(current, (http.client.BadStatusLine, http.client.LineTooLong)):
+        if isinstance(
+            current,
+            (
+                http.client.BadStatusLine,
+                http.client.LineTooLong,
+                http.client.UnknownProtocol,
+                EndlessInformationalError,
+            ),
+        ):
             return current
         if isinstance(current, http.client.HTTPException) and "headers" in str(current):
             return current  # "got more than 100 headers"
@@ -938,7 +987,9 @@ def _send(
                 # service is not an HTTP server, and asking again will not
                 # change that. On a kept connection it may be the leftovers
                 # of an earlier answer: then it is retried, as a transient.
-                raise _unusable(url, f"the answer is not HTTP: {answer}", exc) from exc
+                raise _unusable(
+                    url, f"the answer is not HTTP: {_shown(str(answer))}", exc
+                ) from exc
             raise
     if watchdog.fired:  # the head came in just as the socket was being shut
         response.close()
@@ -1014,7 +1065,11 @@ def _failed_request(
 
 
 def _redirect_target(current: str, location: str) -> str:
-    location = location.strip()
+    location = _utf8_header(location).strip()
+    if not location.isprintable():
+        raise _unusable(
+            current, f"redirect to {_shown(location)} refused: control characters", None
+        )
     try:
         absolute = bool(urlsplit(location).scheme)
         # urljoin would take "http:///x" as relative: an absolute Location
@@ -1022,10 +1077,28 @@ def _redirect_target(current: str, location: str) -> str:
         target = location if absolute else urljoin(current, location)
         parts = split_url(target)
     except ValueError as exc:
-        raise _unusable(current, f"bad redirect to {location!r}: {exc}", exc) from exc
+        raise _unusable(
+            current, f"bad redirect to {_shown(location)}: {exc}", exc
+        ) from exc
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-        raise _unusable(current, f"redirect to {location!r} refused", None)
+        raise _unusable(current, f"redirect to {_shown(location)} refused", None)
     return target
+
+
+def _utf8_header(value: str) -> str:
+    """*value* as UTF-8 where its bytes are that: http.client decodes every
+    header as Latin-1, and a server's raw UTF-8 path would come out garbled."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _shown(text: str) -> str:
+    """*text* quoted for a message or a log line: escaped and cut short."""
+    if len(text) > _SHOWN_CHARACTERS:
+        return f"{text[:_SHOWN_CHARACTERS]!r}..."
+    return repr(text)
 
 
 def _snippet(response: requests.Response, deadline: Deadline) -> str:
@@ -1095,6 +1168,7 @@ def _stream_body(
     deadline: Deadline,
     policy: TransferPolicy,
     encoded: bool,
+    log: logging.Logger,
 ) -> None:
     """Copy the body into *part* within the deadline: a network read at a time
     over plain TCP, a block of up to ``policy.chunk_size`` at a time over TLS.
@@ -1124,6 +1198,11 @@ def _stream_body(
                     size = tls_read_size(size, took, policy.chunk_size)
                 else:
                     chunk = raw.read1(policy.chunk_size, decode_content=encoded)
+            except urllib3.exceptions.DecodeError as exc:
+                # The bytes came; they are not what their encoding says.
+                raise _unusable(
+                    url, f"the body's Content-Encoding cannot be decoded: {exc}", exc
+                ) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if watchdog.fired or deadline.expired():
                     raise DeadlineExceededError(url, deadline.seconds) from exc
@@ -1132,11 +1211,31 @@ def _stream_body(
                 ) from exc
             if not chunk:
                 break
+            if part.total is not None and part.size + len(chunk) > part.total:
+                # Past the end of the content (a 206 whose body runs on past
+                # its Content-Range): the rest is not the content's.
+                part.write(chunk[: part.total - part.size])
+                log.warning(
+                    "%s sent more than the %d bytes of the content", url, part.total
+                )
+                break
+            if encoded and part.size + len(chunk) > _inflated_limit(raw.tell()):
+                raise _unusable(
+                    url,
+                    f"the body decodes to over {_MAX_INFLATION} times the "
+                    f"{raw.tell()} bytes received: a compression bomb",
+                    None,
+                )
             part.write(chunk)
     if watchdog.fired:  # a body without a length ends as the socket is shut
         raise DeadlineExceededError(url, deadline.seconds)
     if part.total is not None and part.size < part.total:
         raise _transient(url, f"body ended at byte {part.size} of {part.total}", None)
+
+
+def _inflated_limit(received: int) -> int:
+    """The most bytes a body of *received* encoded bytes may decode to."""
+    return _MAX_INFLATION * max(received, _INFLATION_FLOOR)
 
 
 def tls_read_size(size: int, took: float, largest: int) -> int:
@@ -1167,7 +1266,7 @@ def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
     if match is None:
         return None
     first, last = int(match.group(1)), int(match.group(2))
-    total = None if match.group(3) == "*" else int(match.group(3))
+    total = None if match.group(4) else int(match.group(3))
     if last < first:
         return None
     return first, last, total
@@ -1175,7 +1274,10 @@ def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     value = headers.get(name)
-    if value is None or not _is_decimal(value.strip()):
+    if value is None:
+        return None
+    value = value.strip()
+    if not _is_decimal(value) or len(value) > _MAX_SIZE_DIGITS:
         return None
     return int(value)
 

@@ -49,6 +49,8 @@ else:
 __all__ = [
     "ALARMS",
     "BodyWatchdog",
+    "EndlessInformationalError",
+    "FinalResponse",
     "RequestWatchdog",
     "WatchedAdapter",
 ]
@@ -336,8 +338,15 @@ class FinalResponse(http.client.HTTPResponse):
                     break
             skipped += 1
             if skipped > _MAX_SKIPPED_LINES:
-                break  # endless: http.client's reading reports it
+                raise EndlessInformationalError(skipped)
         super().begin()
+
+
+class EndlessInformationalError(http.client.HTTPException):
+    """A server sent informational answers (1xx) with no end in sight."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"got more than {count - 1} informational answers")
 
 
 def _prepare(connection: object) -> None:
