@@ -215,3 +215,27 @@ def test_metadata_built_by_hand_with_a_none_is_a_store_error() -> None:
         "InvalidQueryError invalid query: 'sha'=5: expected a string, got int",
         "InvalidQueryError invalid query: 'url'=None: expected a string, got NoneType",
     ]
+
+
+PATH_DEST = """
+import hashlib, pathlib, sys, tempfile
+from e3_typed_store.backends.file_store import FileStore
+root = pathlib.Path(tempfile.mkdtemp())
+(root / "a.bin").write_bytes(b"payload")
+store = FileStore({"root": str(root)}, None)
+info = store.get_resource_metadata(
+    {"path": "a.bin", "sha256": hashlib.sha256(b"payload").hexdigest()}
+)
+for get in (store.download_resource, store.fetch_resource):
+    placed = get(info, root / "dest")
+    print(type(placed).__name__, pathlib.Path(placed).read_bytes() == b"payload")
+"""
+
+
+def test_a_path_as_dest_is_taken_without_checks() -> None:
+    # e3-core took a pathlib.Path as dest; the types say str, beartype too.
+    result = run_python(PATH_DEST, checks=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["str", "True", "str", "True"]
+    checked = run_python(PATH_DEST, checks=True)
+    assert "BeartypeCallHintParamViolation" in checked.stderr

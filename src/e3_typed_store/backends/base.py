@@ -379,6 +379,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         :raises StoreError: the resource cannot be had; the subclass says why
         """
         uid = metadata.uid
+        # A pathlib.Path, as e3-core took, when runtime checks are off.
+        dest = os.fspath(dest)
         if "\0" in dest:  # os calls would raise a bare ValueError
             raise StoreError(
                 f"cannot place {uid} into {dest!r}: a NUL byte in the path"
