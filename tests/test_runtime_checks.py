@@ -239,3 +239,25 @@ def test_a_path_as_dest_is_taken_without_checks() -> None:
     assert result.stdout.split() == ["str", "True", "str", "True"]
     checked = run_python(PATH_DEST, checks=True)
     assert "BeartypeCallHintParamViolation" in checked.stderr
+
+
+NOT_BOOLEANS = """
+from e3_typed_store.backends.base import StoreOptions
+for field in ("offline", "trust_unchanged_files"):
+    try:
+        StoreOptions(**{field: 1})
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_options_built_directly_refuse_a_1_for_a_boolean_without_checks() -> None:
+    # from_configuration refused it; built directly, a 1 turned offline on.
+    result = run_python(NOT_BOOLEANS, checks=False)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        "InvalidConfigurationError invalid configuration",
+        "InvalidConfigurationError invalid configuration",
+    ]
+    assert "'offline'=1" in result.stdout
+    assert "'trust_unchanged_files'=1" in result.stdout

@@ -183,8 +183,9 @@ class StoreOptions:
         stale, and offline mode keeps serving it), e3-core's one day
         (:data:`~e3_typed_store.cache.backends.base.DEFAULT_TIMEOUT`)
         otherwise, where an expiry is what makes a driver ask again
-    :raises InvalidConfigurationError: *lock_timeout* is not a positive
-        number (NaN included), or *cache_timeout* no positive whole number
+    :raises InvalidConfigurationError: *offline* or *trust_unchanged_files*
+        is no boolean, *lock_timeout* no positive number (NaN included), or
+        *cache_timeout* no positive whole number
 
     .. versionadded:: 0.1
     """
@@ -213,20 +214,22 @@ class StoreOptions:
         """
         options = cls()
         offline = configuration.get("offline", options.offline)
-        if offline is not None and not isinstance(offline, bool):
-            raise InvalidConfigurationError("offline", offline, "expected a boolean")
         trust = configuration.get("trust_unchanged_files", False)
-        if not isinstance(trust, bool):
-            raise InvalidConfigurationError(
-                "trust_unchanged_files", trust, "expected a boolean"
-            )
         timeout = configuration.get("lock_timeout", options.lock_timeout)
         lifetime = configuration.get("cache_timeout", options.cache_timeout)
-        return cls(offline, trust, _lock_timeout(timeout), _cache_timeout(lifetime))
+        return cls(
+            None if offline is None else _boolean("offline", offline),
+            _boolean("trust_unchanged_files", trust),
+            _lock_timeout(timeout),
+            _cache_timeout(lifetime),
+        )
 
     def __post_init__(self) -> None:
         # Built directly too: a NaN or a negative wait fails here, not deep
-        # in a lock.
+        # in a lock, and a 1 is no boolean, with runtime checks off as on.
+        if self.offline is not None:
+            _boolean("offline", self.offline)
+        _boolean("trust_unchanged_files", self.trust_unchanged_files)
         _lock_timeout(self.lock_timeout)
         _cache_timeout(self.cache_timeout)
 
@@ -247,6 +250,12 @@ class StoreOptions:
 _FOR_EVER = 100 * 365 * 24 * 3600
 # A uid that is a hex SHA-1, SHA-256 or SHA-512 digest.
 _DIGEST = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}")
+
+
+def _boolean(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidConfigurationError(key, value, "expected a boolean")
+    return value
 
 
 def _cache_timeout(value: object) -> int | None:
