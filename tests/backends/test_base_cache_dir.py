@@ -583,3 +583,22 @@ def test_a_store_reads_its_options_from_a_configuration_mapping(
     store = HTTPSimpleStore({"offline": True}, None, options=StoreOptions())
     assert store.options == StoreOptions()
     assert HTTPSimpleStore({"offline": True}, None).options.offline is True
+
+
+def test_a_cache_backend_set_later_gets_the_kept_copies(
+    source: Path, tmp_path: Path
+) -> None:
+    # e3-core's Store has cache_backend as a plain attribute, and code sets it.
+    first, second = tmp_path / "first", tmp_path / "second"
+    store, info = make_store(source, first)
+    store.cache_backend = FileCache({"cache_dir": str(second)})
+    placed = store.fetch_resource(info, str(tmp_path / "dest"))
+    entry = FileCache({"cache_dir": str(second)}).get(info.uid)
+    assert isinstance(entry, CachedResource)
+    assert Path(entry.local_path).is_relative_to(second)
+    assert Path(entry.local_path).read_bytes() == Path(placed).read_bytes() == PAYLOAD
+    assert not first.exists() or not any(first.rglob("*.bin"))
+    store.cache_backend = None  # no cache: nothing kept, nothing recorded
+    again = Path(store.fetch_resource(info, str(tmp_path / "again")))
+    assert again.parent == tmp_path / "again" and again.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in second.rglob("*.bin")) == [Path(placed).name]

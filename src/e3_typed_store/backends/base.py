@@ -321,6 +321,24 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 else StoreOptions()
             )
         self.options = options
+
+    @property
+    def cache_backend(self) -> CacheProtocol[CachedResource] | None:
+        """Where downloaded resources are recorded; None when nothing is.
+
+        Set, as e3-core's attribute may be: the kept copies and the locks of
+        the resources fetched from then on go into the new backend's
+        directory, if it has one.
+
+        .. versionadded:: 0.1
+        """
+        return self._cache_backend
+
+    @cache_backend.setter
+    def cache_backend(
+        self, cache_backend: CacheProtocol[CachedResource] | None
+    ) -> None:
+        self._cache_backend = cache_backend
         cache_dir: object = getattr(cache_backend, "cache_dir", None)
         # Absolute, as this package's FileCache makes it (e3-core's keeps a
         # relative one): what is recorded must not move with the working
