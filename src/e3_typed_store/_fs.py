@@ -38,6 +38,9 @@ _NAME_MAX = 255
 # Characters that are not portable in a file name (Windows forbids them) on
 # top of the path separators and the control characters.
 _FORBIDDEN_CHARACTERS = frozenset('<>:"|?*')
+# Unicode categories refused in a file name: control, format, surrogate,
+# private use and unassigned characters, and line and paragraph separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _WINDOWS_DEVICES = frozenset(
     {"con", "prn", "aux", "nul", "conin$", "conout$"}
     # Superscript digits too: Windows reserves COM¹, COM², COM³ and LPT¹...
@@ -88,8 +91,8 @@ def safe_file_name(candidate: str) -> str | None:
     ``/etc/passwd`` and ``C:\\x`` give ``x``, ``passwd`` and ``x``); the result
     is refused when it is empty, ``.`` or ``..``, has leading or trailing
     white space or a trailing dot, holds a control or format character (NUL,
-    bidirectional overrides...) or one of ``<>:"|?*``, is a Windows device
-    name, or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
+    bidirectional overrides...), a line or paragraph separator or one of
+    ``<>:"|?*``, is a Windows device name (``CON``, ``nul .tar``), or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
 
     :param candidate: a file name suggested by a server or a URL
     :return: a name that is one path component inside any directory, or None
@@ -102,9 +105,10 @@ def safe_file_name(candidate: str) -> str | None:
     for character in name:
         if character in _FORBIDDEN_CHARACTERS:
             return None
-        if unicodedata.category(character).startswith("C"):
+        if unicodedata.category(character) in _REFUSED_CATEGORIES:
             return None
-    if name.split(".", 1)[0].lower() in _WINDOWS_DEVICES:
+    # Windows drops the spaces that end a stem: "CON .txt" is CON too.
+    if name.split(".", 1)[0].rstrip(" ").lower() in _WINDOWS_DEVICES:
         return None
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return None

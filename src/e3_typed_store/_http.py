@@ -217,9 +217,15 @@ def content_disposition_name(header: str) -> str | None:
         if name is not None:
             return name
     plain = parameters.get("filename")
-    if plain is not None:
+    if plain is not None and (plain.startswith('"') or _is_token(plain)):
         return _visible_name(_unquote(plain))
     return None
+
+
+def _is_token(value: str) -> bool:
+    """Whether an unquoted parameter value is one token: not, say, the
+    ``a.bin, attachment`` of two headers joined into one."""
+    return not any(character == "," or character.isspace() for character in value)
 
 
 def _visible_name(candidate: str) -> str | None:
@@ -1291,7 +1297,7 @@ def _validator(headers: Mapping[str, str]) -> str | None:
 
 def _suggested_name(headers: Mapping[str, str]) -> str | None:
     value = headers.get("Content-Disposition")
-    return content_disposition_name(value) if value is not None else None
+    return content_disposition_name(_utf8_header(value)) if value is not None else None
 
 
 def _unquote(value: str) -> str:

@@ -857,6 +857,13 @@ def test_retry_after_forms() -> None:
         ("attachment; filename=a?b", None),
         ("attachment; filename=a\tb", None),
         ("attachment; filename=\u00e9\u0301", "\u00e9\u0301"),
+        ('attachment; filename="two words.txt"', "two words.txt"),
+        # Two headers, joined by http.client: no name is the server's.
+        ("attachment; filename=a.bin, attachment; filename=b.bin", None),
+        ('attachment; filename="CON .txt"', None),
+        ('attachment; filename="nul .tar"', None),
+        ('attachment; filename="a\u2028b.txt"', None),
+        ('attachment; filename="a\u2029b.txt"', None),
     ],
 )
 def test_content_disposition_names(header: str, expected: str | None) -> None:

@@ -124,6 +124,22 @@ def test_a_redirect_in_raw_utf8_is_followed_to_its_path(
     ]
 
 
+def test_a_file_name_in_raw_utf8_is_read_as_utf8(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    def named(exchange: Exchange) -> None:
+        raw_head(
+            exchange,
+            b"HTTP/1.1 200 OK",
+            'Content-Disposition: attachment; filename="déjà.bin"'.encode(),
+            b"Content-Length: %d" % len(CONTENT),
+        )
+        exchange.send(CONTENT)
+
+    server.route("/r.bin", named)
+    assert Path(fetch(server, tmp_path)).name == "déjà.bin"
+
+
 def test_a_redirect_with_control_characters_is_refused(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
