@@ -92,7 +92,8 @@ def safe_file_name(candidate: str) -> str | None:
     is refused when it is empty, ``.`` or ``..``, has leading or trailing
     white space or a trailing dot, holds a control or format character (NUL,
     bidirectional overrides...), a line or paragraph separator or one of
-    ``<>:"|?*``, is a Windows device name (``CON``, ``nul .tar``), or is longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
+    ``<>:"|?*``, is a Windows device name (``CON``, ``nul .tar``), or is
+    longer than :data:`MAX_NAME_BYTES` bytes in UTF-8.
 
     :param candidate: a file name suggested by a server or a URL
     :return: a name that is one path component inside any directory, or None

@@ -17,6 +17,7 @@ This module is the only one, with the HTTP driver, that imports ``requests``.
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import hashlib
 import http.client
@@ -31,7 +32,7 @@ import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 import requests
@@ -293,7 +294,9 @@ def download(
 
     Each URL gets up to ``1 + policy.retries`` attempts while its failures are
     transient (connection errors, timeouts, truncated bodies, 429 and 5xx);
-    any other failure, or a digest mismatch, moves on to the next URL. Bytes
+    any other failure, or a digest mismatch, moves on to the next URL. A URL
+    whose server asks for a wait (``Retry-After``) is asked again once the
+    wait is over, and meanwhile the URLs after it are tried. Bytes
     received from an earlier attempt are kept and the next attempt asks for
     the rest with a ``Range`` request; a server that answers with the whole
     content, or with a range that does not fit, starts the file over.
@@ -323,8 +326,18 @@ def download(
     with _PartFile(
         dest, algorithm, ByteProgress(progress, default_name), urls[0]
     ) as part:
-        for url in urls:
-            attempt = 0
+        # Each URL's turn: the first comes first; a URL whose server asked
+        # for a wait (Retry-After) goes behind the others until it is over.
+        turns = [_Turn(0.0, order, url, 0) for order, url in enumerate(urls)]
+        while turns:
+            turn = turns.pop(0)
+            url, attempt = turn.url, turn.attempt
+            wait = turn.not_before - time.monotonic()
+            if wait >= deadline.remaining():
+                log.warning("giving up on %s: its wait would pass the deadline", url)
+                continue
+            if wait > 0:
+                time.sleep(wait)
             while True:
                 try:
                     _fetch(session, url, part, deadline, policy, log)
@@ -369,6 +382,17 @@ def download(
                         )
                         break
                     attempt += 1
+                    if transient.retry_after is not None and turns:
+                        log.warning(
+                            "%s; asked to wait %g s: trying the other URLs first",
+                            error,
+                            delay,
+                        )
+                        later = _Turn(
+                            time.monotonic() + delay, turn.order, url, attempt
+                        )
+                        bisect.insort(turns, later)
+                        break
                     log.warning(
                         "%s; retry %d of %d in %g s",
                         error,
@@ -403,6 +427,18 @@ def backoff_seconds(policy: TransferPolicy, attempt: int) -> float:
     """
     ceiling = min(policy.backoff_max, policy.backoff_base * 2.0**attempt)
     return random.uniform(ceiling / 2, ceiling)
+
+
+class _Turn(NamedTuple):
+    """A URL's next turn at being asked for the content."""
+
+    #: The time.monotonic() before which it is not asked.
+    not_before: float
+    #: Its place among the URLs given: earlier ones first, at equal times.
+    order: int
+    url: str
+    #: The attempts it has had.
+    attempt: int
 
 
 class _TransientError(Exception):

@@ -13,6 +13,7 @@ import hashlib
 import os
 import struct
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -286,3 +287,45 @@ def test_a_partial_body_past_its_range_is_cut_at_the_content_end(
     path = fetch(server, tmp_path)
     assert Path(path).read_bytes() == CONTENT
     assert len(server.requests("/r.bin")) == 2
+
+
+# -- a server that asks for a wait, among mirrors -------------------------------
+
+
+def busy_for(seconds: int) -> Callable[[Exchange], None]:
+    def handler(exchange: Exchange) -> None:
+        exchange.respond(503, b"busy", {"Retry-After": str(seconds)})
+
+    return handler
+
+
+def fetch_through_mirror(server: LoopbackServer, dest: Path) -> str:
+    return fetch(server, dest, configuration={**FAST, "mirrors": [server.url("/m")]})
+
+
+def test_a_mirror_that_asks_for_a_wait_lets_the_next_url_serve(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/m/r.bin", sequence(busy_for(5), full))
+    server.route("/r.bin", full)
+    started = time.monotonic()
+    path = fetch_through_mirror(server, tmp_path)
+    assert time.monotonic() - started < 4  # not the 5 s asked for
+    assert Path(path).read_bytes() == CONTENT
+    assert [request.path for request in server.requests()] == ["/m/r.bin", "/r.bin"]
+
+
+def test_a_url_that_asked_for_a_wait_is_asked_again_after_the_others(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    server.route("/m/r.bin", sequence(busy_for(1), full))
+    server.route("/r.bin", lambda exchange: exchange.respond(404, b"gone"))
+    started = time.monotonic()
+    path = fetch_through_mirror(server, tmp_path)
+    assert time.monotonic() - started >= 1  # the wait asked for was kept
+    assert Path(path).read_bytes() == CONTENT
+    assert [request.path for request in server.requests()] == [
+        "/m/r.bin",
+        "/r.bin",
+        "/m/r.bin",
+    ]
