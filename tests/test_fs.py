@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from e3_typed_store import _fs as fs_module
 from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import (
     MAX_NAME_BYTES,
@@ -51,6 +52,31 @@ def test_another_file_of_that_name_is_replaced(tmp_path: Path) -> None:
     placed = place_in(str(source), str(dest), "name")
     assert Path(placed).read_bytes() == b"new"
     assert sorted(os.listdir(dest)) == ["name"]  # no temporary file left
+
+
+def test_the_same_file_placed_meanwhile_leaves_no_temporary_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process places the same cached file under that name while this
+    # one links a temporary name to it: rename(2) of one link over another of
+    # the same file does nothing. The other process is stood in for at the
+    # one moment it matters, which real processes hit only now and then.
+    source = tmp_path / "source"
+    source.write_bytes(b"new")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "name").write_bytes(b"old")
+    choose_name = fs_module.unique_temp_name
+
+    def meanwhile(directory: str, base: str) -> str:
+        os.link(source, dest / "other-process")
+        os.replace(dest / "other-process", dest / "name")
+        return choose_name(directory, base)
+
+    monkeypatch.setattr(fs_module, "unique_temp_name", meanwhile)
+    placed = place_in(str(source), str(dest), "name")
+    assert os.path.samefile(placed, source)
+    assert sorted(os.listdir(dest)) == ["name"]
 
 
 def test_the_same_file_is_left_as_it_is(tmp_path: Path) -> None:

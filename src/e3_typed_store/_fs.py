@@ -311,9 +311,10 @@ def place_in(source: str, directory: str, name: str) -> str:
         return target
     try:
         os.replace(temp, target)
-    except BaseException:
+    finally:
+        # Gone once renamed, except when another process placed the same
+        # file under that name meanwhile: rename(2) then leaves both links.
         remove_temp(temp)
-        raise
     return target
 
 

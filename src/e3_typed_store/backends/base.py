@@ -518,16 +518,29 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if _directly_in(path, dest):
             return path
         try:
-            return place_in(path, dest, os.path.basename(path))
-        except OSError as exc:
-            if not os.path.exists(path):
-                logger.warning(
-                    "cached file of %s removed before it was placed, a miss: %s",
-                    uid,
-                    path,
-                )
-                return None
-            raise _unplaceable(path, uid, dest, exc) from exc
+            # Held open, its inode cannot be freed and given to another file
+            # while it is placed: the identity below is the file's own.
+            held = os.open(path, _HOLD_FLAGS)
+        except OSError:
+            held = None
+        try:
+            if held is not None:
+                try:
+                    return place_in(path, dest, os.path.basename(path))
+                except OSError as exc:
+                    if _is_file(path, held):
+                        raise _unplaceable(path, uid, dest, exc) from exc
+            # Gone, or gone and kept again by another fetch (`cache clear` in
+            # another process): not the file verified, and a miss.
+            logger.warning(
+                "cached file of %s removed before it was placed, a miss: %s",
+                uid,
+                path,
+            )
+            return None
+        finally:
+            if held is not None:
+                os.close(held)
 
     def _verified_cache_hit(self, metadata: InfoT) -> str | None:
         cache = self.cache_backend
@@ -632,6 +645,20 @@ def _unplaceable(location: str, uid: str, dest: str, exc: OSError) -> Destinatio
         cached file for a hit)
     """
     return DestinationError(location, dest, f"cannot place {uid} into {dest}: {exc}")
+
+
+# Opening a cached file only to hold it: never blocking on a FIFO planted
+# in its place, never inherited.
+_HOLD_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _is_file(path: str, fd: int) -> bool:
+    """Tell whether *path* names the file open as *fd*."""
+    try:
+        named, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _directly_in(path: str, dest: str) -> bool:
