@@ -7,7 +7,9 @@ import hashlib
 import os
 import re
 import stat
-from typing import Literal
+
+from e3_typed_store._types import ALGORITHMS as ALGORITHMS
+from e3_typed_store._types import Algorithm as Algorithm
 
 __all__ = [
     "ALGORITHMS",
@@ -17,10 +19,6 @@ __all__ = [
     "normalize_digest",
 ]
 
-Algorithm = Literal["sha1", "sha256", "sha512"]
-
-#: Each served algorithm and the length of its hex digest.
-ALGORITHMS: dict[Algorithm, int] = {"sha1": 40, "sha256": 64, "sha512": 128}
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # Reads of 256 KiB: the bytes are still in the core's cache when hashed

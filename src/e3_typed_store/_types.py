@@ -1,20 +1,34 @@
 """Types shared by the store and cache modules, apart to avoid an import cycle.
 
-Besides :class:`CachedResource`, this module gives the modules of the package
-the ``typing_extensions`` names they need at run time -- ``TypeVar`` with a
-PEP 696 default, and ``override`` -- without importing ``typing_extensions``
-on Python 3.11 and later: that module alone costs a sixth of the import time
-of ``e3_typed_store.backends.base``. Type checkers see ``typing_extensions``'s
-own definitions.
+Besides :class:`CachedResource` and the digest algorithms, this module gives
+the modules of the package the ``typing_extensions`` names they need at run
+time -- ``TypeVar`` with a PEP 696 default, and ``override`` -- without
+importing ``typing_extensions`` on Python 3.11 and later: that module alone
+costs a sixth of the import time of ``e3_typed_store.backends.base``. Type
+checkers see ``typing_extensions``'s own definitions.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple, TypeGuard
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeGuard
 
-__all__ = ["CachedResource", "TypeVar", "is_mapping", "override"]
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "CachedResource",
+    "TypeVar",
+    "is_mapping",
+    "override",
+]
+
+#: A digest algorithm the package serves.
+Algorithm = Literal["sha1", "sha256", "sha512"]
+
+#: Each served algorithm and the length of its hex digest (here, not in
+#: ``_hashing``: knowing them does not need hashlib loaded).
+ALGORITHMS: dict[Algorithm, int] = {"sha1": 40, "sha256": 64, "sha512": 128}
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar as TypeVar

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -183,6 +184,9 @@ def test_copy_is_verified_and_cached(
     assert listing(dest) == ["x.tgz"]
     entry = cache.get(info.uid)
     assert isinstance(entry, CachedResource)
+    # The uid is the content's digest, so the entry lives for ever (a century).
+    (listed,) = cache.iter_entries()
+    assert listed.expiry > time.time() + 99 * 365 * 24 * 3600
     # Hit: served although the mirror's file is gone.
     (mirror / "tools" / "x.tgz").unlink()
     again = store.fetch_resource(info, str(tmp_path / "other"))

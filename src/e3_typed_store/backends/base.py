@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import re
 import stat
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -28,8 +27,8 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
+from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
 from e3_typed_store._types import CachedResource as CachedResource
-from e3_typed_store._types import TypeVar
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
 from e3_typed_store.errors import (
     DestinationError,
@@ -178,9 +177,11 @@ class StoreOptions:
     :param lock_timeout: seconds to wait for another process downloading the
         same resource; ``math.inf`` waits as long as it takes
     :param cache_timeout: seconds a resource recorded in the cache stays
-        there. None, the default: for ever when its uid is a SHA-1, SHA-256
-        or SHA-512 digest (every hit is checked against it, so it cannot go
-        stale, and offline mode keeps serving it), e3-core's one day
+        there. None, the default: for ever when its uid is the SHA-1, SHA-256
+        or SHA-512 digest its content must have, as its metadata says with
+        ``algorithm`` and ``digest`` attributes (every hit is checked against
+        it, so it cannot go stale, and offline mode keeps serving it),
+        e3-core's one day
         (:data:`~e3_typed_store.cache.backends.base.DEFAULT_TIMEOUT`)
         otherwise, where an expiry is what makes a driver ask again
     :raises InvalidConfigurationError: *offline* or *trust_unchanged_files*
@@ -233,11 +234,15 @@ class StoreOptions:
         _lock_timeout(self.lock_timeout)
         _cache_timeout(self.cache_timeout)
 
-    def lifetime(self, uid: str) -> int:
-        """Seconds the cache is to keep the entry of *uid* (see *cache_timeout*)."""
+    def lifetime(self, named_by_digest: bool) -> int:
+        """Seconds the cache is to keep an entry (see *cache_timeout*).
+
+        :param named_by_digest: whether the entry's uid is the digest its
+            content must have, as the resource's metadata says
+        """
         if self.cache_timeout is not None:
             return self.cache_timeout
-        return _FOR_EVER if _DIGEST.fullmatch(uid) else DEFAULT_TIMEOUT
+        return _FOR_EVER if named_by_digest else DEFAULT_TIMEOUT
 
     def is_offline(self) -> bool:
         """Tell whether offline mode is on, from the option or the environment."""
@@ -248,8 +253,33 @@ class StoreOptions:
 
 # What "for ever" is to a cache: a century, a finite date every backend stores.
 _FOR_EVER = 100 * 365 * 24 * 3600
-# A uid that is a hex SHA-1, SHA-256 or SHA-512 digest.
-_DIGEST = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}")
+
+
+@runtime_checkable
+class _Digested(Protocol):
+    """Metadata that says which digest its content must have."""
+
+    @property
+    def algorithm(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+
+def _uid_digest(metadata: ResourceInfoProtocol) -> Algorithm | None:
+    """The algorithm of the digest that *metadata*'s uid is, if it says so.
+
+    It says so with ``algorithm`` and ``digest`` attributes, the digest hex
+    and equal to its uid, as this package's stores' metadata has them. A uid
+    that only looks like a digest (the SHA-256 of a name, say) is none.
+    """
+    if not isinstance(metadata, _Digested):
+        return None
+    uid, algorithm, digest = metadata.uid, metadata.algorithm, metadata.digest
+    for known, length in ALGORITHMS.items():
+        if algorithm == known and digest == uid and len(uid) == length:
+            return known
+    return None
 
 
 def _boolean(key: str, value: object) -> bool:
@@ -493,7 +523,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if path is None:
             raise StoreError(f"the store could not download {uid} into {dest}")
         path = self._inside(path, dest)
-        self._record(uid, path)
+        self._record(uid, path, _uid_digest(metadata))
         return path
 
     @staticmethod
@@ -606,7 +636,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot remove cache entry %s: %r", uid, exc)
 
-    def _record(self, uid: str, path: str) -> None:
+    def _record(self, uid: str, path: str, digest: Algorithm | None) -> None:
         if self.cache_backend is None:
             return
         recorded = os.path.abspath(path)  # a relative dest was given
@@ -629,7 +659,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             stored = self.cache_backend.set(
                 uid,
                 CachedResource(uid=uid, local_path=recorded),
-                self.options.lifetime(uid),
+                self.options.lifetime(digest is not None),
             )
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot record %s in the cache: %r", uid, exc)
