@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import socket
@@ -44,7 +45,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "e3_typed_store", *args],
@@ -53,6 +54,7 @@ def cli(
         check=False,
         timeout=120,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -204,7 +206,8 @@ def test_integrity_error(server: DemoServer, cache_dir: Path, tmp_path: Path) ->
     assert other in result.stderr and SHA256 in result.stderr
     # One line: not also the CRITICAL line the digest check logs (e3-core's).
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert list((tmp_path / "d").iterdir()) == []
+    # Nothing left: not even the directory the fetch made for the file.
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_destination_that_cannot_take_the_file(
@@ -469,3 +472,215 @@ def test_cache_verify_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
     verify = cli("cache", "--cache-dir", str(cache_dir), "verify")
     assert verify.returncode == EXIT_CORRUPTED
     assert f"{uid}\tmissing" in verify.stdout
+
+
+def make_entries(cache_dir: Path, target: Path, uids: list[str]) -> None:
+    from e3_typed_store.backends.base import CachedResource
+    from e3_typed_store.cache.backends.filecache import FileCache
+
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    for uid in uids:
+        assert cache.set(uid, CachedResource(uid, str(target)))
+
+
+def fields(line: str) -> list[str]:
+    """Split a line of `cache list` and read its quoted fields back."""
+    return [
+        ast.literal_eval(field) if field.startswith(("'", '"')) else field
+        for field in line.split("\t")
+    ]
+
+
+ODD_UIDS = [
+    "two\nlines",
+    "a\tb",
+    "esc\x1b[31mRED\x1b[0m",
+    "\u202eevil",
+    "lone \ud800 surrogate",
+    "'quoted'",
+]
+
+
+def test_cache_commands_print_an_odd_uid_as_a_literal(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    target = tmp_path / "file\x1b[2Jname"
+    target.write_bytes(b"x")
+    make_entries(cache_dir, target, [*ODD_UIDS, "tool-1.2"])
+    utf8 = {"PYTHONIOENCODING": "utf-8"}
+
+    listing = cli("cache", "--cache-dir", str(cache_dir), "list", env=utf8)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert len(lines) == len(ODD_UIDS) + 1 and "7 entries" in listing.stderr
+    # No escape sequence, no override reaches a terminal.
+    assert all(field.isprintable() for line in lines for field in line.split("\t"))
+    rows = {row[0]: row for row in map(fields, lines)}
+    assert sorted(rows) == sorted([*ODD_UIDS, "tool-1.2"])
+    assert all(len(row) == 4 and row[3] == str(target) for row in rows.values())
+    # An ordinary uid is printed as it is.
+    assert any(line.startswith("tool-1.2\t1 B\t") for line in lines)
+
+    verify = cli("cache", "--cache-dir", str(cache_dir), "verify", env=utf8)
+    assert verify.returncode == 0, verify.stderr
+    verified = [fields(line) for line in verify.stdout.splitlines()]
+    assert sorted(row[0] for row in verified) == sorted([*ODD_UIDS, "tool-1.2"])
+    assert all(row[1:] == ["unverifiable", str(target)] for row in verified)
+
+    pruned = cli(
+        "cache", "--cache-dir", str(cache_dir), "prune", "--older-than", "0s", env=utf8
+    )
+    assert pruned.returncode == 0, pruned.stderr
+    evicted = [fields(line) for line in pruned.stdout.splitlines()]
+    assert sorted(row[1] for row in evicted) == sorted([*ODD_UIDS, "tool-1.2"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="non-ASCII file names")
+def test_an_ascii_output_takes_any_uid_and_path(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    ascii_output = {"PYTHONIOENCODING": "ascii"}
+    dest = tmp_path / "d\u00e9"
+    fetched = cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(dest),
+        "--cache-dir",
+        str(cache_dir),
+        env=ascii_output,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip() == str(dest / "payload.bin").replace(
+        "\u00e9", "\\xe9"
+    )
+    assert (dest / "payload.bin").read_bytes() == PAYLOAD
+
+    target = tmp_path / "\u00e9t\u00e9"
+    target.write_bytes(b"x")
+    make_entries(cache_dir, target, ["h\u00e9llo", "lone \ud800"])
+    for action in ("list", "verify"):
+        result = cli("cache", "--cache-dir", str(cache_dir), action, env=ascii_output)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.isascii()
+        rows = [fields(line) for line in result.stdout.splitlines()]
+        assert ["h\u00e9llo", str(target)] in [[row[0], row[-1]] for row in rows]
+        assert "lone \ud800" in [row[0] for row in rows]
+
+
+def test_demo_refuses_more_than_64_processes() -> None:
+    result = cli("demo", "--processes", "65")
+    assert result.returncode == EXIT_USAGE, result.stdout
+    assert "--processes: must be at most 64, not 65" in result.stderr
+    assert result.stdout == ""  # refused before anything started
+
+
+def test_a_leading_tilde_is_the_home_directory(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    at_home = {"HOME": str(home), "USERPROFILE": str(home)}
+    result = cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest=~/d",
+        env={**at_home, "E3_TYPED_STORE_CACHE_DIR": "~/env-cache"},
+        cwd=work,
+    )
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == home / "d" / "payload.bin"
+    assert (home / "env-cache" / "resources").is_dir()
+    assert list(work.iterdir()) == []  # no directory named "~"
+    listing = cli("cache", "--cache-dir=~/env-cache", "list", env=at_home, cwd=work)
+    assert listing.returncode == 0 and SHA256 in listing.stdout
+
+
+def test_an_empty_directory_name_is_a_usage_error(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    fetch_command = ["fetch", server.url("payload.bin"), "--sha256", SHA256]
+    for command in (
+        [*fetch_command, "--dest", "", "--cache-dir", str(cache_dir)],
+        [*fetch_command, "--dest", str(tmp_path / "d"), "--cache-dir", ""],
+        ["cache", "--cache-dir", "", "list"],
+    ):
+        result = cli(*command, cwd=tmp_path)
+        assert result.returncode == EXIT_USAGE, result.stderr
+        assert "an empty path" in result.stderr
+    assert server.count("payload.bin") == 0
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_failed_fetch_removes_only_the_empty_directories_it_made(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/payload.bin"
+    made = tmp_path / "new" / "deeper" / "dest"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    for dest in (made, existing, existing / "sub"):
+        result = cli(
+            "fetch",
+            url,
+            "--sha256",
+            SHA256,
+            "--dest",
+            str(dest),
+            "--cache-dir",
+            str(cache_dir),
+        )
+        assert result.returncode == EXIT_NETWORK, result.stderr
+    assert not (tmp_path / "new").exists()
+    assert existing.is_dir() and list(existing.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock: POSIX")
+def test_lock_timeout_bounds_the_wait_for_another_process(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    import fcntl
+
+    locks = cache_dir / "locks"
+    locks.mkdir(parents=True)
+    fd = os.open(locks / f"{SHA256}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = fetch(server, cache_dir, tmp_path / "d", "--lock-timeout", "0.5")
+    finally:
+        os.close(fd)
+    assert result.returncode == 1, result.stderr
+    assert f"held the lock of {SHA256} for over 0.5 s" in result.stderr
+    assert server.count("payload.bin") == 0
+    # Released: a fetch that may wait for ever goes through.
+    again = fetch(server, cache_dir, tmp_path / "d", "--lock-timeout", "inf")
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be more than 0"),
+        ("-1", "must be more than 0"),
+        ("nan", "must be more than 0"),
+        ("soon", "not a number of seconds"),
+    ],
+)
+def test_a_bad_lock_timeout_is_a_usage_error(
+    value: str, message: str, cache_dir: Path
+) -> None:
+    result = cli(
+        "fetch",
+        "http://127.0.0.1:1/x",
+        "--sha256",
+        SHA256,
+        "--cache-dir",
+        str(cache_dir),
+        f"--lock-timeout={value}",
+    )
+    assert result.returncode == EXIT_USAGE
+    assert f"argument --lock-timeout: {message}" in result.stderr

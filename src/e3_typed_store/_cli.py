@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
 import io
 import logging
@@ -68,12 +69,14 @@ E3_CACHE_NAMESPACE = "e3.store.cache.backend"
 def default_cache_dir() -> str:
     """Return the cache directory used when ``--cache-dir`` is not given.
 
-    ``$E3_TYPED_STORE_CACHE_DIR`` if set, else the user cache directory of the
-    platform (``~/.cache/e3-typed-store`` on Linux).
+    ``$E3_TYPED_STORE_CACHE_DIR`` if set and not empty (a leading ``~`` or
+    ``~user`` expanded: a value quoted in a configuration file or a CI variable
+    reaches us as written), else the user cache directory of the platform
+    (``~/.cache/e3-typed-store`` on Linux).
     """
     from_env = os.environ.get(CACHE_DIR_VARIABLE)
     if from_env:
-        return from_env
+        return os.path.expanduser(from_env)
     import platformdirs
 
     return platformdirs.user_cache_dir("e3-typed-store")
@@ -93,6 +96,54 @@ def _fail(message: str, code: int) -> int:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
+
+
+# --- output -------------------------------------------------------------------
+
+# The error handler of stdout and stderr. A surrogate of surrogateescape (a
+# path of bytes that are no text in the locale's encoding) is written back as
+# the byte it stands for; anything else the encoding cannot take (a lone
+# surrogate of another range, a non-ASCII character on an ASCII terminal) as a
+# backslash escape: an odd character costs its look, never the command.
+_OUTPUT_ERRORS = "e3_typed_store.cli-output"
+
+
+def _bytes_or_backslash(error: UnicodeError) -> tuple[str | bytes, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    char = error.object[error.start]
+    if "\udc80" <= char <= "\udcff":
+        return bytes([ord(char) - 0xDC00]), error.start + 1
+    return char.encode("ascii", "backslashreplace").decode("ascii"), error.start + 1
+
+
+def _is_byte_surrogate(char: str, path: bool) -> bool:
+    return path and "\udc80" <= char <= "\udcff"
+
+
+def _field(text: str, *, path: bool = False) -> str:
+    """Return *text* as one field of a tab-separated line.
+
+    As it is when every character is printable (spaces and non-ASCII letters
+    included); else, or when it starts with a quote, as a Python string
+    literal (``repr``): a tab, a newline, a terminal escape sequence or a
+    bidirectional override cannot break the line or reach the terminal, and a
+    field that starts with a quote is always such a literal. In a *path*, the
+    surrogates of bytes that are no text (surrogateescape) count as printable:
+    they are written back as those bytes. A field that the output's encoding
+    cannot take (a non-ASCII letter on an ASCII terminal) is such a literal
+    too, its odd characters escaped by the output's error handler.
+    """
+    if not text.startswith(("'", '"')) and all(
+        char.isprintable() or _is_byte_surrogate(char, path) for char in text
+    ):
+        encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        try:
+            text.encode(encoding, "surrogateescape" if path else "strict")
+        except (UnicodeError, LookupError):
+            return repr(text)
+        return text
+    return repr(text)
 
 
 # --- fetch --------------------------------------------------------------------
@@ -116,17 +167,58 @@ def _fetch(args: argparse.Namespace) -> int:
         query["sha256"] = digest
     else:
         query["sha512"] = digest
+    lock_timeout: float | None = args.lock_timeout
     store = HTTPSimpleStore(
         {"progress": not args.no_progress},
         FileCache({"cache_dir": args.cache_dir}),
         options=StoreOptions(
             offline=True if args.offline else None,
             trust_unchanged_files=args.trust_unchanged,
+            lock_timeout=StoreOptions.lock_timeout
+            if lock_timeout is None
+            else lock_timeout,
         ),
     )
-    metadata = store.get_resource_metadata(query)
-    print(store.fetch_resource(metadata, args.dest))
+    dest: str = args.dest
+    created = _missing_directories(dest)
+    try:
+        metadata = store.get_resource_metadata(query)
+        path = store.fetch_resource(metadata, dest)
+    except BaseException:
+        _remove_empty(created)
+        raise
+    # As it is, for a script to read back; only a character the output's
+    # encoding cannot take is escaped (by its error handler, see main()).
+    print(path)
     return 0
+
+
+def _missing_directories(path: str) -> list[str]:
+    """List *path* and its ancestors that do not exist yet, deepest first."""
+    missing: list[str] = []
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return missing
+
+
+def _remove_empty(directories: list[str]) -> None:
+    """Remove *directories*, deepest first, as long as each is empty.
+
+    They are those a failed fetch found missing: the ones it made (and
+    nothing was left in) go again; one that holds anything, or that the
+    fetch never made, stays.
+    """
+    for directory in directories:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            if os.path.lexists(directory):
+                return
 
 
 class _DigestAction(argparse.Action):
@@ -186,8 +278,8 @@ def _cache(args: argparse.Namespace) -> int:
         items = list_items(cache)
         for item in items:
             print(
-                f"{item.uid}\t{_format_size(item.size)}\t"
-                f"{_format_age(item.mtime, now)}\t{item.path}"
+                f"{_field(item.uid)}\t{_format_size(item.size)}\t"
+                f"{_format_age(item.mtime, now)}\t{_field(item.path, path=True)}"
             )
         total = sum(item.size or 0 for item in items)
         print(f"{len(items)} entries, {_format_size(total)}", file=sys.stderr)
@@ -201,7 +293,7 @@ def _cache(args: argparse.Namespace) -> int:
                 if args.remove:
                     remove_item(cache, item.uid)
                     status += ", removed"
-            print(f"{item.uid}\t{status}\t{item.path}")
+            print(f"{_field(item.uid)}\t{status}\t{_field(item.path, path=True)}")
         return EXIT_CORRUPTED if bad and not args.remove else 0
     if args.cache_command == "clear":
         print(f"removed {clear_cache(cache)} entries", file=sys.stderr)
@@ -211,7 +303,10 @@ def _cache(args: argparse.Namespace) -> int:
         return _fail("prune needs --max-size and/or --older-than", EXIT_USAGE)
     evicted = prune(cache, args.max_size, args.older_than, now)
     for item in evicted:
-        print(f"evicted\t{item.uid}\t{_format_size(item.size)}\t{item.path}")
+        print(
+            f"evicted\t{_field(item.uid)}\t{_format_size(item.size)}\t"
+            f"{_field(item.path, path=True)}"
+        )
     return 0
 
 
@@ -344,9 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"the expected {algorithm} of the resource",
         )
     fetch.add_argument(
-        "--dest", default=".", help="directory to place the resource in (default: .)"
+        "--dest",
+        type=_directory,
+        default=".",
+        metavar="DIR",
+        help="directory to place the resource in (default: .)",
     )
-    fetch.add_argument("--cache-dir", default=None, help=cache_dir_help)
+    fetch.add_argument(
+        "--cache-dir", type=_directory, default=None, metavar="DIR", help=cache_dir_help
+    )
     fetch.add_argument(
         "--offline",
         action="store_true",
@@ -360,10 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve a hit without re-hashing when its file is unchanged since verified",
     )
+    fetch.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for another process downloading the same resource"
+        " (default: 3600; inf: as long as it takes)",
+    )
     fetch.set_defaults(handler=_fetch)
 
     cache = commands.add_parser("cache", help="inspect and maintain the cache")
-    cache.add_argument("--cache-dir", default=None, help=cache_dir_help)
+    cache.add_argument(
+        "--cache-dir", type=_directory, default=None, metavar="DIR", help=cache_dir_help
+    )
     cache_commands = cache.add_subparsers(
         dest="cache_command", required=True, metavar="ACTION"
     )
@@ -415,9 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--processes",
-        type=_positive_int,
+        type=_demo_processes,
         default=4,
-        help="processes fetching at once",
+        metavar="N",
+        help="processes fetching at once (1 to 64, default: 4)",
     )
     demo.set_defaults(handler=_demo)
     return parser
@@ -431,6 +543,36 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _demo_processes(text: str) -> int:
+    from e3_typed_store._demo import MAX_PROCESSES
+
+    value = _positive_int(text)
+    if value > MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_PROCESSES}, not {value}"
+        )
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+    return value
+
+
+def _directory(text: str) -> str:
+    # An empty path is no directory (not "here": --dest defaults to that).
+    # A leading ~ the shell left alone (--dest=~/x, a quoted "~/x") is the
+    # home directory, as it is to the shell; ./~ names a directory called ~.
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return os.path.expanduser(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -455,11 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # A path that is not valid in the locale's encoding (bytes decoded with
-    # surrogateescape) is written back as the bytes it came from, not as a
+    # surrogateescape) is written back as the bytes it came from, and any other
+    # character the output cannot encode as a backslash escape: never a
     # UnicodeEncodeError after the work is done.
+    codecs.register_error(_OUTPUT_ERRORS, _bytes_or_backslash)
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
-            stream.reconfigure(errors="surrogateescape")
+            stream.reconfigure(errors=_OUTPUT_ERRORS)
     try:
         code: int = args.handler(args)
     except StoreError as exc:

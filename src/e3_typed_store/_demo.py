@@ -25,6 +25,10 @@ __all__ = ["DemoServer", "run_demo"]
 
 _PAYLOAD_SIZE = 8 << 20
 
+#: The most processes the demo runs at once: each is a Python interpreter of
+#: its own, and the point (one download for all) shows with a handful.
+MAX_PROCESSES = 64
+
 
 @dataclass
 class DemoServer:
@@ -140,9 +144,15 @@ def _read(path: str) -> bytes:
 def run_demo(processes: int = 4) -> int:
     """Run the demo, print what happened; return 0 only if every step held.
 
-    :param processes: how many processes fetch one resource at once
+    :param processes: how many processes fetch one resource at once, from 1
+        to :data:`MAX_PROCESSES`
+    :raises ValueError: *processes* is out of that range (checked before
+        anything starts)
     """
     from e3_typed_store.errors import OfflineError
+
+    if isinstance(processes, bool) or not 1 <= processes <= MAX_PROCESSES:
+        raise ValueError(f"processes: expected 1 to {MAX_PROCESSES}, not {processes!r}")
 
     rng = random.Random(1)
     payload = rng.randbytes(_PAYLOAD_SIZE)
