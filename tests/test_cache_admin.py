@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,7 @@ from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from typing_extensions import override
 
 from e3_typed_store._cache_admin import clear_cache, parse_age, parse_size, prune
+from e3_typed_store._cli import main
 from e3_typed_store._content import ContentStore
 from e3_typed_store._types import CachedResource
 from e3_typed_store.cache.backends.filecache import FileCache
@@ -198,3 +205,116 @@ def test_pruning_removes_copies_no_entry_names_once_an_hour_old(
     assert Path(live).exists() and old.exists()
     # e3-core's entry still has its copy.
     assert len(content.copies_in(ContentStore.dir_name(sha256_of(PAYLOAD)))) == 1
+
+
+# -- what another user's files do to the commands ------------------------------
+
+
+@pytest.fixture
+def shared_cache() -> Iterator[tuple[Path, list[str]]]:
+    """A cache of three resources out of pytest's directory (only root may
+    enter that one), everything in it the user nobody's when tests run as
+    root; and the uids, in order."""
+    base = Path(tempfile.mkdtemp(prefix="e3-typed-store-admin-"))
+    base.chmod(0o755)
+    try:
+        source = base / "source"
+        source.mkdir()
+        cache_dir = base / "cache"
+        store = CopyStore(
+            CopyConfig(str(source)), FileCache({"cache_dir": str(cache_dir)})
+        )
+        uids: list[str] = []
+        for number in range(3):
+            data = bytes([65 + number]) * 1000
+            (source / f"r{number}.bin").write_bytes(data)
+            uids.append(sha256_of(data))
+            info = store.get_resource_metadata(
+                {"name": f"r{number}.bin", "sha256": uids[-1]}
+            )
+            store.fetch_resource(info, str(base / "dest"))
+        if os.geteuid() == 0:
+            for path in (cache_dir, *cache_dir.rglob("*")):
+                os.chown(path, NOBODY, NOBODY)
+        yield cache_dir, uids
+    finally:
+        for path in base.rglob("*"):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(base)
+
+
+NOBODY = 65534
+
+
+def cli_as_a_user(*args: str) -> tuple[int, str, str]:
+    """Run the command line as a user whom file modes stop: nobody, in a
+    forked child, when tests run as root; this process otherwise."""
+    if os.geteuid() != 0:
+        return run_cli(list(args))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            code, out, err = run_cli(list(args))
+            os.write(write_end, json.dumps([code, out, err]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as stream:
+        answer: object = json.loads(stream.read() or b"null")
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    match answer:
+        case [int() as code, str() as out, str() as err]:
+            return code, out, err
+        case _:
+            raise AssertionError(f"the child answered {answer!r}")
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes: POSIX")
+def test_clear_names_the_full_path_of_what_it_cannot_remove_and_goes_on(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    cache_dir, uids = shared_cache
+    stuck = cache_dir / "resources" / uids[0] / "payload"
+    stuck.chmod(0o555)  # its file cannot be removed
+    code, _, err = cli_as_a_user("cache", "--cache-dir", str(cache_dir), "clear")
+    assert code == 1
+    denied = f"[Errno 13] Permission denied: '{stuck / 'r0.bin'}'"
+    assert err == f"e3-typed-store: error: {denied}\n"
+    # The others are gone all the same.
+    assert sorted(os.listdir(cache_dir / "resources")) == [uids[0]]
+    assert os.listdir(cache_dir / "entries") == []
+    assert os.listdir(cache_dir / "locks") == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes: POSIX")
+def test_an_unreadable_copy_is_reported_so_and_kept(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    cache_dir, uids = shared_cache
+    unreadable = cache_dir / "resources" / uids[1] / "payload" / "r1.bin"
+    unreadable.chmod(0)
+    code, out, _ = cli_as_a_user(
+        "cache", "--cache-dir", str(cache_dir), "verify", "--remove"
+    )
+    assert code == 0
+    assert f"{uids[1]}\tunreadable\t{unreadable}\n" in out
+    assert "missing" not in out
+    unreadable.chmod(0o644)
+    assert unreadable.read_bytes() == b"B" * 1000
+    assert (cache_dir / "entries" / f"{uids[1]}.json").is_file()

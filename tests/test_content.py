@@ -148,3 +148,51 @@ def test_a_link_in_place_of_a_uid_directory_is_not_followed(
     content.clear()
     assert not os.path.lexists(uid_dir)
     assert os.listdir(victim / "payload") == ["precious.txt"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")
+def test_nothing_is_kept_or_removed_through_a_link_at_resources(
+    content: ContentStore, download: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "project"
+    (outside / "uid").mkdir(parents=True)
+    (outside / "uid" / "stamp.json").write_text("mine", encoding="utf-8")
+    (outside / "abc").mkdir()
+    Path(content.root).parent.mkdir()
+    Path(content.root).symlink_to(outside)
+    with pytest.raises(OSError, match="not a directory of the cache"):
+        content.keep("other", str(download))
+    with pytest.raises(OSError, match="not a directory of the cache"):
+        content.stamp("uid", str(download))
+    with pytest.raises(OSError, match="not a directory of the cache"):
+        content.forget_stamp("uid")
+    content.remove("uid")
+    content.remove_dir("abc")
+    content.clear()
+    assert content.dir_names() == []
+    assert sorted(os.listdir(outside)) == ["abc", "uid"]
+    assert (outside / "uid" / "stamp.json").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_copy_kept_while_its_directory_is_removed_stays(
+    content: ContentStore, download: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch keeping a new copy while ``cache clear`` removes the old one:
+    the directory is no longer empty when its removal gets to it."""
+    content.keep("uid", str(download))
+    real_rmdir = os.rmdir
+    fresh: list[str] = []
+
+    # Not a fault put in: only the moment of a real keep() is chosen, as a
+    # concurrent fetch could run it; the ENOTEMPTY is the filesystem's own.
+    def rmdir_after_a_keep(path: str, *, dir_fd: int | None = None) -> None:
+        if not fresh:
+            fresh.append(content.keep("uid", str(download)).path)
+        real_rmdir(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "rmdir", rmdir_after_a_keep)
+    content.remove("uid")  # no error
+    monkeypatch.undo()
+    (kept,) = fresh
+    assert Path(kept).read_bytes() == b"payload"
+    assert content.copies_in(content.dir_name("uid")) == [kept]

@@ -7,6 +7,7 @@ Every test runs twice: with ``flock`` (POSIX) and with the portable
 from __future__ import annotations
 
 import errno
+import logging
 import multiprocessing
 import os
 import shutil
@@ -19,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from e3_typed_store._locking import remove_idle_lock, remove_idle_locks, uid_lock
+from e3_typed_store._locking import (
+    process_lock,
+    remove_idle_lock,
+    remove_idle_locks,
+    uid_lock,
+)
 from e3_typed_store.errors import StoreError
 
 UID = "0123abcd"
@@ -282,3 +288,92 @@ def test_a_link_in_place_of_a_lock_file_is_not_followed(tmp_path: Path) -> None:
     assert not os.path.lexists(path) and outside.exists()
     with uid_lock(str(lock_dir), UID, 5.0):
         assert path.is_file() and not path.is_symlink()
+
+
+def test_a_long_wait_is_logged_once(
+    tmp_path: Path, portable: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock_dir = str(tmp_path / "locks")
+    held, release = str(tmp_path / "held"), str(tmp_path / "release")
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        with uid_lock(lock_dir, UID, 5.0, portable=portable):
+            pass  # uncontended: nothing to say
+        assert caplog.records == []
+        child = start_holder(lock_dir, held, release, portable)
+        try:
+            wait_for(Path(held), child)
+            with pytest.raises(StoreError, match="held the lock"):
+                with uid_lock(lock_dir, UID, 2.5, portable=portable):
+                    pass
+        finally:
+            Path(release).touch()
+            child.join(60)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "e3.store",
+            logging.WARNING,
+            f"waiting for {UID}, locked by another process (up to 2.5 s)",
+        )
+    ]
+
+
+def test_a_long_wait_for_another_thread_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    owner = object()
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with process_lock(owner, UID, 5.0):
+            taken.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        taken.wait(60)
+        with caplog.at_level(logging.WARNING, logger="e3.store"):
+            with pytest.raises(StoreError, match="another thread"):
+                with process_lock(owner, UID, 2.5):
+                    pass
+    finally:
+        release.set()
+        thread.join(60)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"waiting for {UID}, locked by another thread (up to 2.5 s)"
+    ]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock and links: POSIX")
+def test_a_link_in_place_of_the_lock_directory_is_not_followed(
+    tmp_path: Path, portable: bool
+) -> None:
+    outside = tmp_path / "project"
+    outside.mkdir()
+    (outside / "Cargo.lock").write_text("mine", encoding="utf-8")
+    (outside / (UID + ".lock")).write_text("mine too", encoding="utf-8")
+    lock_dir = tmp_path / "cache" / "locks"
+    lock_dir.parent.mkdir()
+    lock_dir.symlink_to(outside)
+    with pytest.raises(OSError, match="not a directory of the cache"):
+        with uid_lock(str(lock_dir), "other", 5.0, portable=portable):
+            pass
+    assert remove_idle_locks(str(lock_dir)) == 0
+    assert not remove_idle_lock(str(lock_dir), UID)
+    assert sorted(os.listdir(outside)) == sorted(["Cargo.lock", UID + ".lock"])
+    assert lock_dir.is_symlink()
+
+
+def test_a_directory_in_place_of_a_lock_file_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock_dir = tmp_path / "locks"
+    (lock_dir / (UID + ".lock")).mkdir(parents=True)
+    (lock_dir / (UID + ".lock") / "inside").write_text("mine", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        assert not remove_idle_lock(str(lock_dir), UID)
+        assert remove_idle_locks(str(lock_dir)) == 0
+    assert (lock_dir / (UID + ".lock") / "inside").read_text(encoding="utf-8") == "mine"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{lock_dir / (UID + '.lock')} is a directory, not a lock file: left alone"
+    ]

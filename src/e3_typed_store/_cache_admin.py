@@ -6,16 +6,22 @@ Listing, verifying, pruning and clearing, for the command line: an entry is a
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import os
 import re
+import stat
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._hashing import algorithm_of, file_digest
 from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
 from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.errors import CacheError
 
 __all__ = [
     "CachedItem",
@@ -28,6 +34,8 @@ __all__ = [
     "remove_item",
     "verify_item",
 ]
+
+_logger = logging.getLogger("e3.store")
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,9 @@ def list_items(cache: FileCache) -> list[CachedItem]:
     """List the valid, unexpired entries of *cache*, oldest payload first.
 
     :param cache: the cache to list
+    :raises NotADirectoryError: ``cache_dir`` is no directory
     """
+    _check_cache_dir(cache)
     items: list[CachedItem] = []
     for entry in cache.iter_entries():
         path = entry.value.local_path
@@ -65,16 +75,22 @@ def verify_item(item: CachedItem) -> str:
     """Re-hash a cached payload against its uid.
 
     :param item: the entry to check
-    :return: ``ok``, ``corrupted``, ``missing``, or ``unverifiable`` when the
-        uid is not a digest this package knows
+    :return: ``ok``, ``corrupted``, ``missing`` (no regular file there),
+        ``unreadable`` when it is there but this user may not read it
+        (another user's, say), or ``unverifiable``
+        when the uid is not a digest this package knows
     """
     algorithm = algorithm_of(item.uid)
     if algorithm is None:
         return "unverifiable"
     try:
         actual = file_digest(item.path, algorithm)
+    except PermissionError as exc:
+        # There, but not this user's to read: not to be removed as missing.
+        _logger.warning("cannot read %s: %s", item.path, exc)
+        return "unreadable"
     except OSError:
-        return "missing"
+        return "missing"  # gone, or no regular file (a FIFO) where it goes
     return "ok" if actual == item.uid.lower() else "corrupted"
 
 
@@ -90,15 +106,60 @@ def remove_item(
     :param cache: the cache holding the entry
     :param uid: the resource uid
     :param claimed: what :func:`claimed_by_e3_core` answers, if known
-    :raises OSError: the payload or the lock file cannot be removed
+    :raises OSError: the entry, the payload or the lock file cannot be
+        removed (what can be is removed first; the error names the full
+        paths), or ``cache_dir`` is no directory
     """
+    _check_cache_dir(cache)
     if claimed is None:
         claimed = claimed_by_e3_core(cache)
-    cache.delete(uid)
+    problems: list[str] = []
+    with _noted(problems):
+        cache.delete(uid)
     content = ContentStore(cache.cache_dir)
     if content.dir_name(uid) not in claimed:
-        content.remove(uid)
-    remove_idle_lock(os.path.join(cache.cache_dir, LOCK_DIR), uid)
+        with _noted(problems):
+            content.remove(uid)
+    with _noted(problems):
+        remove_idle_lock(os.path.join(cache.cache_dir, LOCK_DIR), uid)
+    _raise_if_any(problems)
+
+
+def _check_cache_dir(cache: FileCache) -> None:
+    """Raise when ``cache_dir`` is there but no directory (a missing one is
+    an empty cache).
+
+    :raises NotADirectoryError: it is a file
+    """
+    try:
+        info = os.stat(cache.cache_dir)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(
+            errno.ENOTDIR, "the cache directory is not a directory", cache.cache_dir
+        )
+
+
+@contextmanager
+def _noted(problems: list[str]) -> Generator[None, None, None]:
+    """Log a removal that fails in the block, add it to *problems*, go on."""
+    try:
+        yield
+    except (OSError, CacheError) as exc:
+        _logger.warning("%s", exc)
+        problems.append(str(exc))
+
+
+def _raise_if_any(problems: list[str]) -> None:
+    """Raise one error naming every removal that failed, if any did."""
+    # A copy whose removal failed with its entry fails again when the
+    # copies no entry names are removed: named once.
+    problems = list(dict.fromkeys(problems))
+    if len(problems) == 1:
+        raise OSError(problems[0])
+    if problems:
+        raise OSError(f"{len(problems)} removals failed: " + "; ".join(problems))
 
 
 def claimed_by_e3_core(cache: FileCache) -> frozenset[str]:
@@ -129,18 +190,33 @@ def clear_cache(cache: FileCache) -> int:
     The payloads that e3-core's entries in the same directory name stay
     (see :func:`claimed_by_e3_core`).
 
+    What cannot be removed (another user's file, say) is logged and left;
+    the rest is removed all the same, then one error names what was left.
+    What is no directory where the store's directories go (a symbolic link
+    or a file at ``entries``, ``resources`` or ``locks``) is left alone,
+    logged, and so is what it points to.
+
     :param cache: the cache to clear
+    :raises OSError: something could not be removed, or ``cache_dir`` is no
+        directory
     """
+    _check_cache_dir(cache)
     claimed = claimed_by_e3_core(cache)
     items = list_items(cache)
+    problems: list[str] = []
     for item in items:
-        remove_item(cache, item.uid, claimed)
-    cache.clear()
+        with _noted(problems):
+            remove_item(cache, item.uid, claimed)
+    with _noted(problems):
+        cache.clear()
     # Copies whose entry was lost, expired, unreadable or named as an older
     # version named it: nothing would ever use or remove them otherwise.
-    ContentStore(cache.cache_dir).clear(keep=claimed)
+    with _noted(problems):
+        ContentStore(cache.cache_dir).clear(keep=claimed)
     # Also the locks of uids whose entries were already gone.
-    remove_idle_locks(os.path.join(cache.cache_dir, LOCK_DIR))
+    with _noted(problems):
+        remove_idle_locks(os.path.join(cache.cache_dir, LOCK_DIR))
+    _raise_if_any(problems)
     return len(items)
 
 
@@ -161,8 +237,11 @@ def prune(
     :param older_than: the age, in seconds, past which an entry goes
     :param now: the current time (tests pass their own)
     :return: the evicted entries
+    :raises OSError: something could not be removed (the rest is, first; see
+        :func:`clear_cache`), or ``cache_dir`` is no directory
     """
     now = time.time() if now is None else now
+    _check_cache_dir(cache)
     claimed = claimed_by_e3_core(cache)
     evicted: list[CachedItem] = []
     kept: list[CachedItem] = []
@@ -177,8 +256,10 @@ def prune(
             oldest = kept.pop(0)
             total -= oldest.size or 0
             evicted.append(oldest)
+    problems: list[str] = []
     for item in evicted:
-        remove_item(cache, item.uid, claimed)
+        with _noted(problems):
+            remove_item(cache, item.uid, claimed)
     root = ContentStore(cache.cache_dir).root
     in_use = claimed | {
         name
@@ -187,7 +268,9 @@ def prune(
         # kept upper-case uids as they were).
         for name in (ContentStore.dir_name(item.uid), _top_dir(item.path, root))
     }
-    return evicted + _remove_orphans(cache, in_use, now)
+    orphans = _remove_orphans(cache, in_use, now, problems)
+    _raise_if_any(problems)
+    return evicted + orphans
 
 
 def _top_dir(path: str, root: str) -> str:
@@ -201,13 +284,14 @@ def _top_dir(path: str, root: str) -> str:
 
 
 def _remove_orphans(
-    cache: FileCache, in_use: frozenset[str], now: float
+    cache: FileCache, in_use: frozenset[str], now: float, problems: list[str]
 ) -> list[CachedItem]:
     """Remove the kept copies that no entry names any more (an expired entry
     is dropped when read, its copy stays), once they are older than
     :data:`_ORPHAN_AGE`: younger, one may be a download kept by a store that
     has not yet written its entry.
 
+    :param problems: where the removals that fail are added
     :return: them, as entries named after their directories, expired
     """
     content = ContentStore(cache.cache_dir)
@@ -224,7 +308,12 @@ def _remove_orphans(
             continue  # changing meanwhile: next time
         if any(now - max(s.st_mtime, s.st_ctime) < _ORPHAN_AGE for s in stats):
             continue
-        content.remove_dir(name)
+        try:
+            content.remove_dir(name)
+        except OSError as exc:
+            _logger.warning("%s", exc)
+            problems.append(str(exc))
+            continue
         path = copies[0] if copies else os.path.join(content.root, name)
         size = sum(s.st_size for s in stats)
         mtime = min((s.st_mtime for s in stats), default=None)

@@ -12,8 +12,11 @@ Bazel's repository cache outlives its workspaces.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,6 +29,8 @@ from e3_typed_store._fs import (
 )
 
 __all__ = ["ContentStore", "FileStamp", "KeptCopy"]
+
+_logger = logging.getLogger("e3.store")
 
 _NOT_NAMES = frozenset({"", ".", ".."})
 
@@ -115,8 +120,11 @@ class ContentStore:
         :param path: the downloaded, verified file
         :return: the path of the kept copy, and whether it is *path* itself
             (a hard link), so that *path*'s verification holds for it
-        :raises OSError: the copy cannot be made, or the old stamp not removed
+        :raises OSError: the copy cannot be made, or the old stamp not
+            removed, or ``resources`` is no directory (a symbolic link or a
+            file planted there: nothing is written where it points)
         """
+        self._check_root()
         uid_dir = self._uid_dir(uid)
         payload_dir = os.path.join(uid_dir, "payload")
         name = os.path.basename(path)
@@ -142,8 +150,10 @@ class ContentStore:
     def stamp(self, uid: str, path: str) -> None:
         """Record that the payload of *uid* at *path* was verified as it is now.
 
-        :raises OSError: the stamp cannot be written
+        :raises OSError: the stamp cannot be written (``resources`` is no
+            directory, say)
         """
+        self._check_root()
         uid_dir = self._uid_dir(uid)
         _no_link_in_place(uid_dir)
         os.makedirs(uid_dir, exist_ok=True)
@@ -181,25 +191,50 @@ class ContentStore:
     def remove(self, uid: str) -> None:
         """Remove the kept copy and the stamp of *uid*, if any.
 
-        :raises OSError: they exist but cannot be removed
+        ``resources`` being no directory (a symbolic link, a file) is logged
+        and nothing is removed. A tree that a fetch fills again meanwhile
+        stays with what the fetch put there.
+
+        :raises OSError: they exist but cannot be removed (the error names
+            the full path)
         """
-        _remove_tree(self._uid_dir(uid))
+        if self._own_root():
+            _remove_tree(self._uid_dir(uid))
 
     def clear(self, keep: frozenset[str] = frozenset()) -> None:
         """Remove every kept copy and stamp, those no entry names any more too.
 
         Only the directories named as a uid's are removed: anything else under
-        ``resources`` stays.
+        ``resources`` stays, and so does ``resources`` when it is no directory
+        (a symbolic link, a file; logged).
 
         :param keep: the directory names (:meth:`dir_name`) to leave alone
-        :raises OSError: one exists but cannot be removed
+        :raises OSError: one exists but cannot be removed (the others are
+            removed first)
         """
+        failed: list[OSError] = []
         for name in self.dir_names():
             if name not in keep:
-                self.remove_dir(name)
+                try:
+                    self.remove_dir(name)
+                except OSError as exc:
+                    _logger.warning("%s", exc)
+                    failed.append(exc)
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            raise OSError(
+                f"cannot remove {len(failed)} kept copies: "
+                + "; ".join(str(exc) for exc in failed)
+            )
 
     def dir_names(self) -> list[str]:
-        """The names of the directories of kept copies (links where one goes too)."""
+        """The names of the directories of kept copies (links where one goes too).
+
+        Empty when ``resources`` is no directory (a symbolic link, a file).
+        """
+        if not self._own_root():
+            return []
         try:
             with os.scandir(self.root) as listing:
                 return [
@@ -210,6 +245,34 @@ class ContentStore:
                 ]
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def _own_root(self) -> bool:
+        """Tell whether ``resources`` is missing or a directory; log it and
+        answer False when something else stands there."""
+        try:
+            self._check_root()
+        except NotADirectoryError as exc:
+            _logger.warning("%s, left alone", exc)
+            return False
+        return True
+
+    def _check_root(self) -> None:
+        """Raise when something that is no directory stands at ``resources``:
+        through a symbolic link there, the store would write and remove files
+        outside the cache.
+
+        :raises NotADirectoryError: it is a link, a file or another odd file
+        """
+        try:
+            info = os.lstat(self.root)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # missing (made by keep), or cache_dir itself is missing
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(
+                errno.ENOTDIR,
+                "not a directory of the cache (a symbolic link or a file?)",
+                self.root,
+            )
 
     @staticmethod
     def dir_name(uid: str) -> str:
@@ -231,12 +294,17 @@ class ContentStore:
     def remove_dir(self, name: str) -> None:
         """Remove the directory named *name*, with its copy and stamp.
 
-        :raises OSError: it exists but cannot be removed
+        :raises OSError: it exists but cannot be removed (see :meth:`remove`)
         """
-        _remove_tree(os.path.join(self.root, name))
+        if self._own_root():
+            _remove_tree(os.path.join(self.root, name))
 
     def forget_stamp(self, uid: str) -> None:
-        """Drop the verification stamp of *uid*, if any."""
+        """Drop the verification stamp of *uid*, if any.
+
+        :raises OSError: it cannot be removed, or ``resources`` is no directory
+        """
+        self._check_root()
         try:
             os.unlink(os.path.join(self._uid_dir(uid), "stamp.json"))
         except FileNotFoundError:
@@ -257,16 +325,51 @@ def _no_link_in_place(path: str) -> None:
 
 
 def _remove_tree(path: str) -> None:
-    """Remove the directory at *path* with its content, or the link there."""
+    """Remove the directory at *path* with its content, or the link there.
+
+    What vanishes meanwhile, and a directory that a fetch fills again
+    meanwhile (``ENOTEMPTY``: it keeps a fresh copy there), are no errors.
+
+    :raises OSError: something else cannot be removed; the error names its
+        full path (the others are removed first)
+    """
     import shutil
 
-    try:
-        if os.path.islink(path):
-            os.unlink(path)  # not the directory it points to
+    failed: list[OSError] = []
+
+    def note(function: object, where: str, exc: BaseException) -> None:
+        if isinstance(exc, FileNotFoundError):
+            return
+        if function is os.rmdir and isinstance(exc, OSError):
+            if exc.errno in {errno.ENOTEMPTY, errno.EEXIST}:
+                _logger.debug("%s filled again meanwhile, left", where)
+                return
+        if not isinstance(exc, OSError):
+            raise exc
+        # shutil names the file relative to its directory: the full path.
+        if exc.errno is None:
+            failed.append(OSError(f"cannot remove {where}: {exc}"))
         else:
-            shutil.rmtree(path)
+            failed.append(type(exc)(exc.errno, exc.strerror, where))
+
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            # A link (not the directory it points to), or a file where the
+            # store's directory goes.
+            os.unlink(path)
+        elif sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=note)
+        else:
+            shutil.rmtree(
+                path,
+                onerror=lambda function, where, info: note(function, where, info[1]),
+            )
     except FileNotFoundError:
         pass
+    for exc in failed[1:]:
+        _logger.warning("%s", exc)
+    if failed:
+        raise failed[0]
 
 
 def _read_small_file(path: str) -> bytes:

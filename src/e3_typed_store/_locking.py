@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import stat
 import sys
 import threading
 import time
@@ -28,6 +30,11 @@ __all__ = [
 _FIRST_WAIT = 0.002
 _LONGEST_WAIT = 0.05
 _SUFFIX = ".lock"
+# How long a wait for a lock goes on before it is logged: a fetch that waits
+# for another process's download says so, once, instead of hanging silently.
+_LONG_WAIT = 2.0
+
+_logger = logging.getLogger("e3.store")
 
 #: The directory of a cache directory that holds the lock files.
 LOCK_DIR = "locks"
@@ -43,7 +50,8 @@ def uid_lock(
     process that dies releases it; two threads of one process exclude each
     other too. The lock only avoids duplicate work: correctness rests on
     temporary files and atomic renames, never on the lock alone. Its file stays
-    after the block; :func:`remove_idle_lock` removes it safely.
+    after the block; :func:`remove_idle_lock` removes it safely. A wait that
+    lasts over two seconds is logged (once) on ``e3.store``.
 
     :param lock_dir: the directory of lock files (created if missing)
     :param uid: the resource uid
@@ -51,8 +59,11 @@ def uid_lock(
     :param portable: use ``filelock`` on POSIX too (what Windows always
         uses; for the tests of that path)
     :raises StoreError: the lock was not acquired in time
-    :raises OSError: the lock file cannot be created or locked
+    :raises OSError: the lock file cannot be created or locked, or
+        *lock_dir* is no directory (a symbolic link or a file planted there:
+        no lock file is created where it points)
     """
+    _check_lock_dir(lock_dir)
     path = _lock_path(lock_dir, uid)
     if portable or sys.platform == "win32":
         with _file_lock(path, uid, timeout):
@@ -69,6 +80,31 @@ def _lock_path(lock_dir: str, uid: str) -> str:
     return os.path.join(lock_dir, safe_component(uid) + _SUFFIX)
 
 
+def _foreign_dir(lock_dir: str) -> bool:
+    """Whether something that is no directory (a symbolic link, a file) stands
+    at *lock_dir*: lock files made or removed there would be elsewhere."""
+    try:
+        return not stat.S_ISDIR(os.lstat(lock_dir).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # missing: made when a lock is taken
+
+
+def _check_lock_dir(lock_dir: str) -> None:
+    if _foreign_dir(lock_dir):
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "not a directory of the cache (a symbolic link or a file?),"
+            " no lock file is made there",
+            lock_dir,
+        )
+
+
+def _waiting(uid: str, timeout: float, by: str) -> None:
+    _logger.warning(
+        "waiting for %s, locked by another %s (up to %g s)", uid, by, timeout
+    )
+
+
 def _flock(path: str, uid: str, timeout: float) -> int:
     """Open and lock the file at *path* within *timeout*; return its descriptor.
 
@@ -81,8 +117,10 @@ def _flock(path: str, uid: str, timeout: float) -> int:
         raise NotImplementedError("no flock on Windows: see _file_lock")
     import fcntl
 
-    end = time.monotonic() + timeout
+    start = time.monotonic()
+    end = start + timeout
     wait = _FIRST_WAIT
+    told = False
     while True:
         # Not through a symbolic link planted in its place: that would lock,
         # or create, a file outside the cache (ELOOP: the caller goes on
@@ -96,9 +134,13 @@ def _flock(path: str, uid: str, timeout: float) -> int:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    left = end - time.monotonic()
+                    now = time.monotonic()
+                    left = end - now
                     if left <= 0:
                         raise _timed_out(uid, timeout, path) from None
+                    if not told and now - start >= _LONG_WAIT:
+                        _waiting(uid, timeout, "process")
+                        told = True
                     time.sleep(min(wait, left))
                     wait = min(wait * 2, _LONGEST_WAIT)
             if _is_at(fd, path):
@@ -141,8 +183,13 @@ def remove_idle_lock(lock_dir: str, uid: str) -> bool:
     :param uid: the resource uid
     :return: whether a file was removed
     :raises OSError: the file cannot be locked or removed (one that is
-        missing, or that this user may not open, is left alone)
+        missing, or that this user may not open, is left alone; so is a
+        *lock_dir* that is no directory, and a directory where the file goes,
+        with a warning)
     """
+    if _foreign_dir(lock_dir):
+        _logger.warning("%s is not a directory of the cache, left alone", lock_dir)
+        return False
     return _remove_if_idle(_lock_path(lock_dir, uid))
 
 
@@ -153,20 +200,34 @@ def remove_idle_locks(lock_dir: str) -> int:
     such names (removed; their targets are left alone); the directory itself
     stays. See :func:`remove_idle_lock`.
 
-    :param lock_dir: the directory of lock files (missing is fine)
+    :param lock_dir: the directory of lock files (missing is fine; something
+        else than a directory there, a symbolic link or a file, is left alone
+        with a warning)
     :return: how many files were removed
-    :raises OSError: a file cannot be opened or removed
+    :raises OSError: a file cannot be opened or removed (the others are
+        removed first; the error is the first one met)
     """
+    if _foreign_dir(lock_dir):
+        _logger.warning("%s is not a directory of the cache, left alone", lock_dir)
+        return 0
     try:
         entries = list(os.scandir(lock_dir))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
-    return sum(
-        _remove_if_idle(entry.path)
-        for entry in entries
-        if entry.name.endswith(_SUFFIX)
-        and (entry.is_file(follow_symlinks=False) or entry.is_symlink())
-    )
+    removed = 0
+    failed: OSError | None = None
+    for entry in entries:
+        if entry.name.endswith(_SUFFIX) and (
+            entry.is_file(follow_symlinks=False) or entry.is_symlink()
+        ):
+            try:
+                removed += _remove_if_idle(entry.path)
+            except OSError as exc:
+                _logger.warning("cannot remove the lock file %s: %s", entry.path, exc)
+                failed = failed or exc
+    if failed is not None:
+        raise failed
+    return removed
 
 
 def _remove_if_idle(path: str) -> bool:
@@ -178,6 +239,11 @@ def _remove_if_idle(path: str) -> bool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except (FileNotFoundError, PermissionError):
         return False  # gone, or another user's: not this call's to remove
+    except IsADirectoryError:
+        # No fetch made it (the lock of its uid fails, and the fetch goes on
+        # unlocked); what it holds is not this call's to remove.
+        _logger.warning("%s is a directory, not a lock file: left alone", path)
+        return False
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
@@ -207,7 +273,13 @@ def _file_lock(path: str, uid: str, timeout: float) -> Generator[None, None, Non
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with ExitStack() as stack:
         try:
-            stack.enter_context(FileLock(path, timeout=timeout))
+            try:
+                stack.enter_context(FileLock(path, timeout=min(timeout, _LONG_WAIT)))
+            except Timeout:
+                if timeout <= _LONG_WAIT:
+                    raise
+                _waiting(uid, timeout, "process")
+                stack.enter_context(FileLock(path, timeout=timeout - _LONG_WAIT))
         except Timeout as exc:
             raise _timed_out(uid, timeout, path) from exc
         yield
@@ -242,10 +314,16 @@ class _ProcessLocks:
             lock, users = self._locks.get(key, (threading.Lock(), 0))
             self._locks[key] = (lock, users + 1)
         try:
-            # A wait beyond what the platform can time (math.inf, or over
-            # 49 days on Windows) is a wait without a time limit.
-            limit = timeout if timeout < threading.TIMEOUT_MAX else -1
-            if not lock.acquire(timeout=limit):
+            acquired = lock.acquire(timeout=min(timeout, _LONG_WAIT))
+            if not acquired and timeout > _LONG_WAIT:
+                _waiting(uid, timeout, "thread")
+                # A wait beyond what the platform can time (math.inf, or over
+                # 49 days on Windows) is a wait without a time limit.
+                left = timeout - _LONG_WAIT
+                acquired = lock.acquire(
+                    timeout=left if left < threading.TIMEOUT_MAX else -1
+                )
+            if not acquired:
                 raise StoreError(
                     f"another thread has held the lock of {uid} for over"
                     f" {timeout:g} s (in this process)"

@@ -331,6 +331,21 @@ def _drop_temp(path: str) -> None:
         _logger.warning("cannot remove %s: %s", path, exc)
 
 
+def _foreign_dir(path: str) -> bool:
+    """Tell whether something that is no directory (a symbolic link, a file)
+    stands at *path*, the entries directory: this cache reads, writes and
+    removes nothing through it, so that no file outside the cache is touched.
+    """
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # missing: no entries (set makes it)
+
+
+def _not_a_directory(path: str) -> str:
+    return f"{path} is not a directory of the cache (a symbolic link or a file?)"
+
+
 def _configured_dir(configuration: object) -> str:
     # Typed as a mapping, but e3-core's load_cache() passes None by default:
     # a clear error, not a TypeError from ``in``, when checks are off.
@@ -428,7 +443,8 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :return: True if the entry is stored; False, with a warning logged,
             when it cannot be (the directory cannot be created or written, the
             disk is full, the timeout is out of range, the path can name no
-            file: a NUL byte, a lone surrogate)
+            file: a NUL byte, a lone surrogate, the entries directory is a
+            symbolic link or a file)
         :raises TypeError: *value* is neither a ``CachedResource`` nor
             e3-core's equivalent (only reachable without runtime checks)
         """
@@ -460,6 +476,11 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
                 "cannot cache %s: the entry would exceed %d bytes",
                 _show(uid),
                 _MAX_ENTRY_BYTES,
+            )
+            return False
+        if _foreign_dir(self.entries_dir):
+            _logger.warning(
+                "cannot cache %s: %s", _show(uid), _not_a_directory(self.entries_dir)
             )
             return False
         name = _entry_name(uid)
@@ -498,6 +519,8 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :param uid: the resource uid
         :raises CacheError: the entry exists but cannot be removed
         """
+        if _foreign_dir(self.entries_dir):
+            return  # no entry of this cache is there: see iter_entries
         path = self.uid_to_file(uid)
         try:
             os.unlink(path)
@@ -516,9 +539,15 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         subdirectories, anything else) stays. A ``set`` running meanwhile may
         lose its temporary file and answer False.
 
-        :raises CacheError: an entry exists but cannot be removed; its file
-            name stands for the uid
+        The entries directory being no directory (a symbolic link, a file)
+        is logged, and nothing is removed.
+
+        :raises CacheError: an entry exists but cannot be removed (the others
+            are removed first); its full path stands for the uid
         """
+        if _foreign_dir(self.entries_dir):
+            _logger.warning("%s, left alone", _not_a_directory(self.entries_dir))
+            return
         try:
             with os.scandir(self.entries_dir) as listing:
                 doomed = [
@@ -531,11 +560,19 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             return
         except OSError as exc:
             raise CacheError("*", f"cannot list {self.entries_dir}: {exc}") from exc
+        failed: list[str] = []
         for name in doomed:
+            path = os.path.join(self.entries_dir, name)
             try:
-                _unlink_quietly(os.path.join(self.entries_dir, name))
+                _unlink_quietly(path)
             except OSError as exc:
-                raise CacheError(name, f"cannot remove it: {exc}") from exc
+                _logger.warning("cannot remove cache entry %s: %s", path, exc)
+                failed.append(path if exc.filename == path else f"{path}: {exc}")
+        if failed:
+            raise CacheError(
+                failed[0] if len(failed) == 1 else f"{len(failed)} entries",
+                "cannot remove " + ", ".join(failed),
+            )
 
     def iter_entries(self) -> Iterator[FileCacheEntry]:
         """Yield every valid, unexpired entry, in the order of their file names.
@@ -545,11 +582,17 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         instead of being yielded. Files that are not entries are ignored.
         Entries set or deleted during the iteration may or may not be seen.
 
+        An entries directory that is no directory (a symbolic link, a file) has
+        no entries: it is logged, and nothing in it is read nor removed.
+
         :return: ``(uid, value, expiry)`` named tuples
         :raises CacheError: the entries directory exists but cannot be listed
 
         .. versionadded:: 0.1
         """
+        if _foreign_dir(self.entries_dir):
+            _logger.warning("%s, left alone", _not_a_directory(self.entries_dir))
+            return
         try:
             names = sorted(os.listdir(self.entries_dir))
         except (FileNotFoundError, NotADirectoryError):
@@ -628,6 +671,13 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         :param path: the entry file
         :param read: the status of the file read, or None for a symlink
         """
+        if _foreign_dir(os.path.dirname(path)):
+            # get() read it through a link planted at the entries directory:
+            # the file is someone else's.
+            _logger.warning(
+                "%s, %s left alone", _not_a_directory(os.path.dirname(path)), path
+            )
+            return
         try:
             current = os.lstat(path)
             if read is None:
