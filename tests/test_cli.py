@@ -651,10 +651,15 @@ def test_lock_timeout_bounds_the_wait_for_another_process(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         result = fetch(server, cache_dir, tmp_path / "d", "--lock-timeout", "0.5")
+        waited = fetch(server, cache_dir, tmp_path / "d", "--lock-timeout", "2.5")
     finally:
         os.close(fd)
     assert result.returncode == 1, result.stderr
     assert f"held the lock of {SHA256} for over 0.5 s" in result.stderr
+    assert "waiting" not in result.stderr  # no word before 2 s
+    # A longer wait says so without -v: the command does not seem to hang.
+    assert waited.returncode == 1
+    assert f"waiting for {SHA256}, locked by another process" in waited.stderr
     assert server.count("payload.bin") == 0
     # Released: a fetch that may wait for ever goes through.
     again = fetch(server, cache_dir, tmp_path / "d", "--lock-timeout", "inf")

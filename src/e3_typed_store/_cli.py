@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from e3_typed_store._locking import WAIT_LOGGER
 from e3_typed_store._plugins import (
     CACHE_API,
     CACHE_NAMESPACE,
@@ -596,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # Except a long wait for another process's download: without a word, the
+    # command would seem to hang.
+    WAIT_LOGGER.setLevel(logging.WARNING)
     # A path that is not valid in the locale's encoding (bytes decoded with
     # surrogateescape) is written back as the bytes it came from, and any other
     # character the output cannot encode as a backslash escape: never a

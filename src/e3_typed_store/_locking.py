@@ -19,6 +19,7 @@ from e3_typed_store.errors import StoreError
 
 __all__ = [
     "LOCK_DIR",
+    "WAIT_LOGGER",
     "process_lock",
     "remove_idle_lock",
     "remove_idle_locks",
@@ -35,6 +36,9 @@ _SUFFIX = ".lock"
 _LONG_WAIT = 2.0
 
 _logger = logging.getLogger("e3.store")
+#: Where a long wait for another process's lock is said: a logger of its own,
+#: so that a quiet program can still let it through.
+WAIT_LOGGER = logging.getLogger("e3.store.wait")
 
 #: The directory of a cache directory that holds the lock files.
 LOCK_DIR = "locks"
@@ -100,7 +104,7 @@ def _check_lock_dir(lock_dir: str) -> None:
 
 
 def _waiting(uid: str, timeout: float, by: str) -> None:
-    _logger.warning(
+    WAIT_LOGGER.warning(
         "waiting for %s, locked by another %s (up to %g s)", uid, by, timeout
     )
 
