@@ -21,7 +21,14 @@ from e3_typed_store._cli import main
 from e3_typed_store._content import ContentStore
 from e3_typed_store._types import CachedResource
 from e3_typed_store.cache.backends.filecache import FileCache
-from tests.backends.drivers import CopyConfig, CopyInfo, CopyStore, sha256_of
+from tests.backends.drivers import (
+    CopyConfig,
+    CopyInfo,
+    CopyStore,
+    DigestInfo,
+    HashedNameInfo,
+    sha256_of,
+)
 
 PAYLOAD = b"kept payload\n" * 100
 
@@ -318,3 +325,50 @@ def test_an_unreadable_copy_is_reported_so_and_kept(
     unreadable.chmod(0o644)
     assert unreadable.read_bytes() == b"B" * 1000
     assert (cache_dir / "entries" / f"{uids[1]}.json").is_file()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes: POSIX")
+def test_verify_remove_goes_on_past_an_entry_it_cannot_remove(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    cache_dir, uids = shared_cache
+    for number in (0, 2):
+        (cache_dir / "resources" / uids[number] / "payload" / f"r{number}.bin").unlink()
+    (cache_dir / "resources" / uids[0]).chmod(0o555)  # its payload stays
+    code, out, err = cli_as_a_user(
+        "cache", "--cache-dir", str(cache_dir), "verify", "--remove"
+    )
+    assert code == 1
+    assert f"{uids[0]}\tmissing, not removed: " in out
+    assert f"{uids[2]}\tmissing, removed\t" in out
+    assert err == "e3-typed-store: error: 1 bad entries could not be removed\n"
+
+
+def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(
+    tmp_path: Path,
+) -> None:
+    # A driver keying on the SHA-256 of a name: its uid looks like a digest
+    # of the content, and `verify --remove` deleted its valid entries.
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "res.bin").write_bytes(PAYLOAD)
+    cache_dir = tmp_path / "cache"
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    said = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    unsaid = HashedNameInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(said, str(tmp_path / "a"))
+    store.fetch_resource(unsaid, str(tmp_path / "b"))
+
+    def verify(*options: str) -> tuple[int, dict[str, str]]:
+        code, out, _ = run_cli(
+            ["cache", "--cache-dir", str(cache_dir), "verify", *options]
+        )
+        return code, dict(line.split("\t")[:2] for line in out.splitlines())
+
+    assert verify("--remove") == (0, {said.uid: "ok", unsaid.uid: "unverifiable"})
+    assert cache.get(unsaid.uid) is not None
+    kept = cache.get(said.uid)
+    assert isinstance(kept, CachedResource)
+    Path(kept.local_path).write_bytes(PAYLOAD.upper())
+    assert verify() == (8, {said.uid: "corrupted", unsaid.uid: "unverifiable"})

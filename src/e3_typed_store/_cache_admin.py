@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from e3_typed_store._content import ContentStore
-from e3_typed_store._hashing import algorithm_of, file_digest
+from e3_typed_store._hashing import file_digest
 from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import CacheError
@@ -71,16 +71,37 @@ def list_items(cache: FileCache) -> list[CachedItem]:
     return sorted(items, key=lambda item: (item.mtime or 0.0, item.uid))
 
 
-def verify_item(item: CachedItem) -> str:
-    """Re-hash a cached payload against its uid.
+# Opening a payload to look at it: never blocking on a FIFO in its place.
+_PROBE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
+
+def verify_item(cache: FileCache, item: CachedItem) -> str:
+    """Re-hash a cached payload against its uid, when its uid is its digest.
+
+    A uid is taken for a digest only when the resource's metadata said so as
+    its copy was kept (a SHA-256 of a name looks the same and is none).
+
+    :param cache: the cache holding the entry
     :param item: the entry to check
     :return: ``ok``, ``corrupted``, ``missing`` (no regular file there),
         ``unreadable`` when it is there but this user may not read it
-        (another user's, say), or ``unverifiable``
-        when the uid is not a digest this package knows
+        (another user's, say), or ``unverifiable`` when nothing says which
+        digest the uid is, if any
     """
-    algorithm = algorithm_of(item.uid)
+    try:
+        fd = os.open(item.path, _PROBE_FLAGS)
+    except PermissionError as exc:
+        # There, but not this user's to read: not to be removed as missing.
+        _logger.warning("cannot read %s: %s", item.path, exc)
+        return "unreadable"
+    except OSError:
+        return "missing"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "missing"  # no regular file (a FIFO) where it goes
+    finally:
+        os.close(fd)
+    algorithm = ContentStore(cache.cache_dir).digest_of(item.uid)
     if algorithm is None:
         return "unverifiable"
     try:

@@ -286,15 +286,22 @@ def _cache(args: argparse.Namespace) -> int:
         print(f"{len(items)} entries, {_format_size(total)}", file=sys.stderr)
         return 0
     if args.cache_command == "verify":
-        bad = 0
+        bad = kept = 0
         for item in list_items(cache):
-            status = verify_item(item)
+            status = verify_item(cache, item)
             if status in ("corrupted", "missing"):
                 bad += 1
                 if args.remove:
-                    remove_item(cache, item.uid)
-                    status += ", removed"
+                    try:
+                        remove_item(cache, item.uid)
+                    except OSError as exc:
+                        kept += 1
+                        status += f", not removed: {exc}"
+                    else:
+                        status += ", removed"
             print(f"{_field(item.uid)}\t{status}\t{_field(item.path, path=True)}")
+        if kept:
+            return _fail(f"{kept} bad entries could not be removed", 1)
         return EXIT_CORRUPTED if bad and not args.remove else 0
     if args.cache_command == "clear":
         print(f"removed {clear_cache(cache)} entries", file=sys.stderr)

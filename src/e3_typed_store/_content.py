@@ -5,6 +5,9 @@ Layout, under ``<cache_dir>/resources/<uid as a safe name>/``::
     payload/<file name>   a hard link to (or copy of) the verified download
     stamp.json            size, mtime, inode and device of the payload when it
                           was last verified (for the opt-in fast hit)
+    digest                the algorithm (``sha256``...) of the digest that the
+                          uid is, when the resource's metadata said so: what
+                          ``cache verify`` checks the payload against
 
 A copy here outlives the directory the resource was first downloaded to, as
 Bazel's repository cache outlives its workspaces.
@@ -27,6 +30,7 @@ from e3_typed_store._fs import (
     safe_component,
     unique_temp_name,
 )
+from e3_typed_store._types import ALGORITHMS, Algorithm
 
 __all__ = ["ContentStore", "FileStamp", "KeptCopy"]
 
@@ -34,6 +38,16 @@ _logger = logging.getLogger("e3.store")
 
 _NOT_NAMES = frozenset({"", ".", ".."})
 
+# The file naming the digest algorithm of a uid that is one.
+_DIGEST_FILE = "digest"
+# Written anew, never through a link planted in its place.
+_DIGEST_OPEN_FLAGS: int = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_TRUNC
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 # More than any stamp file this module writes: a bigger one is not one.
 _MAX_STAMP_BYTES = 64 << 10
 _STAMP_OPEN_FLAGS: int = (
@@ -108,7 +122,7 @@ class ContentStore:
             return True
         return is_within(path, self.root)
 
-    def keep(self, uid: str, path: str) -> KeptCopy:
+    def keep(self, uid: str, path: str, digest: Algorithm | None = None) -> KeptCopy:
         """Keep a copy of the file at *path* as the payload of *uid*.
 
         A previous payload of *uid* under another name, and its verification
@@ -118,6 +132,8 @@ class ContentStore:
 
         :param uid: the resource uid
         :param path: the downloaded, verified file
+        :param digest: the algorithm of the digest that *uid* is, when the
+            resource's metadata says so (recorded for :meth:`digest_of`)
         :return: the path of the kept copy, and whether it is *path* itself
             (a hard link), so that *path*'s verification holds for it
         :raises OSError: the copy cannot be made, or the old stamp not
@@ -145,7 +161,35 @@ class ContentStore:
         else:
             same = True
         self.forget_stamp(uid)
+        self._record_digest(uid_dir, digest)
         return KeptCopy(kept, same)
+
+    @staticmethod
+    def _record_digest(uid_dir: str, digest: Algorithm | None) -> None:
+        marker = os.path.join(uid_dir, _DIGEST_FILE)
+        if digest is None:
+            try:
+                os.unlink(marker)
+            except FileNotFoundError:
+                pass
+            return
+        fd = os.open(marker, _DIGEST_OPEN_FLAGS, 0o644)
+        try:
+            os.write(fd, digest.encode("ascii"))
+        finally:
+            os.close(fd)
+
+    def digest_of(self, uid: str) -> Algorithm | None:
+        """The algorithm of the digest that *uid* is, as recorded when its copy
+        was kept; None when nothing says so (or nothing readable)."""
+        try:
+            text = _read_small_file(os.path.join(self._uid_dir(uid), _DIGEST_FILE))
+        except OSError:
+            return None
+        for algorithm, length in ALGORITHMS.items():
+            if text == algorithm.encode("ascii") and len(uid) == length:
+                return algorithm
+        return None
 
     def stamp(self, uid: str, path: str) -> None:
         """Record that the payload of *uid* at *path* was verified as it is now.

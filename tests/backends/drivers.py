@@ -63,6 +63,26 @@ class CountingCopyInfo(CopyInfo):
         return super().verify(resource_path)
 
 
+class HashedNameInfo(CopyInfo):
+    """Metadata whose uid is the SHA-256 of a name: it looks like a digest of
+    the content, and is none."""
+
+    @property
+    @override
+    def uid(self) -> str:
+        return sha256_of(self.name.encode())
+
+
+class DigestInfo(CopyInfo):
+    """Metadata that says its uid is the SHA-256 its content must have."""
+
+    algorithm = "sha256"
+
+    @property
+    def digest(self) -> str:
+        return self.sha256
+
+
 def sha256_of(data: bytes) -> str:
     """Return the hex sha256 of *data*."""
     return hashlib.sha256(data).hexdigest()

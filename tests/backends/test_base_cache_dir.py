@@ -34,6 +34,8 @@ from tests.backends.drivers import (
     CopyInfo,
     CopyStore,
     CountingCopyInfo,
+    DigestInfo,
+    HashedNameInfo,
     fetch_in_child,
     sha256_of,
 )
@@ -490,26 +492,6 @@ class NamedInfo(CopyInfo):
     @override
     def uid(self) -> str:
         return "named-" + self.name
-
-
-class HashedNameInfo(CopyInfo):
-    """Metadata whose uid is the SHA-256 of a name: it looks like a digest of
-    the content, and is none."""
-
-    @property
-    @override
-    def uid(self) -> str:
-        return sha256_of(self.name.encode())
-
-
-class DigestInfo(CopyInfo):
-    """Metadata that says its uid is the SHA-256 its content must have."""
-
-    algorithm = "sha256"
-
-    @property
-    def digest(self) -> str:
-        return self.sha256
 
 
 _FOR_EVER = 100 * 365 * 24 * 3600

@@ -642,7 +642,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         recorded = os.path.abspath(path)  # a relative dest was given
         if self._content is not None:
             try:
-                kept = self._content.keep(uid, path)
+                kept = self._content.keep(uid, path, digest)
             except OSError as exc:
                 logger.warning(
                     "cannot keep a copy of %s in the cache, recording %s: %s",
