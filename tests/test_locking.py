@@ -310,7 +310,7 @@ def test_a_long_wait_is_logged_once(
             child.join(60)
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         (
-            "e3.store",
+            "e3.store.wait",
             logging.WARNING,
             f"waiting for {UID}, locked by another process (up to 2.5 s)",
         )
