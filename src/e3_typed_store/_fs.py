@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import re
+import stat
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -177,8 +178,10 @@ def _proc_fd_links() -> bool:
     return os.path.isdir("/proc/self/fd")
 
 
-def create_unnamed(directory: str, stem: str, flags: int) -> tuple[int, str | None]:
-    """Open a new, empty file in *directory*, mode 0o666 less the umask.
+def create_unnamed(
+    directory: str, stem: str, flags: int, mode: int = 0o666
+) -> tuple[int, str | None]:
+    """Open a new, empty file in *directory*, of *mode* less the umask.
 
     Where the system allows it (Linux, on the usual local filesystems), the file
     has no name until :func:`publish` gives it one, so that a process killed
@@ -189,17 +192,18 @@ def create_unnamed(directory: str, stem: str, flags: int) -> tuple[int, str | No
     :param directory: where the file will be published
     :param stem: a readable stem for the temporary name, if one is needed
     :param flags: the access mode, ``os.O_WRONLY`` or ``os.O_RDWR``
+    :param mode: its permission bits, before the umask
     :return: the descriptor, and the temporary name (None when there is none)
     :raises OSError: the file cannot be made (FileNotFoundError: no *directory*)
     """
     if _unnamed_files():
         try:
-            return os.open(directory or ".", flags | _O_TMPFILE, 0o666), None
+            return os.open(directory or ".", flags | _O_TMPFILE, mode), None
         except OSError as exc:
             if exc.errno not in _NO_UNNAMED_FILES:
                 raise
     temp = unique_temp_name(directory, stem)
-    fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, 0o666)
+    fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_BINARY, mode)
     return fd, temp
 
 
@@ -324,7 +328,9 @@ def _copy_to(source: str, target: str) -> None:
 
     directory, name = os.path.split(target)
     with open(source, "rb") as reader:
-        fd, temp = create_unnamed(directory, name, os.O_WRONLY)
+        # The source's permission bits (less the umask), as cp gives them.
+        mode = stat.S_IMODE(os.fstat(reader.fileno()).st_mode)
+        fd, temp = create_unnamed(directory, name, os.O_WRONLY, mode)
         try:
             with open(fd, "wb", closefd=False) as writer:
                 shutil.copyfileobj(reader, writer, _COPY_CHUNK)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import time
 from functools import partial
@@ -261,6 +262,77 @@ def test_symlink_escaping_the_root(
         with pytest.raises(DownloadError, match="outside the root"):
             store.download_resource_content(info, str(dest))
     assert listing(dest) == []
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="/proc/self/fd names the file"
+)
+def test_a_directory_swapped_for_a_link_after_resolution_is_caught(
+    store: FileStore, mirror: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process swaps a directory of the path for a link out of the
+    # root between its resolution and the open (a probe won that race in
+    # under 20 s); stood in for at that moment, as real processes meet it
+    # only now and then.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.tgz").write_bytes(PAYLOAD)
+    info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
+    resolve = os.path.realpath
+
+    def then_swapped(path: str | os.PathLike[str], *, strict: bool = False) -> str:
+        resolved = resolve(path, strict=strict)
+        if os.fspath(path) == info.path:
+            os.rename(mirror / "tools", tmp_path / "moved")
+            (mirror / "tools").symlink_to(outside)
+        return resolved
+
+    monkeypatch.setattr(os.path, "realpath", then_swapped)
+    with pytest.raises(DownloadError, match="outside the root"):
+        store.download_resource_content(info, str(tmp_path / "dest"))
+    assert listing(tmp_path / "dest") == []
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o600, 0o755])
+def test_a_copy_has_the_source_s_permission_bits(
+    mirror: Path, tmp_path: Path, mode: int
+) -> None:
+    # A file only its owner may read is no world-readable copy in a shared
+    # cache; a tool stays executable. As cp: less the umask.
+    (mirror / "tools" / "x.tgz").chmod(mode)
+    cache = FileCache({"cache_dir": str(tmp_path / "cache")})
+    store = FileStore({"root": str(mirror)}, cache)
+    info = store.get_resource_metadata({"path": "tools/x.tgz", "sha256": SHA256})
+    umask = os.umask(0o022)
+    try:
+        placed = Path(store.fetch_resource(info, str(tmp_path / "dest")))
+        again = Path(store.fetch_resource(info, "/dev/shm"))  # another filesystem
+    finally:
+        os.umask(umask)
+    try:
+        kept = cache.get(info.uid)
+        assert isinstance(kept, CachedResource)
+        for copy in (placed, Path(kept.local_path), again):
+            assert stat.S_IMODE(copy.stat().st_mode) == mode & ~0o022, copy
+    finally:
+        again.unlink()
+
+
+@pytest.mark.parametrize("latin_1", [False, True], ids=["host", "latin-1"])
+def test_file_urls_a_careful_user_writes(
+    mirror: Path, tmp_path: Path, latin_1: bool
+) -> None:
+    # A host of localhost in capitals; a name in no UTF-8, percent-encoded.
+    name = os.fsdecode(b"caf\xe9.tgz") if latin_1 else "x.tgz"
+    (mirror / name).write_bytes(PAYLOAD)
+    path = os.fsencode(mirror / name)
+    quoted = "".join(f"%{byte:02X}" if byte > 0x7E else chr(byte) for byte in path)
+    url = f"file://{quoted}" if latin_1 else f"file://LOCALHOST{quoted}"
+    store = FileStore({"root": str(mirror)}, None)
+    info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+    placed = store.download_resource_content(info, str(tmp_path / "dest"))
+    assert Path(placed).read_bytes() == PAYLOAD
 
 
 @posix_only

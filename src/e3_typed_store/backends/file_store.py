@@ -19,13 +19,16 @@ Paths and the root:
   every path -- relative, absolute or from a URL -- must lie inside it, both
   as written (``..`` cannot climb out: :class:`InvalidQueryError` from
   ``get_resource_metadata``) and once symbolic links are resolved at download
-  time (a link pointing out of the root: :class:`DownloadError`); links that
-  stay inside the root are followed;
+  time (a link pointing out of the root: :class:`DownloadError`), and once
+  more on the file opened, where the system says which file a descriptor is
+  (Linux, macOS: a directory swapped for a link meanwhile is caught); links
+  that stay inside the root are followed;
 - without a root, a path must be absolute and any file the process can read
   is served.
 
-A ``file://`` URL has an empty host or ``localhost``, no query and no
-fragment; its path is percent-decoded.
+A ``file://`` URL has an empty host or ``localhost`` (in any case), no query
+and no fragment; its path is percent-decoded into the bytes of a file name,
+whatever their encoding.
 
 Copying: the file is never hard-linked. A hard link would share the mirror's
 inode, so a later change on the mirror would silently change the cached copy
@@ -37,7 +40,9 @@ data once. The copy is written to a temporary file of the destination
 directory and renamed into place only once its digest matches, so a failure
 leaves nothing in the destination. A source that changes during the copy
 gives a digest mismatch. Only regular files are served: a directory, a FIFO or
-a device is a :class:`DownloadError`.
+a device is a :class:`DownloadError`. A copy has the source's permission bits
+less the umask, as ``cp`` gives them: a file only its owner may read is not
+made readable to all in a shared cache.
 
 The file in the destination has the source's base name when that is a safe
 name, and the digest otherwise.
@@ -56,7 +61,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
 from e3_typed_store._fs import create_unnamed, publish, safe_file_name
@@ -332,12 +337,25 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
         except OSError as exc:
             raise DownloadError(location, f"cannot open {source}: {exc}") from exc
         try:
+            self._check_opened(fd, metadata)
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 raise DownloadError(location, f"not a regular file: {_kind(mode)}")
-            return self._copy(fd, metadata, dest)
+            return self._copy(fd, metadata, dest, stat.S_IMODE(mode))
         finally:
             os.close(fd)
+
+    def _check_opened(self, fd: int, metadata: FileStoreResourceInfo) -> None:
+        """Check that the file opened lies in the root, where the system says
+        which file a descriptor is: a directory of the path swapped for a link
+        between its resolution and the open would have led out of it."""
+        root = self.settings.root
+        opened = _opened_path(fd) if root is not None else None
+        if root is not None and opened is not None:
+            if not _inside(opened, os.path.realpath(root)):
+                raise DownloadError(
+                    metadata.location, f"opened {opened}, outside the root {root}"
+                )
 
     def _resolved(self, metadata: FileStoreResourceInfo) -> str:
         root = self.settings.root
@@ -351,15 +369,19 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
             )
         return real
 
-    def _copy(self, source_fd: int, metadata: FileStoreResourceInfo, dest: str) -> str:
+    def _copy(
+        self, source_fd: int, metadata: FileStoreResourceInfo, dest: str, mode: int
+    ) -> str:
         location = metadata.location
         try:
             os.makedirs(dest, exist_ok=True)
             name = metadata.file_name
             # No name until published where the system allows: a process
             # killed while copying leaves nothing in dest. Read-write, so that
-            # a clone can be hashed through the same descriptor.
-            target_fd, temp = create_unnamed(dest, name, os.O_RDWR)
+            # a clone can be hashed through the same descriptor. The source's
+            # permission bits, less the umask, as cp gives them: a file only
+            # its owner may read is no world-readable copy in a shared cache.
+            target_fd, temp = create_unnamed(dest, name, os.O_RDWR, mode)
         except OSError as exc:
             raise DestinationError(
                 location, dest, f"cannot write into {dest}: {exc}"
@@ -485,6 +507,24 @@ def _kind(mode: int) -> str:
     return "not a plain file"
 
 
+def _opened_path(fd: int) -> str | None:
+    """The path of the file open as *fd*, as the system knows it: through
+    ``/proc/self/fd`` on Linux, ``F_GETPATH`` on macOS; None elsewhere."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            path = fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024))
+        except OSError:
+            return None
+        return os.fsdecode(path.split(b"\0", 1)[0])
+    return None
+
+
 def _inside(path: str, directory: str) -> bool:
     # Both absolute and normalized: a lexical test.
     return path != directory and os.path.commonpath([directory, path]) == directory
@@ -569,14 +609,12 @@ def _url_path(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() != "file":
         raise InvalidQueryError("url", url, "only file:// URLs are served")
-    if parts.netloc not in {"", "localhost"}:
+    if parts.netloc.lower() not in {"", "localhost"}:
         raise InvalidQueryError("url", url, "only local file:// URLs are served")
     if parts.query or parts.fragment:
         raise InvalidQueryError("url", url, "a file:// URL has no query or fragment")
-    try:
-        path = unquote(parts.path, errors="strict")
-    except UnicodeDecodeError as exc:
-        raise InvalidQueryError("url", url, f"bad percent-encoding: {exc}") from exc
+    # Percent-encoded bytes are a file name's bytes, whatever their encoding.
+    path = os.fsdecode(unquote_to_bytes(parts.path))
     if not path.startswith("/"):
         raise InvalidQueryError("url", url, "the URL has no absolute path")
     if "\0" in path:
