@@ -191,19 +191,26 @@ class ContentStore:
                 return algorithm
         return None
 
-    def stamp(self, uid: str, path: str) -> None:
+    def stamp(self, uid: str, path: str, verified: FileStamp | None = None) -> bool:
         """Record that the payload of *uid* at *path* was verified as it is now.
 
+        :param verified: the file's state taken before it was verified: the
+            stamp is written only if the file is still in that state (a write
+            during the verification is no verified content)
+        :return: whether the stamp was written
         :raises OSError: the stamp cannot be written (``resources`` is no
             directory, say)
         """
         self._check_root()
+        now = FileStamp.of(path)
+        if verified is not None and now != verified:
+            return False
         uid_dir = self._uid_dir(uid)
         _no_link_in_place(uid_dir)
         os.makedirs(uid_dir, exist_ok=True)
         import json  # here: only the opt-in fast hits use stamps
 
-        record = FileStamp.of(path).record(path)
+        record = now.record(path)
         temp = unique_temp_name(uid_dir, "stamp.json")
         try:
             with open(temp, "w", encoding="utf-8") as stream:
@@ -213,6 +220,7 @@ class ContentStore:
             if os.path.exists(temp):
                 os.unlink(temp)
             raise
+        return True
 
     def unchanged(self, uid: str, path: str) -> bool:
         """Tell whether *path* is unchanged since it was last stamped as verified.

@@ -213,6 +213,37 @@ def test_fast_hit_skips_the_hash_while_the_file_is_unchanged(
     assert len(verified) == 1
 
 
+class WrittenWhileVerified(CopyInfo):
+    """Metadata whose file another process rewrites in place, same size, while
+    it is verified: the verification a hash pass of a big file takes a while
+    for, stood in for by writing at its start."""
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        with open(resource_path, "r+b") as stream:
+            stream.write(b"EVIL")
+        return True  # what it read first was right
+
+
+def test_a_copy_written_while_verified_is_not_stamped(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(
+        source, cache_dir, StoreOptions(trust_unchanged_files=True)
+    )
+    store.fetch_resource(info, str(tmp_path / "one"))
+    kept = next((cache_dir / "resources").rglob("res.bin"))
+    os.utime(kept, ns=(1, 1))  # changed since stamped: the next hit verifies
+    store.fetch_resource(
+        WrittenWhileVerified(info.name, info.sha256), str(tmp_path / "two")
+    )
+    # Not trusted: verified again, found changed, fetched anew.
+    counting = CountingCopyInfo(info.name, info.sha256)
+    again = store.fetch_resource(counting, str(tmp_path / "three"))
+    assert counting.verified[:1] == [str(kept)]
+    assert Path(again).read_bytes() == PAYLOAD
+
+
 @pytest.mark.skipif(os.name != "posix", reason="FIFOs and links: POSIX")
 def test_planted_files_in_the_cache_neither_hang_nor_escape_it(
     source: Path,

@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
-from e3_typed_store._content import ContentStore
+from e3_typed_store._content import ContentStore, FileStamp
 from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
 from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
@@ -593,15 +593,31 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
         elif self._trusted(uid, local_path):
             return local_path
-        elif not _verifies(metadata, local_path):
+        else:
+            # Its state before the hash pass, for the stamp: a write during the
+            # pass (a big file takes a while) leaves it unstamped.
+            state = self._state(local_path)
+            if _verifies(metadata, local_path):
+                if state is not None:
+                    self._stamp(uid, local_path, state)
+                return local_path
             logger.warning(
                 "corrupted cache entry for %s, discarded: %s", uid, local_path
             )
-        else:
-            self._stamp(uid, local_path)
-            return local_path
         self._discard(uid)
         return None
+
+    def _state(self, path: str) -> FileStamp | None:
+        """The state of a kept copy that a stamp would record, if stamps apply."""
+        content = self._content
+        if not self.options.trust_unchanged_files or content is None:
+            return None
+        if not content.holds(path):
+            return None
+        try:
+            return FileStamp.of(path)
+        except OSError:
+            return None
 
     def _trusted(self, uid: str, path: str) -> bool:
         content = self._content
@@ -612,14 +628,15 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             and content.unchanged(uid, path)
         )
 
-    def _stamp(self, uid: str, path: str) -> None:
+    def _stamp(self, uid: str, path: str, verified: FileStamp | None = None) -> None:
         content = self._content
         if not self.options.trust_unchanged_files or content is None:
             return
         if not content.holds(path):
             return
         try:
-            content.stamp(uid, path)
+            if not content.stamp(uid, path, verified):
+                logger.warning("%s changed while verified: not stamped", path)
         except OSError as exc:
             logger.warning("cannot stamp %s as verified: %s", path, exc)
 
