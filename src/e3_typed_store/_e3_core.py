@@ -21,18 +21,21 @@ from typing import TypeVar
 import e3.store.backends.base as e3_base
 
 from e3_typed_store._types import CachedResource, override
+from e3_typed_store.backends.base import StoreOptions
 from e3_typed_store.backends.file_store import (
     FileStore,
+    FileStoreConfiguration,
     FileStoreQuery,
     FileStoreResourceInfo,
 )
 from e3_typed_store.backends.http_simple_store import (
     HTTPSimpleQuery,
     HTTPSimpleStore,
+    HTTPSimpleStoreConfiguration,
     HTTPSimpleStoreResourceInfo,
 )
-from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT
-from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
+from e3_typed_store.cache.backends.filecache import FileCache, FileCacheConfiguration
 from e3_typed_store.errors import StoreError
 
 __all__ = [
@@ -86,6 +89,18 @@ class E3CoreHTTPSimpleStore(HTTPSimpleStore):
     .. versionadded:: 0.1
     """
 
+    def __init__(
+        self,
+        store_configuration: HTTPSimpleStoreConfiguration | None,
+        cache_backend: CacheProtocol[CachedResource] | None,
+        *,
+        options: StoreOptions | None = None,
+    ) -> None:
+        build = super().__init__
+        _raising_e3_errors(
+            partial(build, store_configuration, cache_backend, options=options)
+        )
+
     @override
     def get_resource_metadata(
         self, query: HTTPSimpleQuery
@@ -112,6 +127,18 @@ class E3CoreFileStore(FileStore):
     .. versionadded:: 0.1
     """
 
+    def __init__(
+        self,
+        store_configuration: FileStoreConfiguration | None,
+        cache_backend: CacheProtocol[CachedResource] | None,
+        *,
+        options: StoreOptions | None = None,
+    ) -> None:
+        build = super().__init__
+        _raising_e3_errors(
+            partial(build, store_configuration, cache_backend, options=options)
+        )
+
     @override
     def get_resource_metadata(self, query: FileStoreQuery) -> FileStoreResourceInfo:
         return _raising_e3_errors(partial(super().get_resource_metadata, query))
@@ -135,6 +162,9 @@ class E3CoreFileCache(FileCache):
 
     .. versionadded:: 0.1
     """
+
+    def __init__(self, cache_configuration: FileCacheConfiguration) -> None:
+        _raising_e3_errors(partial(super().__init__, cache_configuration))
 
     @override
     def set(

@@ -8,11 +8,13 @@ import multiprocessing
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from e3.store.backends.base import CachedResource as E3CachedResource
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from typing_extensions import override
 
@@ -77,7 +79,7 @@ def test_the_cache_keeps_its_own_copy(
     first = tmp_path / "first"
     path = store.fetch_resource(info, str(first))
     entry = store.cache_backend.get(info.uid) if store.cache_backend else None
-    assert isinstance(entry, CachedResource)
+    assert isinstance(entry, E3CachedResource)  # e3-core's cache: its own class
     assert entry.local_path.startswith(str(cache_dir / "resources"))
     assert Path(entry.local_path).read_bytes() == PAYLOAD
     assert os.path.samefile(entry.local_path, path)  # a hard link, not a second copy
@@ -331,7 +333,7 @@ def test_a_stamp_that_cannot_be_written_costs_the_fast_hit_not_the_copy(
     assert "cannot stamp" in caplog.text
     assert "cannot keep a copy" not in caplog.text
     entry = store.cache_backend.get(info.uid) if store.cache_backend else None
-    assert isinstance(entry, CachedResource)
+    assert isinstance(entry, E3CachedResource)  # e3-core's cache: its own class
     assert entry.local_path == str(uid_dir / "payload" / "res.bin")
     shutil.rmtree(tmp_path / "one")  # the kept copy outlives the first dest
     counting = CountingCopyInfo(info.name, info.sha256)
@@ -360,7 +362,7 @@ def test_a_stamp_that_cannot_be_removed_is_logged_and_the_fetch_goes_on(
     # is recorded instead, and it is verified on every hit.
     assert "cannot keep a copy" in caplog.text
     entry = store.cache_backend.get(info.uid) if store.cache_backend else None
-    assert isinstance(entry, CachedResource)
+    assert isinstance(entry, E3CachedResource)  # e3-core's cache: its own class
     assert entry.local_path == again
 
 
@@ -671,3 +673,27 @@ def test_a_hit_removed_and_kept_again_while_placed_is_a_miss(
     placed = store.fetch_resource(info, str(tmp_path / "second"))
     assert Path(placed).read_bytes() == PAYLOAD
     assert Path(placed).parent == tmp_path / "second"
+
+
+E3_CORE_ALONE = """
+import sys
+sys.modules["e3_typed_store"] = None  # e3-core code, this package not installed
+from e3.store.cache.backends.filecache import FileCache
+entry = FileCache({"cache_dir": sys.argv[1]}).get(sys.argv[2])
+print(type(entry).__module__, entry.uid == sys.argv[2], open(entry.local_path).read())
+"""
+
+
+def test_e3_core_code_alone_reads_what_a_store_recorded_in_its_cache(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    store, info = make_store(source, cache_dir)  # e3-core's pickling FileCache
+    store.fetch_resource(info, str(tmp_path / "dest"))
+    read = subprocess.run(
+        [sys.executable, "-c", E3_CORE_ALONE, str(cache_dir), info.uid],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr
+    assert read.stdout == f"e3.store.backends.base True {PAYLOAD.decode()}\n"

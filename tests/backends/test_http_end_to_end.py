@@ -6,12 +6,13 @@ import hashlib
 import multiprocessing
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import e3.store
 import e3.store.cache
 import pytest
+from e3.store.cache.backends.base import Cache as E3Cache
 
 from e3_typed_store._demo import DemoServer
 from e3_typed_store.backends.base import StoreOptions
@@ -217,3 +218,30 @@ def test_offline_and_fast_hits_from_the_configuration(
     assert server.count("res.bin") == 0
     fast = HTTPSimpleStore({"trust_unchanged_files": True, "lock_timeout": 60}, cache)
     assert fast.options.trust_unchanged_files and fast.options.lock_timeout == 60.0
+
+
+def memory() -> E3Cache:
+    return e3.store.cache.load_cache("typed-memory-cache", None)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: e3.store.load_store(
+            "typed-http-simple-store", {"timeout": 10}, memory()
+        ),
+        lambda: e3.store.load_store("typed-file-store", {"lock_timeout": 0}, memory()),
+        lambda: e3.store.cache.load_cache("typed-file-cache", {}),
+    ],
+    ids=["http-unknown-key", "file-bad-lock-timeout", "cache-no-dir"],
+)
+def test_plain_e3_code_catches_our_configuration_errors_as_its_own(
+    build: Callable[[], object],
+) -> None:
+    import e3.store.backends.base as e3_base
+
+    from e3_typed_store.errors import InvalidConfigurationError
+
+    with pytest.raises(e3_base.StoreError) as raised:
+        build()
+    assert isinstance(raised.value, InvalidConfigurationError)

@@ -673,8 +673,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     # The download was just verified, and this is that file.
                     self._stamp(uid, recorded)
         try:
-            stored = self.cache_backend.set(
-                uid,
+            stored = _set_entry(
+                self.cache_backend,
                 CachedResource(uid=uid, local_path=recorded),
                 self.options.lifetime(digest is not None),
             )
@@ -683,6 +683,22 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+def _set_entry(
+    cache: CacheProtocol[CachedResource], entry: CachedResource, timeout: int
+) -> bool:
+    """Record *entry* in *cache*: in a cache of e3-core's (its pickling
+    ``FileCache``) as e3-core's own ``CachedResource``, which e3-core code that
+    runs without this package can unpickle."""
+    if type(cache).__module__.startswith("e3.store."):
+        from e3.store.backends.base import CachedResource as E3CachedResource
+        from e3.store.cache.backends.base import Cache as E3Cache
+
+        if isinstance(cache, E3Cache):
+            e3_entry = E3CachedResource(entry.uid, entry.local_path)
+            return cache.set(entry.uid, e3_entry, timeout)
+    return cache.set(entry.uid, entry, timeout)
 
 
 def _unplaceable(location: str, uid: str, dest: str, exc: OSError) -> DestinationError:
