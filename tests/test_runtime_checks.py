@@ -261,3 +261,26 @@ def test_options_built_directly_refuse_a_1_for_a_boolean_without_checks() -> Non
     ]
     assert "'offline'=1" in result.stdout
     assert "'trust_unchanged_files'=1" in result.stdout
+
+
+NO_METADATA = """
+from e3_typed_store.backends.file_store import FileStore
+from e3_typed_store.errors import StoreError
+store = FileStore({"root": "/"}, None)
+print(store.download_resource("not metadata", "/tmp"))
+try:
+    store.fetch_resource("not metadata", "/tmp")
+except StoreError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_what_is_no_metadata_is_a_store_error_without_checks() -> None:
+    # A driver whose get_resource_metadata returns something else: the
+    # store's error, not an AttributeError from inside.
+    result = run_python(NO_METADATA, checks=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "None",
+        "StoreError no resource metadata, its uid is None: 'not metadata'",
+    ]

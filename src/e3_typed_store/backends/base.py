@@ -417,7 +417,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         try:
             return self.fetch_resource(metadata, dest)
         except StoreError as exc:
-            logger.error("cannot get resource %s into %s: %s", metadata.uid, dest, exc)
+            shown: object = getattr(metadata, "uid", metadata)  # see _uid_of
+            logger.error("cannot get resource %s into %s: %s", shown, dest, exc)
             return None
 
     def fetch_resource(self, metadata: InfoT, dest: str) -> str:
@@ -435,7 +436,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         :raises OfflineError: offline mode is on and the cache has no copy
         :raises StoreError: the resource cannot be had; the subclass says why
         """
-        uid = metadata.uid
+        uid = _uid_of(metadata)
         # A pathlib.Path, as e3-core took, when runtime checks are off.
         dest = os.fspath(dest)
         if "\0" in dest:  # os calls would raise a bare ValueError
@@ -683,6 +684,18 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+def _uid_of(metadata: object) -> str:
+    """The uid of *metadata*; a :class:`StoreError` for what is no metadata.
+
+    With runtime checks off, a driver whose ``get_resource_metadata`` returns
+    something else gets the store's error, not an ``AttributeError``.
+    """
+    uid: object = getattr(metadata, "uid", None)
+    if not isinstance(uid, str):
+        raise StoreError(f"no resource metadata, its uid is {uid!r}: {metadata!r}")
+    return uid
 
 
 def _set_entry(
