@@ -65,6 +65,9 @@ __all__ = ["CacheContract", "StoreContract", "corrupt_file"]
 InfoT = TypeVar("InfoT", bound=ResourceInfoProtocol)
 QueryT = TypeVar("QueryT", bound=Mapping[str, object])
 
+#: What the file a link planted in dest points to holds, to see it unchanged.
+_PRECIOUS = b"a file outside dest that no download may change\n"
+
 #: Uids a cache must keep inside its directory, each under its own entry.
 _HOSTILE_UIDS = ("../escape", "/absolute/uid", "a/b", "..", "*", "x" * 300, "é\u202e")
 
@@ -93,6 +96,24 @@ def _entries(directory: Path) -> set[str]:
     return found
 
 
+def _at_or_under(path: str, directory: str) -> bool:
+    """Tell whether *path* is *directory* or lies below it, by name alone.
+
+    Links are not resolved: a link made inside *directory* lies inside it,
+    wherever it points.
+    """
+    path = os.path.normpath(os.path.abspath(path))
+    directory = os.path.normpath(os.path.abspath(directory))
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def _cache_dir(cache: object, tmp_path: Path) -> str:
+    """Return the directory *cache* keeps its files in: its ``cache_dir``, or
+    else ``tmp_path / "cache"``, where the kit's hooks put a cache's directory."""
+    cache_dir: object = getattr(cache, "cache_dir", None)
+    return cache_dir if isinstance(cache_dir, str) else str(tmp_path / "cache")
+
+
 def _local_path(entry: object) -> str | None:
     """Return the ``local_path`` a cache entry records, if it records one."""
     local_path: object = getattr(entry, "local_path", None)
@@ -104,7 +125,8 @@ class StoreContract(Generic[InfoT, QueryT]):
 
     Implement :meth:`make_store`, :meth:`good_query`, :meth:`missing_query`
     and :meth:`bad_queries`; override :meth:`make_cache`,
-    :meth:`mismatched_query` and :meth:`corrupt` when the defaults do not fit.
+    :meth:`mismatched_query`, :meth:`corrupt` and :meth:`scratch_dirs` when
+    the defaults do not fit.
 
     .. versionadded:: 0.1
     """
@@ -167,6 +189,21 @@ class StoreContract(Generic[InfoT, QueryT]):
         :param path: a copy of the resource
         """
         corrupt_file(path)
+
+    def scratch_dirs(self, tmp_path: Path) -> Sequence[Path]:
+        """Return the directories under *tmp_path* the store may write in,
+        besides the ``dest`` asked for and the cache's directory.
+
+        :meth:`test_downloads_write_nowhere_but_dest_and_the_cache` fails a
+        download that writes anywhere else under *tmp_path*. The default is
+        none; a store whose configuration names a work directory of its own
+        (a clone of a repository it serves from, say) returns it here.
+
+        :param tmp_path: a directory private to the test
+
+        .. versionadded:: 0.1
+        """
+        return ()
 
     # Helpers.
 
@@ -264,7 +301,15 @@ class StoreContract(Generic[InfoT, QueryT]):
         copy = os.path.join(self._dest(tmp_path, "corrupted"), os.path.basename(path))
         shutil.copyfile(path, copy)
         self.corrupt(copy)
-        assert not info.verify(copy), (
+        try:
+            accepted = info.verify(copy)
+        except Exception as exc:
+            raise AssertionError(
+                f"verify raised {exc!r} for a corrupted file: it must return "
+                "False for a file that is not the resource, not raise (catch "
+                "the digest mismatch and the OSError of reading it)"
+            ) from exc
+        assert not accepted, (
             "verify accepted a corrupted file: compare the content with a digest"
         )
 
@@ -280,6 +325,90 @@ class StoreContract(Generic[InfoT, QueryT]):
                 "elsewhere must be linked or copied into dest"
             )
             assert info.verify(path), f"{path} does not verify ({name} call)"
+
+    def test_a_link_in_dest_is_replaced_not_followed(self, tmp_path: Path) -> None:
+        """A symbolic link in ``dest`` where the resource goes is replaced by
+        the downloaded file, never written through: the file it points to,
+        outside ``dest``, is left as it was.
+
+        The link takes the place of a first download; the second is a miss
+        (nothing was recorded in the cache), so the driver's own
+        ``download_resource_content`` writes it, through ``download_resource``.
+        Skipped where symbolic links cannot be made.
+        """
+        _, store, info = self._built(tmp_path)
+        dest = self._dest(tmp_path, "dest")
+        first = store.download_resource_content(info, dest)
+        assert first is not None, "download_resource_content returned None (first call)"
+        assert is_within(first, dest), (
+            f"{first} is not inside {dest} (first call): build the path from "
+            "dest and a safe base name, never from a name taken from the source"
+        )
+        outside = self._dest(tmp_path, "outside")
+        victim = os.path.join(outside, "precious")
+        with open(victim, "wb") as stream:
+            stream.write(_PRECIOUS)
+        os.remove(first)
+        try:
+            os.symlink(victim, first)
+        except (OSError, NotImplementedError) as exc:
+            pytest.skip(f"cannot make a symbolic link here: {exc!r}")
+        try:
+            path = store.download_resource(info, dest)
+        except Exception as exc:
+            raise AssertionError(
+                f"download_resource raised {exc!r} with a symbolic link at "
+                f"{first}: replace the link, as any file already there"
+            ) from exc
+        with open(victim, "rb") as stream:
+            kept = stream.read() == _PRECIOUS
+        assert kept, (
+            f"downloading into {dest} wrote through the symbolic link {first} "
+            f"into {victim}, outside dest: never open a name in dest for "
+            "writing; write a new temporary file there (O_EXCL, mkstemp) and "
+            "rename it over the name, which replaces a link"
+        )
+        assert path is not None, (
+            f"download_resource returned None with a symbolic link at {first}: "
+            "rename the downloaded file over the link"
+        )
+        assert not os.path.islink(path) and os.path.isfile(path), (
+            f"{path} is a symbolic link or no regular file: rename the "
+            "downloaded file over what is in dest"
+        )
+        assert is_within(path, dest), f"{path} is not inside {dest}"
+
+    def test_downloads_write_nowhere_but_dest_and_the_cache(
+        self, tmp_path: Path
+    ) -> None:
+        """A download, miss then hit, adds nothing under ``tmp_path`` but in
+        the ``dest`` asked for, the cache's directory (its ``cache_dir``, else
+        ``tmp_path / "cache"``) and :meth:`scratch_dirs`.
+
+        What the hooks make (a mirror, say) is there before the downloads.
+        """
+        cache, store, info = self._built(tmp_path)
+        dests = {name: self._dest(tmp_path, name) for name in ("first", "second")}
+        before = _entries(tmp_path)
+        for name, dest in dests.items():
+            path = store.download_resource(info, dest)
+            assert path is not None, f"download_resource returned None ({name} call)"
+        allowed = [
+            *dests.values(),
+            _cache_dir(cache, tmp_path),
+            *(str(directory) for directory in self.scratch_dirs(tmp_path)),
+        ]
+        outside = sorted(
+            entry
+            for entry in _entries(tmp_path) - before
+            if not any(_at_or_under(str(tmp_path / entry), ok) for ok in allowed)
+        )
+        assert outside == [], (
+            f"downloading wrote {outside} under {tmp_path}, outside dest and the "
+            "cache directory: write only inside dest (a temporary name there, "
+            "renamed into place) and let the cache keep its own files; a work "
+            "directory the configuration names is declared by scratch_dirs()"
+        )
 
     def test_hit_survives_removal_of_first_dest(self, tmp_path: Path) -> None:
         """Deleting the directory of the first download does not break the cache."""
@@ -517,11 +646,21 @@ def _unless_store_error(
     return f"{what} returned {result!r}: {fix}"
 
 
+def _still_present(cache: CacheProtocol[CachedResource], uid: str) -> list[str]:
+    """Name which of ``has_resource`` and ``in`` find *uid* in *cache*."""
+    return [
+        *(["has_resource()"] if cache.has_resource(uid) else []),
+        *(["'in'"] if uid in cache else []),
+    ]
+
+
 class CacheContract:
     """The rules every cache backend keeps, as pytest tests to inherit.
 
     Implement :meth:`make_cache`; override :meth:`corrupt_entry` for a
-    backend whose entries are not files at ``uid_to_file(uid)``.
+    backend whose entries are not files at ``uid_to_file(uid)``, and
+    :meth:`shares_entries` when its instances share entries without a
+    ``cache_dir``, or have one and share nothing.
 
     .. versionadded:: 0.1
     """
@@ -554,6 +693,21 @@ class CacheContract:
         with open(path, "wb") as stream:
             stream.write(b"\x80garbage, not an entry")
         return True
+
+    def shares_entries(self, cache: CacheProtocol[CachedResource]) -> bool:
+        """Tell whether two caches :meth:`make_cache` builds on one ``tmp_path``
+        share their entries, as two processes on one cache directory do.
+
+        :meth:`test_a_delete_through_another_instance_is_seen` runs only then.
+        The default: when *cache* has a ``cache_dir`` (a str). Override it for
+        a cache shared some other way (a database, a server), or kept apart
+        despite its ``cache_dir``.
+
+        :param cache: a cache :meth:`make_cache` built
+
+        .. versionadded:: 0.1
+        """
+        return isinstance(getattr(cache, "cache_dir", None), str)
 
     def value(self, uid: str, tmp_path: Path) -> CachedResource:
         """Return the value stored under *uid* by the rules.
@@ -684,6 +838,32 @@ class CacheContract:
         cache.clear()
         assert cache.get("a") is None and cache.get("b") is None, "clear() left entries"
 
+    def test_delete_and_clear_empty_has_resource_and_in(self, tmp_path: Path) -> None:
+        """After ``delete`` of a uid, and after ``clear``, ``has_resource`` and
+        ``in`` are False for it, as ``get`` misses."""
+        cache = self.make_cache(tmp_path)
+        cache.set("res", self.value("res", tmp_path))
+        cache.delete("res")
+        left = _still_present(cache, "res")
+        assert left == [], (
+            f"after delete('res'), {' and '.join(left)} still answer True: "
+            "answer them from the entries get() reads (present when get() "
+            "finds the entry), never from a record of what was set"
+        )
+        for uid in ("a", "b"):
+            cache.set(uid, self.value(uid, tmp_path))
+        cache.clear()
+        left = [
+            f"{what} of {uid!r}"
+            for uid in ("a", "b")
+            for what in _still_present(cache, uid)
+        ]
+        assert left == [], (
+            f"after clear(), {' and '.join(left)} still answer True: answer "
+            "them from the entries get() reads, never from a record of what "
+            "was set"
+        )
+
     def test_expired_entry_is_a_miss(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -762,6 +942,72 @@ class CacheContract:
             "are one file on a case-insensitive filesystem; keep upper case out "
             "of file names (hash such uids, say)"
         )
+
+    def test_uids_that_differ_in_case_are_different_entries(
+        self, tmp_path: Path
+    ) -> None:
+        """``Foo``, ``foo`` and ``FOO`` are three entries: each ``get`` gives
+        back the value set under its own uid, and deleting one keeps the others.
+
+        A cache that folds case (a NOCASE database column, a file per uid on a
+        case-insensitive filesystem) serves one uid's entry for another.
+        """
+        cache = self.make_cache(tmp_path)
+        uids = ("Foo", "foo", "FOO")
+        for uid in uids:
+            cache.set(uid, self.value(uid, tmp_path))
+        for uid in uids:
+            found = cache.get(uid)
+            assert found == self.value(uid, tmp_path), (
+                f"get({uid!r}) returned {found!r} once {uids} were set: uids "
+                "that differ only in case are different entries; never fold "
+                "case (no NOCASE column, no upper case in file names on a "
+                "case-insensitive filesystem: hash such uids)"
+            )
+        cache.delete("Foo")
+        assert cache.get("foo") == self.value("foo", tmp_path), (
+            "delete('Foo') removed the entry of 'foo': never fold the case of uids"
+        )
+
+    def test_a_delete_through_another_instance_is_seen(self, tmp_path: Path) -> None:
+        """An entry deleted or cleared through a second cache on the same
+        ``tmp_path`` (another process on the same directory) is gone for the
+        first: ``get`` misses, ``has_resource`` and ``in`` are False.
+
+        Only for caches whose instances share their entries (see
+        :meth:`shares_entries`); skipped otherwise.
+        """
+        first = self.make_cache(tmp_path)
+        if not self.shares_entries(first):
+            pytest.skip("instances of this cache share no entries (see shares_entries)")
+        second = self.make_cache(tmp_path)
+        value = self.value("res", tmp_path)
+        for how in ("delete('res')", "clear()"):
+            first.set("res", value)
+            found = second.get("res")
+            assert found == value, (
+                f"an entry set through one instance is {found!r} for another on "
+                "the same directory: read the directory on each get(), keep no "
+                "copy of entries per instance (or, for a cache whose instances "
+                "share nothing, return False from shares_entries)"
+            )
+            assert first.get("res") == value, (
+                "get() does not give back what set() stored"
+            )
+            if how == "clear()":
+                second.clear()
+            else:
+                second.delete("res")
+            got = first.get("res")
+            left = [
+                *(["get()"] if got is not None else []),
+                *_still_present(first, "res"),
+            ]
+            assert left == [], (
+                f"after {how} through another instance (another process), "
+                f"{' and '.join(left)} still find the entry on the first: read "
+                "the directory on each call, keep no copy of entries per instance"
+            )
 
     def test_uids_stay_inside_the_cache_directory(self, tmp_path: Path) -> None:
         """A uid that reads as a relative path writes nothing outside ``cache_dir``."""

@@ -8,6 +8,8 @@ would turn the run red until the mark is removed.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +34,18 @@ SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 OTHER_SHA1 = hashlib.sha1(b"something else").hexdigest()
 
 E3Query = dict[str, str]
+
+
+def _case_insensitive(directory: str) -> bool:
+    """Tell whether names that differ only in case are one file in *directory*."""
+    with tempfile.TemporaryDirectory(dir=directory) as probe:
+        Path(probe, "case").touch()
+        return os.path.exists(os.path.join(probe, "CASE"))
+
+
+#: Whether pytest's tmp_path (under the temporary directory) folds case, as
+#: the defaults of macOS and Windows do: e3-core's FileCache breaks there only.
+_CASE_INSENSITIVE_TMP = _case_insensitive(tempfile.gettempdir())
 
 
 class TestE3HTTPSimpleStore(StoreContract[E3Info, E3Query]):
@@ -161,6 +175,27 @@ class TestE3HTTPSimpleStoreHostileServer(TestE3HTTPSimpleStore):
     def test_content_lies_inside_dest_and_verifies(self, tmp_path: Path) -> None:
         super().test_content_lies_inside_dest_and_verifies(tmp_path)
 
+    @pytest.mark.xfail(
+        strict=True,
+        reason="the server's Content-Disposition file name is joined to dest: the "
+        "first download, ../escaped.tgz, lies next to dest, where no link is "
+        "planted",
+    )
+    @override
+    def test_a_link_in_dest_is_replaced_not_followed(self, tmp_path: Path) -> None:
+        super().test_a_link_in_dest_is_replaced_not_followed(tmp_path)
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="the server's Content-Disposition file name is joined to dest: "
+        "../escaped.tgz is written next to dest, outside dest and the cache",
+    )
+    @override
+    def test_downloads_write_nowhere_but_dest_and_the_cache(
+        self, tmp_path: Path
+    ) -> None:
+        super().test_downloads_write_nowhere_but_dest_and_the_cache(tmp_path)
+
 
 class TestE3FileCache(CacheContract):
     @override
@@ -231,3 +266,15 @@ class TestE3FileCache(CacheContract):
         self, tmp_path: Path
     ) -> None:
         super().test_uids_that_differ_in_case_name_different_files(tmp_path)
+
+    @pytest.mark.xfail(
+        _CASE_INSENSITIVE_TMP,
+        strict=True,
+        reason="the temporary directory is on a case-insensitive filesystem, "
+        "where e3-core's file per uid makes 'Foo' and 'foo' one entry",
+    )
+    @override
+    def test_uids_that_differ_in_case_are_different_entries(
+        self, tmp_path: Path
+    ) -> None:
+        super().test_uids_that_differ_in_case_are_different_entries(tmp_path)
