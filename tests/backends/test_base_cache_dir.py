@@ -18,6 +18,7 @@ from e3.store.backends.base import CachedResource as E3CachedResource
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from typing_extensions import override
 
+from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import place_in
 from e3_typed_store.backends import base as base_module
 from e3_typed_store.backends.base import OFFLINE_VARIABLE, CachedResource, StoreOptions
@@ -697,3 +698,24 @@ def test_e3_core_code_alone_reads_what_a_store_recorded_in_its_cache(
     )
     assert read.returncode == 0, read.stderr
     assert read.stdout == f"e3.store.backends.base True {PAYLOAD.decode()}\n"
+
+
+@pytest.mark.parametrize(
+    "inside",
+    ["resources", "resources/uid/payload", "locks", "entries/x"],
+)
+def test_a_dest_among_the_caches_own_files_is_refused(
+    source: Path, cache_dir: Path, tmp_path: Path, inside: str
+) -> None:
+    # A download named `digest` or `stamp.json` placed in a kept copy's
+    # directory overwrote the store's own file, or was removed by it.
+    store, info = make_store(source, cache_dir)
+    kept_dir = cache_dir / "resources" / ContentStore.dir_name(info.uid)
+    store.fetch_resource(info, str(tmp_path / "first"))
+    dest = cache_dir / inside.replace("uid", ContentStore.dir_name(info.uid))
+    with pytest.raises(DestinationError, match="the cache's own files"):
+        store.fetch_resource(info, str(dest))
+    assert sorted(p.name for p in kept_dir.rglob("*")) == ["payload", "res.bin"]
+    # Beside them, in the cache directory itself, is fine.
+    placed = store.fetch_resource(info, str(cache_dir / "downloads"))
+    assert Path(placed).read_bytes() == PAYLOAD

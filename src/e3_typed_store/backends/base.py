@@ -379,6 +379,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         self._content = (
             ContentStore(self._cache_dir) if self._cache_dir is not None else None
         )
+        self._real_cache_dir = (
+            os.path.realpath(self._cache_dir) if self._cache_dir is not None else None
+        )
 
     @abc.abstractmethod
     def get_resource_metadata(self, query: QueryT_contra) -> InfoT:
@@ -442,6 +445,10 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if "\0" in dest:  # os calls would raise a bare ValueError
             raise StoreError(
                 f"cannot place {uid} into {dest!r}: a NUL byte in the path"
+            )
+        if self._among_the_caches_files(dest):
+            raise DestinationError(
+                uid, dest, f"cannot place {uid} into {dest}: the cache's own files"
             )
         try:
             hit = self._verified_cache_hit(metadata)
@@ -534,6 +541,19 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if _directly_in(path, dest) or is_within(path, dest):
             return path
         return place_in(path, dest, os.path.basename(path))
+
+    def _among_the_caches_files(self, dest: str) -> bool:
+        """Whether *dest* lies where the store keeps its own files (a kept
+        copy's directory, say): a download there would overwrite them, or they
+        it."""
+        cache_dir = self._real_cache_dir
+        if cache_dir is None:
+            return False
+        try:
+            inside = os.path.relpath(os.path.realpath(dest), cache_dir)
+        except ValueError:  # another drive (Windows): not in the cache
+            return False
+        return inside.split(os.sep, 1)[0] in _STORE_DIRS
 
     @staticmethod
     def _place_hit(uid: str, path: str, dest: str) -> str | None:
@@ -684,6 +704,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return
         if not stored:
             logger.warning("the cache refused to record %s", uid)
+
+
+# The directories of a cache directory that hold the store's and the cache's
+# own files.
+_STORE_DIRS = frozenset({"resources", LOCK_DIR, "entries"})
 
 
 def _uid_of(metadata: object) -> str:
