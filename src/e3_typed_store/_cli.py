@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import importlib
 import io
 import logging
@@ -341,7 +342,9 @@ def _age(text: str) -> float:
 
 def _driver_status(namespace: str, name: str, api: dict[str, tuple[str, ...]]) -> str:
     try:
-        driver = load_driver_class(namespace, name)
+        # What the plugin prints while it is imported is no line of the listing.
+        with contextlib.redirect_stdout(sys.stderr):
+            driver = load_driver_class(namespace, name)
     except PluginError as exc:
         return f"cannot load: {exc.reason}"
     problems = check_driver(driver, api)
@@ -359,46 +362,95 @@ def _drivers(_args: argparse.Namespace) -> int:
         (E3_CACHE_NAMESPACE, CACHE_API),
     ):
         for name in driver_names(namespace):
-            print(f"{namespace}\t{name}\t{_driver_status(namespace, name, api)}")
+            # The line's start goes out before the driver is imported: if an
+            # import never ends, the unfinished last line names the culprit.
+            print(f"{namespace}\t{name}\t", end="", flush=True)
+            print(_driver_status(namespace, name, api), flush=True)
     return 0
 
 
-def _load_target(target: str) -> tuple[type, str]:
-    """Resolve ``module:Class`` or a registered name to a class and a kind."""
-    if ":" in target:
-        module_name, _, attribute = target.partition(":")
-        try:
-            found: object = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError, ValueError, TypeError) as exc:
-            # ValueError: an empty module name; TypeError: a relative one.
-            raise PluginError("<import>", target, f"cannot be imported: {exc}") from exc
-        if not isinstance(found, type):
-            raise PluginError("<import>", target, f"{found!r} is not a class")
-        kind = "store" if hasattr(found, "get_resource_metadata") else "cache"
-        return found, kind
-    for namespace, kind in (
-        (STORE_NAMESPACE, "store"),
-        (E3_STORE_NAMESPACE, "store"),
-        (CACHE_NAMESPACE, "cache"),
-        (E3_CACHE_NAMESPACE, "cache"),
-    ):
+# Where `check-driver NAME` looks for NAME, and the API a driver there has.
+_KINDS = (
+    (STORE_NAMESPACE, "store"),
+    (E3_STORE_NAMESPACE, "store"),
+    (CACHE_NAMESPACE, "cache"),
+    (E3_CACHE_NAMESPACE, "cache"),
+)
+_APIS = {"store": STORE_API, "cache": CACHE_API}
+
+
+def _load_target(target: str) -> tuple[type, str | None]:
+    """Resolve a registered name, else ``module:Class``, to a class and its kind.
+
+    The kind is None for a class named by ``module:Class``: no namespace says.
+    """
+    # A registered name first: a name may hold a colon.
+    for namespace, kind in _KINDS:
         if target in driver_names(namespace):
-            return load_driver_class(namespace, target), kind
-    raise PluginError(f"{STORE_NAMESPACE}, {CACHE_NAMESPACE}", target, "no such driver")
+            with contextlib.redirect_stdout(sys.stderr):
+                return load_driver_class(namespace, target), kind
+    if ":" not in target:
+        raise PluginError(
+            f"{STORE_NAMESPACE}, {CACHE_NAMESPACE}", target, "no such driver"
+        )
+    module_name, _, path = target.partition(":")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            found: object = importlib.import_module(module_name)
+            for attribute in path.split("."):  # Outer.Inner, as an entry point
+                found = getattr(found, attribute)
+    except (Exception, SystemExit) as exc:
+        # Whatever the module's import raises but a KeyboardInterrupt (which
+        # may be the user's Ctrl-C). ValueError: an empty module name;
+        # TypeError: a relative one.
+        raise PluginError("<import>", target, f"cannot be imported: {exc!r}") from exc
+    if not isinstance(found, type):
+        raise PluginError("<import>", target, f"{found!r} is not a class")
+    return found, None
+
+
+def _closest_kinds(driver: type) -> list[str]:
+    # The API of which the class has more methods; both when it has as many
+    # of either (none, say).
+    present = {
+        kind: sum(
+            callable(getattr(driver, method, None))
+            for method in api
+            if method != "__init__"
+        )
+        for kind, api in _APIS.items()
+    }
+    best = max(present.values())
+    return [kind for kind, count in present.items() if count == best]
 
 
 def _check_driver(args: argparse.Namespace) -> int:
     driver, kind = _load_target(args.target)
     if args.kind is not None:
         kind = args.kind
-    problems = check_driver(driver, STORE_API if kind == "store" else CACHE_API)
+    kinds = [kind] if kind is not None else _closest_kinds(driver)
+    problems = {checked: check_driver(driver, _APIS[checked]) for checked in kinds}
     name = f"{driver.__module__}:{driver.__qualname__}"
-    if problems:
-        for problem in problems:
-            print(f"{name}: {problem}")
+    for checked in kinds:
+        if not problems[checked]:
+            print(f"{name}: conforms to the {checked} API")
+            return 0
+    if len(kinds) > 1:
+        print(f"{name}: as close to either API: checked against both")
+        for checked in kinds:
+            for problem in problems[checked]:
+                print(f"{name}: {checked} API: {problem}")
         return EXIT_PLUGIN
-    print(f"{name}: conforms to the {kind} API")
-    return 0
+    (checked,) = kinds
+    for problem in problems[checked]:
+        print(f"{name}: {problem}")
+    if kind is None:
+        other = "cache" if checked == "store" else "store"
+        print(
+            f"{name}: checked against the {checked} API, which it is closer to"
+            f" (--kind {other} checks the {other} API)"
+        )
+    return EXIT_PLUGIN
 
 
 # --- demo ---------------------------------------------------------------------
