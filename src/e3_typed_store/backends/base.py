@@ -379,9 +379,6 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         self._content = (
             ContentStore(self._cache_dir) if self._cache_dir is not None else None
         )
-        self._real_cache_dir = (
-            os.path.realpath(self._cache_dir) if self._cache_dir is not None else None
-        )
 
     @abc.abstractmethod
     def get_resource_metadata(self, query: QueryT_contra) -> InfoT:
@@ -545,15 +542,18 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def _among_the_caches_files(self, dest: str) -> bool:
         """Whether *dest* lies where the store keeps its own files (a kept
         copy's directory, say): a download there would overwrite them, or they
-        it."""
-        cache_dir = self._real_cache_dir
+        it. Told from the paths as written (a hit pays no system call for
+        it): a mistake, not a link made to get there, is what it catches."""
+        cache_dir = self._cache_dir
         if cache_dir is None:
             return False
-        try:
-            inside = os.path.relpath(os.path.realpath(dest), cache_dir)
-        except ValueError:  # another drive (Windows): not in the cache
+        path = os.path.abspath(dest)
+        if not path.startswith(cache_dir):
             return False
-        return inside.split(os.sep, 1)[0] in _STORE_DIRS
+        inside = path[len(cache_dir) :].lstrip(os.sep)
+        return path[len(cache_dir) : len(cache_dir) + 1] in ("", os.sep) and (
+            inside.split(os.sep, 1)[0] in _STORE_DIRS
+        )
 
     @staticmethod
     def _place_hit(uid: str, path: str, dest: str) -> str | None:
