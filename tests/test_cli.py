@@ -59,7 +59,11 @@ def cli(
 
 
 def fetch(
-    server: DemoServer, cache_dir: Path, dest: Path, *extra: str
+    server: DemoServer,
+    cache_dir: Path,
+    dest: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return cli(
         "fetch",
@@ -71,6 +75,7 @@ def fetch(
         "--cache-dir",
         str(cache_dir),
         *extra,
+        env=env,
     )
 
 
@@ -540,17 +545,7 @@ def test_an_ascii_output_takes_any_uid_and_path(
 ) -> None:
     ascii_output = {"PYTHONIOENCODING": "ascii"}
     dest = tmp_path / "d\u00e9"
-    fetched = cli(
-        "fetch",
-        server.url("payload.bin"),
-        "--sha256",
-        SHA256,
-        "--dest",
-        str(dest),
-        "--cache-dir",
-        str(cache_dir),
-        env=ascii_output,
-    )
+    fetched = fetch(server, cache_dir, dest, env=ascii_output)
     assert fetched.returncode == 0, fetched.stderr
     assert fetched.stdout.strip() == str(dest / "payload.bin").replace(
         "\u00e9", "\\xe9"
