@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import struct
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -32,7 +29,7 @@ from tests.backends.test_http_hostile import (
     full,
     sequence,
 )
-from tests.backends.test_http_simple_store import read_all
+from tests.backends.test_http_simple_store import stderr_on_a_terminal
 from tests.httpserver import Exchange, LoopbackServer
 
 
@@ -73,18 +70,9 @@ def test_a_content_length_past_any_size_is_a_short_body_under_a_progress_bar(
 ) -> None:
     # 400 digits: a float overflows, and so did the bar drawn on a terminal.
     server.route("/r.bin", huge_length(400))
-    fcntl = pytest.importorskip("fcntl")
-    termios = pytest.importorskip("termios")
-    controller, terminal_fd = os.openpty()
-    # A terminal of 24 rows and 100 columns (a new pty has none).
-    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    with open(terminal_fd, "w", encoding="utf-8") as terminal:
-        monkeypatch.setattr(sys, "stderr", terminal)
+    with stderr_on_a_terminal(monkeypatch):
         with pytest.raises(DownloadError, match="connection lost"):
             fetch(server, tmp_path, configuration={**FAST, "progress": True})
-        monkeypatch.undo()
-    read_all(controller)
-    os.close(controller)
     assert dest_files(tmp_path) == []
 
 

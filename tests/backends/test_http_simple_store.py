@@ -15,7 +15,8 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -730,6 +731,27 @@ def read_all(fd: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+@contextmanager
+def stderr_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Generator[list[str], None, None]:
+    """Standard error on a pseudo-terminal of 24 rows and 100 columns (a new
+    one has none); what was drawn on it is in the list once the block ends."""
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
+    controller, terminal_fd = os.openpty()
+    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    drawn: list[str] = []
+    try:
+        with open(terminal_fd, "w", encoding="utf-8") as terminal:
+            with monkeypatch.context() as patch:
+                patch.setattr(sys, "stderr", terminal)
+                yield drawn
+        drawn.append(read_all(controller))
+    finally:
+        os.close(controller)
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_progress_bar_on_a_terminal_counts_bytes(
     server: LoopbackServer,
@@ -738,26 +760,17 @@ def test_progress_bar_on_a_terminal_counts_bytes(
     enabled: bool,
 ) -> None:
     server.route("/x.bin", serve(CONTENT))
-    fcntl = pytest.importorskip("fcntl")
-    termios = pytest.importorskip("termios")
-    controller, terminal_fd = os.openpty()
-    # A terminal of 24 rows and 100 columns (a new pty has none).
-    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    with open(terminal_fd, "w", encoding="utf-8") as terminal:
-        monkeypatch.setattr(sys, "stderr", terminal)
+    with stderr_on_a_terminal(monkeypatch) as drawn:
         store = HTTPSimpleStore({**FAST, "progress": enabled}, None)
         info = store.get_resource_metadata({"url": server.url("/x.bin"), "sha": SHA1})
         store.download_resource_content(info, str(tmp_path))
-        monkeypatch.undo()
-    drawn = read_all(controller)
-    os.close(controller)
     if enabled:
         # 69632 bytes, shown in binary units as tqdm does for e3.
-        assert "x.bin" in drawn
-        assert "68.0k/68.0k" in drawn
-        assert "100%" in drawn
+        assert "x.bin" in drawn[0]
+        assert "68.0k/68.0k" in drawn[0]
+        assert "100%" in drawn[0]
     else:
-        assert drawn == ""
+        assert drawn == [""]
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(
