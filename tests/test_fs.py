@@ -316,3 +316,45 @@ def test_a_copy_replaces_a_file_of_the_longest_name(
         assert Path(placed).read_bytes() == b"new"
         assert not os.path.samefile(placed, source)
     assert os.listdir(tmp_path) == [_LONGEST_NAME]
+
+
+def make_sparse(path: Path, size: int, data_at: list[int]) -> None:
+    """A file of *size* bytes, holes but for a few bytes at *data_at*."""
+    with open(path, "wb") as stream:
+        stream.truncate(size)
+        for offset in data_at:
+            stream.seek(offset)
+            stream.write(b"data")
+
+
+def allocated(path: Path) -> int:
+    return path.stat().st_blocks * 512
+
+
+@pytest.mark.skipif(not hasattr(os.stat_result, "st_blocks"), reason="st_blocks")
+@pytest.mark.parametrize(
+    "tail", [True, False], ids=["data-at-the-end", "hole-at-the-end"]
+)
+def test_a_copy_of_a_sparse_file_stays_sparse(tmp_path: Path, tail: bool) -> None:
+    # A copy to another filesystem (a hit placed there, say) used to write
+    # every zero: a sparse gigabyte filled a gigabyte.
+    size = 96 << 20
+    source = tmp_path / "sparse.img"
+    make_sparse(source, size, [0, size - 4] if tail else [0, 1 << 20])
+    if allocated(source) > 1 << 20:
+        pytest.skip("this filesystem makes no holes")
+    other = (
+        Path(tempfile.mkdtemp(dir="/dev/shm")) if os.path.isdir("/dev/shm") else None
+    )
+    if other is None or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no other filesystem to copy to")
+    try:
+        placed = Path(place_in(str(source), str(other), "copy.img"))
+        assert not os.path.samefile(placed, source)  # a copy, not a link
+        assert placed.stat().st_size == size
+        assert placed.read_bytes() == source.read_bytes()
+        assert allocated(placed) <= 4 << 20  # the chunks with data, not 96 MiB
+    finally:
+        for leftover in other.iterdir():
+            leftover.unlink()
+        other.rmdir()

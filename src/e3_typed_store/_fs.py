@@ -11,6 +11,7 @@ import stat
 __all__ = [
     "MAX_NAME_BYTES",
     "SAFE_COMPONENT_FORMS",
+    "SparseWriter",
     "create_unnamed",
     "is_within",
     "place_in",
@@ -162,6 +163,8 @@ _O_DIRECTORY: int = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
 # directory itself).
 _NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 _COPY_CHUNK = 1 << 20
+# A run of zeros shorter than this is written: a hole is made of whole blocks.
+_SPARSE_MINIMUM = 64 << 10
 
 
 def _unnamed_files() -> bool:
@@ -322,18 +325,67 @@ def place_in(source: str, directory: str, name: str) -> str:
     return target
 
 
+class SparseWriter:
+    """Writes a file's content in turn, leaving a hole where a chunk is all
+    zeros, as ``cp`` does: a sparse file of a gigabyte with a few kilobytes of
+    data is copied as such, not written out in full (which can fill a disk).
+
+    :param fd: a new, empty file open for writing, at offset 0
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._end = 0
+        self._zeros = b""  # made on the first chunk that may be a hole
+
+    def write(self, chunk: memoryview) -> None:
+        """Append *chunk*; skip over it when it is all zeros.
+
+        :raises OSError: the file cannot be written
+        """
+        size = len(chunk)
+        if size >= _SPARSE_MINIMUM and self._all_zeros(chunk):
+            os.lseek(self._fd, size, os.SEEK_CUR)
+        else:
+            while chunk:
+                chunk = chunk[os.write(self._fd, chunk) :]
+        self._end += size
+
+    def _all_zeros(self, chunk: memoryview) -> bool:
+        # Its ends first: data rarely starts and ends with a zero byte, and a
+        # whole look costs a copy. Then piece by piece against zeros made
+        # once (a memoryview's own comparison goes byte by byte in Python).
+        if chunk[0] != 0 or chunk[-1] != 0:
+            return False
+        if not self._zeros:
+            self._zeros = bytes(_COPY_CHUNK)
+        for start in range(0, len(chunk), _COPY_CHUNK):
+            piece = chunk[start : start + _COPY_CHUNK].tobytes()
+            if piece != self._zeros[: len(piece)]:
+                return False
+        return True
+
+    def finish(self) -> None:
+        """Give the file its whole size, a final hole included.
+
+        :raises OSError: the size cannot be set
+        """
+        os.ftruncate(self._fd, self._end)
+
+
 def _copy_to(source: str, target: str) -> None:
     """Copy *source* to *target* through a file unnamed until it is whole."""
-    import shutil  # here: a hard link is the common case
-
     directory, name = os.path.split(target)
-    with open(source, "rb") as reader:
+    with open(source, "rb", buffering=0) as reader:
         # The source's permission bits (less the umask), as cp gives them.
         mode = stat.S_IMODE(os.fstat(reader.fileno()).st_mode)
         fd, temp = create_unnamed(directory, name, os.O_WRONLY, mode)
         try:
-            with open(fd, "wb", closefd=False) as writer:
-                shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+            writer = SparseWriter(fd)
+            buffer = memoryview(bytearray(_COPY_CHUNK))
+            while size := reader.readinto(buffer):
+                writer.write(buffer[:size])
+            writer.finish()
         except BaseException:
             os.close(fd)
             remove_temp(temp)

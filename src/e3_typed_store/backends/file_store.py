@@ -36,9 +36,11 @@ too (and the store keeps its own hard link of the result in the cache
 directory). Instead the content is cloned with ``ioctl(FICLONE)`` when the
 filesystem supports it (a copy-on-write reflink, on Btrfs, XFS...) and then
 hashed, or else copied and hashed in the same pass; either way it reads the
-data once. The copy is written to a temporary file of the destination
-directory and renamed into place only once its digest matches, so a failure
-leaves nothing in the destination. A source that changes during the copy
+data once. A copy leaves a hole where the source has a run of zeros (a
+sparse disk image, say), as ``cp`` does, instead of writing them out. The
+copy is written to a temporary file of the destination directory and renamed
+into place only once its digest matches, so a failure leaves nothing in the
+destination. A source that changes during the copy
 gives a digest mismatch. Only regular files are served: a directory, a FIFO or
 a device is a :class:`DownloadError`. A copy has the source's permission bits
 less the umask, as ``cp`` gives them: a file only its owner may read is not
@@ -64,7 +66,7 @@ from typing import TypedDict
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from e3_typed_store._digest_info import DIGEST_KEYS, DigestResourceInfo, query_digest
-from e3_typed_store._fs import create_unnamed, publish, safe_file_name
+from e3_typed_store._fs import SparseWriter, create_unnamed, publish, safe_file_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str
 from e3_typed_store._types import CachedResource, is_mapping, override
@@ -437,17 +439,27 @@ class FileStore(Store[FileStoreResourceInfo, FileStoreQuery, FileStoreConfigurat
             reading, writing = source_fd, target_fd
         buffer = bytearray(self.settings.chunk_size)
         view = memoryview(buffer)
+        # Where the source has runs of zeros (a sparse file), the copy has
+        # holes: a gigabyte of them is not written out (see SparseWriter).
+        writer = SparseWriter(writing) if writing is not None else None
         with open(reading, "rb", buffering=0, closefd=False) as stream:
             while size := stream.readinto(view):
                 chunk = view[:size]
                 digest.update(chunk)
-                if writing is not None:
+                if writer is not None:
                     try:
-                        _write_all(writing, chunk)
+                        writer.write(chunk)
                     except OSError as exc:  # a full disk, say
                         raise DestinationError(
                             location, dest, f"cannot copy it into {dest}: {exc}"
                         ) from exc
+        if writer is not None:
+            try:
+                writer.finish()
+            except OSError as exc:
+                raise DestinationError(
+                    location, dest, f"cannot copy it into {dest}: {exc}"
+                ) from exc
         return digest.hexdigest()
 
 
@@ -476,12 +488,6 @@ def _clone(source_fd: int, target_fd: int) -> bool:
             return False
         raise
     return True
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
 
 
 def _unlink_quietly(path: str | None) -> None:
