@@ -15,6 +15,7 @@ Bazel's repository cache outlives its workspaces.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -44,7 +45,7 @@ _DIGEST_FILE = "digest"
 _DIGEST_OPEN_FLAGS: int = (
     os.O_WRONLY
     | os.O_CREAT
-    | os.O_TRUNC
+    | os.O_EXCL
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_CLOEXEC", 0)
 )
@@ -166,18 +167,29 @@ class ContentStore:
 
     @staticmethod
     def _record_digest(uid_dir: str, digest: Algorithm | None) -> None:
+        # Whole or not at all, and over whatever stands there (a link, a FIFO
+        # whose open would block): a new file renamed into place.
         marker = os.path.join(uid_dir, _DIGEST_FILE)
+        if os.path.isdir(marker) and not os.path.islink(marker):
+            _remove_tree(marker)
         if digest is None:
             try:
                 os.unlink(marker)
             except FileNotFoundError:
                 pass
             return
-        fd = os.open(marker, _DIGEST_OPEN_FLAGS, 0o644)
+        temp = unique_temp_name(uid_dir, _DIGEST_FILE)
+        fd = os.open(temp, _DIGEST_OPEN_FLAGS, 0o644)
         try:
-            os.write(fd, digest.encode("ascii"))
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, digest.encode("ascii"))
+            finally:
+                os.close(fd)
+            os.replace(temp, marker)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
 
     def digest_of(self, uid: str) -> Algorithm | None:
         """The algorithm of the digest that *uid* is, as recorded when its copy

@@ -336,40 +336,60 @@ class SparseWriter:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._end = 0
-        self._zeros = b""  # made on the first chunk that may be a hole
+        self._zeros = b""  # made on the first piece that may be a hole
+        self._hole = 0  # zeros received and not written yet
 
     def write(self, chunk: memoryview) -> None:
-        """Append *chunk*; skip over it when it is all zeros.
+        """Append *chunk*, leaving holes for its runs of zeros.
+
+        It is looked at in pieces of 64 KiB, whatever its size, and the zeros
+        of consecutive chunks add up: runs of at least 64 KiB become holes,
+        shorter ones are written.
 
         :raises OSError: the file cannot be written
         """
-        size = len(chunk)
-        if size >= _SPARSE_MINIMUM and self._all_zeros(chunk):
-            os.lseek(self._fd, size, os.SEEK_CUR)
-        else:
-            while chunk:
-                chunk = chunk[os.write(self._fd, chunk) :]
-        self._end += size
+        data: int | None = None  # where the run of data being looked at starts
+        for start in range(0, len(chunk), _SPARSE_MINIMUM):
+            piece = chunk[start : start + _SPARSE_MINIMUM]
+            if self._all_zeros(piece):
+                if data is not None:
+                    self._write(chunk[data:start])
+                    data = None
+                self._hole += len(piece)
+            elif data is None:
+                self._skip_hole()
+                data = start
+        if data is not None:
+            self._write(chunk[data:])
+        self._end += len(chunk)
+
+    def _write(self, data: memoryview) -> None:
+        while data:
+            data = data[os.write(self._fd, data) :]
+
+    def _skip_hole(self) -> None:
+        if self._hole >= _SPARSE_MINIMUM:
+            os.lseek(self._fd, self._hole, os.SEEK_CUR)
+        elif self._hole:
+            self._write(memoryview(self._zeros)[: self._hole])
+        self._hole = 0
 
     def _all_zeros(self, chunk: memoryview) -> bool:
         # Its ends first: data rarely starts and ends with a zero byte, and a
-        # whole look costs a copy. Then piece by piece against zeros made
-        # once (a memoryview's own comparison goes byte by byte in Python).
+        # whole look costs a copy. Then against zeros made once (a
+        # memoryview's own comparison goes byte by byte in Python).
         if chunk[0] != 0 or chunk[-1] != 0:
             return False
         if not self._zeros:
-            self._zeros = bytes(_COPY_CHUNK)
-        for start in range(0, len(chunk), _COPY_CHUNK):
-            piece = chunk[start : start + _COPY_CHUNK].tobytes()
-            if piece != self._zeros[: len(piece)]:
-                return False
-        return True
+            self._zeros = bytes(_SPARSE_MINIMUM)
+        return chunk.tobytes() == self._zeros[: len(chunk)]
 
     def finish(self) -> None:
         """Give the file its whole size, a final hole included.
 
         :raises OSError: the size cannot be set
         """
+        self._hole = 0  # the size set leaves a hole of any length
         os.ftruncate(self._fd, self._end)
 
 

@@ -332,6 +332,7 @@ def download(
         while turns:
             turn = turns.pop(0)
             url, attempt = turn.url, turn.attempt
+            fetched_whole = False  # after resumed content failed its digest
             wait = turn.not_before - time.monotonic()
             if wait >= deadline.remaining():
                 log.warning("giving up on %s: its wait would pass the deadline", url)
@@ -342,17 +343,19 @@ def download(
                 try:
                     _fetch(session, url, part, deadline, policy, log)
                     actual = part.finish()
-                    if actual != expected and part.spliced and attempt < policy.retries:
+                    if actual != expected and part.spliced and not fetched_whole:
                         # One of the responses resumed may not have sent the
-                        # content's bytes: a response of the whole may.
-                        part.restart()
-                        raise _transient(
+                        # content's bytes: a response of the whole may. Once,
+                        # and not counted as a retry.
+                        log.warning(
+                            "%s: the content put together from several responses "
+                            "has the digest %s: fetching it whole",
                             url,
-                            "the content put together from several responses "
-                            f"has the digest {actual}: fetching it whole",
-                            None,
-                            0.0,
+                            actual,
                         )
+                        part.restart()
+                        fetched_whole = True
+                        continue
                     if actual != expected:
                         log.critical(
                             "wrong sha for resource %s expecting %s got %s",
@@ -409,7 +412,10 @@ def download(
                     errors.append(unusable.error)
                     log.warning("giving up on %s: %s", url, unusable.error)
                     break
-    raise errors[-1]
+    # A server that sent other content says most: it is not hidden behind a
+    # later URL's busy answer.
+    wrong = [error for error in errors if isinstance(error, IntegrityError)]
+    raise wrong[-1] if wrong else errors[-1]
 
 
 def backoff_seconds(policy: TransferPolicy, attempt: int) -> float:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -531,17 +532,62 @@ class NamedInfo(CopyInfo):
 _FOR_EVER = 100 * 365 * 24 * 3600
 
 
+class UpperDigestInfo(DigestInfo):
+    """Says its digest in upper case: the same digest."""
+
+    @property
+    @override
+    def digest(self) -> str:
+        return self.sha256.upper()
+
+
+class RaisingDigestInfo(DigestInfo):
+    """A driver's property that raises: says nothing."""
+
+    @property
+    @override
+    def digest(self) -> str:
+        raise ValueError("no digest here")
+
+
+class NotHexInfo(DigestInfo):
+    """A uid of 64 characters, equal to its digest, that is no hex."""
+
+    @property
+    @override
+    def uid(self) -> str:
+        return "z" * 64
+
+    @property
+    @override
+    def digest(self) -> str:
+        return "z" * 64
+
+
 @pytest.mark.parametrize(
     ("options", "kind", "lifetime"),
     [
         (StoreOptions(), DigestInfo, _FOR_EVER),
+        (StoreOptions(), UpperDigestInfo, _FOR_EVER),
         (StoreOptions(), CopyInfo, DEFAULT_TIMEOUT),  # a digest, unsaid
         (StoreOptions(), HashedNameInfo, DEFAULT_TIMEOUT),
+        (StoreOptions(), RaisingDigestInfo, DEFAULT_TIMEOUT),
+        (StoreOptions(), NotHexInfo, DEFAULT_TIMEOUT),
         (StoreOptions(), NamedInfo, DEFAULT_TIMEOUT),  # a name: e3-core's day
         (StoreOptions(cache_timeout=60), DigestInfo, 60),
         (StoreOptions(cache_timeout=60), NamedInfo, 60),
     ],
-    ids=["digest", "unsaid", "hashed-name", "name", "digest-60s", "name-60s"],
+    ids=[
+        "digest",
+        "upper-case-digest",
+        "unsaid",
+        "hashed-name",
+        "raising-property",
+        "not-hex",
+        "name",
+        "digest-60s",
+        "name-60s",
+    ],
 )
 def test_how_long_an_entry_lives(
     options: StoreOptions,
@@ -702,20 +748,61 @@ def test_e3_core_code_alone_reads_what_a_store_recorded_in_its_cache(
 
 @pytest.mark.parametrize(
     "inside",
-    ["resources", "resources/uid/payload", "locks", "entries/x"],
+    ["resources", "resources/uid/payload", "locks", "entries/x", "", "//resources"],
 )
 def test_a_dest_among_the_caches_own_files_is_refused(
     source: Path, cache_dir: Path, tmp_path: Path, inside: str
 ) -> None:
     # A download named `digest` or `stamp.json` placed in a kept copy's
-    # directory overwrote the store's own file, or was removed by it.
+    # directory overwrote the store's own file, or was removed by it; one
+    # named `resources` in the cache directory itself took its place. A
+    # leading // (kept by POSIX) does not get past it.
     store, info = make_store(source, cache_dir)
     kept_dir = cache_dir / "resources" / ContentStore.dir_name(info.uid)
     store.fetch_resource(info, str(tmp_path / "first"))
-    dest = cache_dir / inside.replace("uid", ContentStore.dir_name(info.uid))
+    name = inside.replace("uid", ContentStore.dir_name(info.uid))
+    dest = str(cache_dir / name.lstrip("/"))
+    if name.startswith("//"):
+        dest = "/" + dest
     with pytest.raises(DestinationError, match="the cache's own files"):
-        store.fetch_resource(info, str(dest))
+        store.fetch_resource(info, dest)
     assert sorted(p.name for p in kept_dir.rglob("*")) == ["payload", "res.bin"]
-    # Beside them, in the cache directory itself, is fine.
+    # A directory of its own beside them in the cache directory is fine.
     placed = store.fetch_resource(info, str(cache_dir / "downloads"))
     assert Path(placed).read_bytes() == PAYLOAD
+
+
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs and links: POSIX")
+@pytest.mark.parametrize("planted", ["fifo", "link", "directory"])
+def test_whatever_stands_at_the_digest_file_is_replaced(
+    source: Path, cache_dir: Path, tmp_path: Path, planted: str
+) -> None:
+    # A FIFO there hung the next download for ever (opened to be written); a
+    # link or a directory kept the copy out of the cache for good.
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(info, str(tmp_path / "first"))
+    marker = cache_dir / "resources" / ContentStore.dir_name(info.uid) / "digest"
+    marker.unlink()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not the store's")
+    if planted == "fifo":
+        os.mkfifo(marker)
+    elif planted == "link":
+        marker.symlink_to(outside)
+    else:
+        marker.mkdir()
+    cache.delete(info.uid)  # a miss: the copy is kept anew
+    done: list[str] = []
+    fetching = threading.Thread(
+        target=lambda: done.append(store.fetch_resource(info, str(tmp_path / "two"))),
+        daemon=True,
+    )
+    fetching.start()
+    fetching.join(30)
+    assert done, "the download hangs"
+    assert marker.is_file() and not marker.is_symlink()
+    assert marker.read_bytes() == b"sha256"
+    assert outside.read_bytes() == b"not the store's"
+    assert isinstance(cache.get(info.uid), CachedResource)

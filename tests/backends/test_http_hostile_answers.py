@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from e3_typed_store.errors import DownloadError
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
+from e3_typed_store.errors import DownloadError, IntegrityError
 from tests.backends.test_http_hostile import (
     CONTENT,
     FAST,
@@ -317,3 +318,29 @@ def test_a_url_that_asked_for_a_wait_is_asked_again_after_the_others(
         "/r.bin",
         "/m/r.bin",
     ]
+
+
+def test_a_url_serving_other_content_is_the_error_not_a_busy_mirror(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The mirror, asked again after its wait, is busy again: what the origin
+    # served (other content) is the news, not the mirror's 503.
+    server.route("/m/r.bin", busy_for(1))
+    server.route("/r.bin", full)
+    configuration: HTTPSimpleStoreConfiguration = {
+        **FAST,
+        "mirrors": [server.url("/m")],
+    }
+    with pytest.raises(IntegrityError):
+        fetch(server, tmp_path, sha256="0" * 64, configuration=configuration)
+
+
+def test_resumed_content_is_fetched_whole_even_with_one_retry(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The one retry goes to the resume; fetching whole after it fails its
+    # digest is not a retry of its own.
+    server.route("/r.bin", sequence(cut_after(HALF), shifted_partial, full))
+    path = fetch(server, tmp_path, configuration={**FAST, "retries": 1})
+    assert Path(path).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 3

@@ -273,13 +273,23 @@ def _uid_digest(metadata: ResourceInfoProtocol) -> Algorithm | None:
     and equal to its uid, as this package's stores' metadata has them. A uid
     that only looks like a digest (the SHA-256 of a name, say) is none.
     """
-    if not isinstance(metadata, _Digested):
+    try:
+        if not isinstance(metadata, _Digested):
+            return None
+        uid, algorithm, digest = metadata.uid, metadata.algorithm, metadata.digest
+        if digest.lower() != uid.lower():  # raises when it is no str
+            return None
+    except Exception:  # noqa: BLE001 - a driver's property that raises says nothing
         return None
-    uid, algorithm, digest = metadata.uid, metadata.algorithm, metadata.digest
+    if not set(uid) <= _HEX_DIGITS:
+        return None
     for known, length in ALGORITHMS.items():
-        if algorithm == known and digest == uid and len(uid) == length:
+        if algorithm == known and len(uid) == length:
             return known
     return None
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _boolean(key: str, value: object) -> bool:
@@ -547,11 +557,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         cache_dir = self._cache_dir
         if cache_dir is None:
             return False
-        path = os.path.abspath(dest)
+        path, cache_dir = _plain(os.path.abspath(dest)), _plain(cache_dir)
         if not path.startswith(cache_dir):
             return False
+        if path == cache_dir:  # a file named resources would take its place
+            return True
         inside = path[len(cache_dir) :].lstrip(os.sep)
-        return path[len(cache_dir) : len(cache_dir) + 1] in ("", os.sep) and (
+        return path[len(cache_dir)] == os.sep and (
             inside.split(os.sep, 1)[0] in _STORE_DIRS
         )
 
@@ -709,6 +721,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 # The directories of a cache directory that hold the store's and the cache's
 # own files.
 _STORE_DIRS = frozenset({"resources", LOCK_DIR, "entries"})
+
+
+def _plain(path: str) -> str:
+    """*path* with a leading ``//`` (which POSIX keeps) as ``/``."""
+    if os.sep == "/" and path.startswith("//"):
+        return "/" + path.lstrip("/")
+    return path
 
 
 def _uid_of(metadata: object) -> str:
