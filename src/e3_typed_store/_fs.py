@@ -387,10 +387,22 @@ class SparseWriter:
     def finish(self) -> None:
         """Give the file its whole size, a final hole included.
 
-        :raises OSError: the size cannot be set
+        :raises OSError: the file cannot be written
         """
-        self._hole = 0  # the size set leaves a hole of any length
-        os.ftruncate(self._fd, self._end)
+        if not self._hole:
+            return
+        try:
+            os.ftruncate(self._fd, self._end)  # the rest is a hole
+        except OSError:
+            # A filesystem that sets no size this way (FAT through FUSE):
+            # the zeros, written.
+            if not self._zeros:
+                self._zeros = bytes(_SPARSE_MINIMUM)
+            while self._hole:
+                size = min(self._hole, _SPARSE_MINIMUM)
+                self._write(memoryview(self._zeros)[:size])
+                self._hole -= size
+        self._hole = 0
 
 
 def _copy_to(source: str, target: str) -> None:
