@@ -19,7 +19,7 @@ import pytest
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._demo import DemoServer
-from e3_typed_store._fs import create_unnamed, publish
+from e3_typed_store._fs import create_unnamed, place_in, publish
 from e3_typed_store._types import CachedResource
 from e3_typed_store.backends.base import StoreOptions
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
@@ -129,3 +129,14 @@ def test_files_are_written_under_a_temporary_name_where_none_can_be_unnamed(
     publish(fd, temp, str(fat / "name"))
     assert (fat / "name").read_bytes() == b"content"
     assert os.listdir(fat) == ["name"]
+
+
+def test_a_copy_ending_in_zeros_is_whole_where_sizes_cannot_be_set(
+    fat: Path, tmp_path: Path
+) -> None:
+    # fusefat refuses ftruncate: the copy's final run of zeros is written.
+    source = tmp_path / "image.bin"
+    content = b"data" + bytes(300 << 10)
+    source.write_bytes(content)
+    placed = place_in(str(source), str(fat / "dest"), "image.bin")
+    assert Path(placed).read_bytes() == content
