@@ -10,17 +10,17 @@ from typing_extensions import override
 
 from e3_typed_store.backends.file_store import FileStoreQuery
 
-from .test_store_contracts import SHA256, TestFileStore
+from . import test_store_contracts as contracts
 
 
-class _NothingToServe(TestFileStore):
+class _NothingToServe(contracts.TestFileStore):
     """A store whose good query names a file the mirror does not have."""
 
     __test__ = False
 
     @override
     def good_query(self, tmp_path: Path) -> FileStoreQuery:
-        return {"path": "res.tgz", "sha256": SHA256}
+        return {"path": "res.tgz", "sha256": contracts.SHA256}
 
 
 _RULES: dict[str, Callable[[_NothingToServe, Path], None]] = {
