@@ -300,8 +300,17 @@ def test_an_absurd_content_length_is_a_transfer_cut_short(
         + b"".join(b"X-%d: a\r\n" % i for i in range(200))
         + b"\r\n",
         b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"HTTP/2 200\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 150,
     ],
-    ids=["ssh-banner", "bad-status", "too-many-headers", "header-too-long"],
+    ids=[
+        "ssh-banner",
+        "bad-status",
+        "too-many-headers",
+        "header-too-long",
+        "http2-status-line",
+        "endless-103",
+    ],
 )
 def test_an_answer_that_is_not_http_is_not_asked_again(
     server: LoopbackServer, tmp_path: Path, answer: bytes

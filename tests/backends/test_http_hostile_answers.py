@@ -165,24 +165,6 @@ def test_an_answer_that_is_not_http_is_quoted_short_and_escaped(
     assert len(message) < 1000
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/2 200\r\ncontent-length: 0\r\n\r\n",
-        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" * 150,
-    ],
-    ids=["http2-status-line", "endless-103"],
-)
-def test_an_answer_that_is_not_http1_is_not_asked_again(
-    server: LoopbackServer, tmp_path: Path, answer: bytes
-) -> None:
-    server.route("/r.bin", lambda exchange: exchange.send(answer))
-    with pytest.raises(DownloadError, match="the answer is not HTTP"):
-        fetch(server, tmp_path)
-    assert len(server.requests("/r.bin")) == 1
-    assert dest_files(tmp_path) == []
-
-
 # -- encoded bodies -------------------------------------------------------------
 
 
