@@ -170,8 +170,9 @@ class ContentStore:
         # Whole or not at all, and over whatever stands there (a link, a FIFO
         # whose open would block): a new file renamed into place.
         marker = os.path.join(uid_dir, _DIGEST_FILE)
-        if os.path.isdir(marker) and not os.path.islink(marker):
-            _remove_tree(marker)
+        with contextlib.suppress(OSError):
+            if stat.S_ISDIR(os.lstat(marker).st_mode):  # one stat, no link followed
+                _remove_tree(marker)
         if digest is None:
             try:
                 os.unlink(marker)
