@@ -45,6 +45,7 @@ from e3_typed_store._fs import create_unnamed, publish, remove_temp, safe_file_n
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
 from e3_typed_store._query import split_url
+from e3_typed_store._redact import hide_credentials
 from e3_typed_store._runtime import reset_in_forked_child
 from e3_typed_store._watchdog import (
     BodyWatchdog,
@@ -332,10 +333,11 @@ def download(
         while turns:
             turn = turns.pop(0)
             url, attempt = turn.url, turn.attempt
+            shown = hide_credentials(url)  # for the log
             fetched_whole = False  # after resumed content failed its digest
             wait = turn.not_before - time.monotonic()
             if wait >= deadline.remaining():
-                log.warning("giving up on %s: its wait would pass the deadline", url)
+                log.warning("giving up on %s: its wait would pass the deadline", shown)
                 continue
             if wait > 0:
                 time.sleep(wait)
@@ -350,7 +352,7 @@ def download(
                         log.warning(
                             "%s: the content put together from several responses "
                             "has the digest %s: fetching it whole",
-                            url,
+                            shown,
                             actual,
                         )
                         part.restart()
@@ -359,7 +361,7 @@ def download(
                     if actual != expected:
                         log.critical(
                             "wrong sha for resource %s expecting %s got %s",
-                            url,
+                            shown,
                             expected,
                             actual,
                         )
@@ -370,7 +372,7 @@ def download(
                     error = transient.error
                     errors.append(error)
                     if attempt >= policy.retries:
-                        log.warning("giving up on %s: %s", url, error)
+                        log.warning("giving up on %s: %s", shown, error)
                         break
                     delay = transient.retry_after
                     if delay is None:
@@ -379,7 +381,7 @@ def download(
                         log.warning(
                             "giving up on %s: %s; a retry in %g s would pass "
                             "the deadline",
-                            url,
+                            shown,
                             error,
                             delay,
                         )
@@ -406,11 +408,11 @@ def download(
                     time.sleep(delay)
                 except (HTTPStatusError, IntegrityError) as exc:
                     errors.append(exc)
-                    log.warning("giving up on %s: %s", url, exc)
+                    log.warning("giving up on %s: %s", shown, exc)
                     break
                 except _UnusableURLError as unusable:
                     errors.append(unusable.error)
-                    log.warning("giving up on %s: %s", url, unusable.error)
+                    log.warning("giving up on %s: %s", shown, unusable.error)
                     break
     # A server that sent other content says most: it is not hidden behind a
     # later URL's busy answer.
@@ -874,7 +876,7 @@ def _open(
             min(policy.connect_timeout, remaining),
             min(policy.read_timeout, remaining),
         )
-        log.debug("GET %s %s", current, headers.get("Range", ""))
+        log.debug("GET %s %s", hide_credentials(current), headers.get("Range", ""))
         try:
             response = _send_again_if_stale(
                 session, current, headers, timeout, deadline
@@ -900,7 +902,9 @@ def _open(
                 current = _redirect_target(current, response.headers["Location"])
                 continue
             snippet = _snippet(response, deadline)
-            log.warning("GET %s: HTTP %d %s", current, status, snippet)
+            log.warning(
+                "GET %s: HTTP %d %s", hide_credentials(current), status, snippet
+            )
             if status == 429 or 500 <= status < 600:
                 error = HTTPStatusError(current, status)
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
@@ -1198,11 +1202,13 @@ def _start_body(
             total = span[2] if span is not None else None
             part.begin(total, _suggested_name(headers), _validator(headers), True)
         else:
-            log.info("resuming %s at byte %d", url, part.size)
+            log.info("resuming %s at byte %d", hide_credentials(url), part.size)
             part.resume()
         return False  # a range of encoded content never fits
     if part.size > 0:
-        log.info("%s sent the whole content again: starting over", url)
+        log.info(
+            "%s sent the whole content again: starting over", hide_credentials(url)
+        )
         part.restart()
     total = None if encoded else _int_header(headers, "Content-Length")
     part.begin(total, _suggested_name(headers), _validator(headers), not encoded)
@@ -1264,7 +1270,9 @@ def _stream_body(
                 # its Content-Range): the rest is not the content's.
                 part.write(chunk[: part.total - part.size])
                 log.warning(
-                    "%s sent more than the %d bytes of the content", url, part.total
+                    "%s sent more than the %d bytes of the content",
+                    hide_credentials(url),
+                    part.total,
                 )
                 break
             if encoded and part.size + len(chunk) > _inflated_limit(raw.tell()):

@@ -30,6 +30,7 @@ import sys
 
 from e3.error import E3Error
 
+from e3_typed_store._redact import hide_credentials
 from e3_typed_store._types import override
 
 if sys.version_info >= (3, 11):
@@ -90,7 +91,8 @@ class InvalidQueryError(StoreError, ValueError):
         self.key = key
         self.value = value
         self.reason = reason
-        super().__init__(f"invalid query: {key!r}={value!r}: {reason}")
+        message = f"invalid query: {key!r}={value!r}: {reason}"
+        super().__init__(hide_credentials(message))
         self._reduce_args = (key, value, reason)
 
     @staticmethod
@@ -116,12 +118,16 @@ class InvalidConfigurationError(StoreError, ValueError):
         self.key = key
         self.value = value
         self.reason = reason
-        super().__init__(f"invalid configuration: {key!r}={value!r}: {reason}")
+        message = f"invalid configuration: {key!r}={value!r}: {reason}"
+        super().__init__(hide_credentials(message))
         self._reduce_args = (key, value, reason)
 
 
 class IntegrityError(StoreError):
     """Downloaded content does not match the expected digest.
+
+    The URL's credentials are hidden (``user:***@host``) in the message and in
+    ``url``.
 
     :param url: where the content came from
     :param expected: the digest the query asked for
@@ -131,6 +137,7 @@ class IntegrityError(StoreError):
     """
 
     def __init__(self, url: str, expected: str, actual: str) -> None:
+        url = hide_credentials(url)
         self.url = url
         self.expected = expected
         self.actual = actual
@@ -143,6 +150,9 @@ class IntegrityError(StoreError):
 class DownloadError(StoreError):
     """A resource could not be downloaded.
 
+    The URL's credentials are hidden (``user:***@host``) in the message and in
+    ``url``, and in the URLs quoted by the reason.
+
     :param url: the resource's location
     :param reason: why the download failed
 
@@ -150,6 +160,8 @@ class DownloadError(StoreError):
     """
 
     def __init__(self, url: str, reason: str) -> None:
+        url = hide_credentials(url)
+        reason = hide_credentials(reason)
         self.url = url
         self.reason = reason
         super().__init__(f"cannot download {url}: {reason}")
@@ -166,6 +178,7 @@ class HTTPStatusError(DownloadError):
     """
 
     def __init__(self, url: str, status: int) -> None:
+        url = hide_credentials(url)
         self.status = status
         super().__init__(url, f"HTTP status {status}")
         self._reduce_args = (url, status)
@@ -181,6 +194,7 @@ class DeadlineExceededError(DownloadError, TimeoutError):
     """
 
     def __init__(self, url: str, deadline: float) -> None:
+        url = hide_credentials(url)
         self.deadline = deadline
         super().__init__(url, f"not complete within the {deadline:g} s deadline")
         self._reduce_args = (url, deadline)
@@ -201,6 +215,7 @@ class DestinationError(DownloadError):
     """
 
     def __init__(self, url: str, dest: str, reason: str) -> None:
+        url = hide_credentials(url)
         self.dest = dest
         super().__init__(url, reason)
         self._reduce_args = (url, dest, reason)

@@ -27,6 +27,7 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 from e3_typed_store._content import ContentStore, FileStamp
 from e3_typed_store._fs import is_within, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
+from e3_typed_store._redact import hide_credentials
 from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
@@ -533,7 +534,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             # from an archive check...): typed for fetch_resource, logged with
             # a None from download_resource, as the seed promises.
             raise StoreError(
-                f"the store failed to download {uid} into {dest}: {exc!r}"
+                hide_credentials(
+                    f"the store failed to download {uid} into {dest}: {exc!r}"
+                )
             ) from exc
         if path is None:
             raise StoreError(f"the store could not download {uid} into {dest}")
@@ -738,7 +741,9 @@ def _uid_of(metadata: object) -> str:
     """
     uid: object = getattr(metadata, "uid", None)
     if not isinstance(uid, str):
-        raise StoreError(f"no resource metadata, its uid is {uid!r}: {metadata!r}")
+        raise StoreError(
+            hide_credentials(f"no resource metadata, its uid is {uid!r}: {metadata!r}")
+        )
     return uid
 
 

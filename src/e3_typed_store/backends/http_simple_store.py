@@ -47,6 +47,7 @@ from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str, split_url
+from e3_typed_store._redact import hide_credentials
 from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
@@ -272,7 +273,8 @@ class HTTPSimpleStoreResourceInfo(DigestResourceInfo):
     @override
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(url={self._url!r}, sha={self._digest!r}, "
+            f"{type(self).__name__}(url={hide_credentials(self._url)!r}, "
+            f"sha={self._digest!r}, "
             f"algorithm={self._algorithm!r})"
         )
 

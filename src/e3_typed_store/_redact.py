@@ -1,0 +1,42 @@
+"""Keeping the credentials written into URLs out of messages and logs.
+
+A URL may carry a secret before its host: ``https://user:password@host/``,
+or a token alone, ``https://token@host/``. Whatever the library shows of a
+URL (an error's message, a log line, a ``repr``) goes through
+:func:`hide_credentials` first, so that CI logs and bug reports do not
+collect the secret. The user name stays, as pip and git show it; a lone token
+is hidden whole. The query string is shown as written.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["HIDDEN", "hide_credentials"]
+
+HIDDEN = "***"
+
+# The user information of a URL: what lies between "//" and the last "@"
+# before the path, the query or the fragment. The greedy class backtracks to
+# that last "@", as urlsplit takes it, so that "a@b@host" hides "a@b" whole.
+_USERINFO = re.compile(r"(?<=//)([^/?#\s]*)@")
+
+
+def _hidden(match: re.Match[str]) -> str:
+    user, colon, _secret = match.group(1).partition(":")
+    return f"{user}:{HIDDEN}@" if colon else f"{HIDDEN}@"
+
+
+def hide_credentials(text: str) -> str:
+    """Return *text* with the credentials of the URLs in it hidden.
+
+    ``http://user:pw@host/x`` becomes ``http://user:***@host/x`` and
+    ``http://token@host/x`` becomes ``http://***@host/x``, wherever they stand
+    in *text*: a URL alone, or a message that quotes one. Text without ``@``
+    is returned as it is, at the cost of one search.
+
+    :param text: a URL, or any text that may quote URLs
+    """
+    if "@" not in text:
+        return text
+    return _USERINFO.sub(_hidden, text)

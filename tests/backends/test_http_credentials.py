@@ -1,0 +1,214 @@
+"""Credentials written into a URL never show: not in errors, logs, reprs or
+the command line's output; they still reach the server that was named."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e3_typed_store._redact import hide_credentials
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.errors import (
+    DeadlineExceededError,
+    DestinationError,
+    DownloadError,
+    HTTPStatusError,
+    IntegrityError,
+    InvalidConfigurationError,
+    InvalidQueryError,
+    StoreError,
+)
+from tests.httpserver import Exchange, LoopbackServer, closed_port
+
+SECRET = "S3cret-pw"
+TOKEN = "ghp-T0KEN"
+PAYLOAD = b"guarded payload\n" * 512
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+WRONG = "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:pw@host/x", "http://user:***@host/x"),
+        ("https://token@host:8080/x?q=1", "https://***@host:8080/x?q=1"),
+        ("http://user:@host/", "http://user:***@host/"),
+        ("http://a@b:c@host/", "http://a@b:***@host/"),  # urlsplit: user "a@b"
+        ("http://a@b@host/", "http://***@host/"),  # a token up to the last "@"
+        ("http://u:p@ss@host/p@th", "http://u:***@host/p@th"),
+        ("http://host/a@b", "http://host/a@b"),  # an "@" in the path is no secret
+        ("http://host/x?mail=a@b", "http://host/x?mail=a@b"),
+        (
+            "redirect from 'http://a:1@x/' to 'https://b:2@y/z'",
+            "redirect from 'http://a:***@x/' to 'https://b:***@y/z'",
+        ),
+        ("no url here", "no url here"),
+        ("http://user:***@host/", "http://user:***@host/"),  # hidden stays so
+    ],
+)
+def test_hide_credentials(text: str, shown: str) -> None:
+    assert hide_credentials(text) == shown
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    def payload(exchange: Exchange) -> None:
+        exchange.respond(200, PAYLOAD)
+
+    def moved(exchange: Exchange) -> None:
+        exchange.send_head(302, {"Location": f"http://intruder:{SECRET}@127.0.0.1:1/"})
+
+    def busy(exchange: Exchange) -> None:
+        exchange.respond(503, b"busy")
+
+    with LoopbackServer() as running:
+        running.route("/ok.bin", payload)
+        running.route("/moved.bin", moved)
+        running.route("/busy.bin", busy)
+        yield running
+
+
+def with_password(server: LoopbackServer, path: str) -> str:
+    return f"http://user:{SECRET}@127.0.0.1:{server.port}{path}"
+
+
+def fetch(url: str, sha256: str, dest: Path) -> StoreError:
+    store = HTTPSimpleStore(
+        {"progress": False, "retries": 1, "backoff_base": 0.0}, None
+    )
+    info = store.get_resource_metadata({"url": url, "sha256": sha256})
+    assert SECRET not in repr(info)
+    with pytest.raises(StoreError) as raised:
+        store.download_resource_content(info, str(dest))
+    return raised.value
+
+
+def assert_hidden(error: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    assert SECRET not in str(error)
+    assert SECRET not in repr(error)
+    assert SECRET not in repr(pickle.loads(pickle.dumps(error)))
+    assert SECRET not in str(getattr(error, "url", ""))
+    logged = [record.getMessage() for record in caplog.records]
+    assert logged, "the failure was logged"
+    assert not [line for line in logged if SECRET in line]
+
+
+@pytest.mark.parametrize(
+    ("path", "sha256", "kind", "named"),
+    [
+        ("/ok.bin", WRONG, IntegrityError, "user:***@127.0.0.1:{port}/ok.bin"),
+        ("/missing.bin", SHA256, HTTPStatusError, "user:***@127.0.0.1:{port}/"),
+        # retried, then given up
+        ("/busy.bin", SHA256, HTTPStatusError, "user:***@127.0.0.1:{port}/"),
+        # to a port nobody listens on: the error names the target
+        ("/moved.bin", SHA256, DownloadError, "intruder:***@127.0.0.1:1/"),
+    ],
+    ids=["wrong-digest", "404", "503-retried", "redirect-with-credentials"],
+)
+def test_no_failure_shows_the_password(
+    server: LoopbackServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    sha256: str,
+    kind: type[StoreError],
+    named: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    error = fetch(with_password(server, path), sha256, tmp_path)
+    assert isinstance(error, kind)
+    assert named.format(port=server.port) in str(error)
+    assert_hidden(error, caplog)
+
+
+def test_a_refused_connection_does_not_show_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with closed_port() as base:
+        url = base.replace("http://", f"http://{TOKEN}@") + "/x.bin"
+        store = HTTPSimpleStore({"progress": False, "retries": 0}, None)
+        info = store.get_resource_metadata({"url": url, "sha256": SHA256})
+        path = store.download_resource(info, str(tmp_path))  # logs, returns None
+    assert path is None
+    logged = [record.getMessage() for record in caplog.records]
+    assert [line for line in logged if "***@127.0.0.1" in line]
+    assert not [line for line in logged if TOKEN in line]
+
+
+def test_the_password_still_reaches_the_server(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    store = HTTPSimpleStore({"progress": False}, None)
+    info = store.get_resource_metadata(
+        {"url": with_password(server, "/ok.bin"), "sha256": SHA256}
+    )
+    path = store.download_resource_content(info, str(tmp_path))
+    assert Path(path).read_bytes() == PAYLOAD
+    sent = server.requests("/ok.bin")[0].headers["authorization"]
+    assert sent == "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+
+
+def test_errors_hide_the_credentials_of_the_url_they_are_given() -> None:
+    url = f"https://user:{SECRET}@mirror.example/x.tgz"
+    errors: list[StoreError] = [
+        IntegrityError(url, "a" * 64, "b" * 64),
+        DownloadError(url, f"redirect to {url!r} refused"),
+        HTTPStatusError(url, 404),
+        DeadlineExceededError(url, 5.0),
+        DestinationError(url, "/tmp/d", "no space left"),
+        InvalidQueryError("url", url, "only http and https URLs are served"),
+        InvalidConfigurationError("mirrors", [url], "a mirror base URL has no query"),
+    ]
+    for error in errors:
+        assert "user:***@mirror.example" in str(error), error
+        for shown in (str(error), repr(error), repr(pickle.loads(pickle.dumps(error)))):
+            assert SECRET not in shown, shown
+
+
+def test_bad_queries_and_mirrors_do_not_show_the_password() -> None:
+    with pytest.raises(InvalidQueryError) as query:
+        HTTPSimpleStore({}, None).get_resource_metadata(
+            {"url": f"ftp://user:{SECRET}@127.0.0.1/x", "sha256": SHA256}
+        )
+    with pytest.raises(InvalidConfigurationError) as mirrors:
+        HTTPSimpleStore({"mirrors": [f"http://m:{SECRET}@127.0.0.1/b?q=1"]}, None)
+    for error in (query.value, mirrors.value):
+        assert SECRET not in str(error)
+        assert ":***@127.0.0.1" in str(error)
+
+
+def test_the_command_line_does_not_show_the_password(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "e3_typed_store",
+            "-v",
+            "fetch",
+            with_password(server, "/missing.bin"),
+            "--sha256",
+            SHA256,
+            "--dest",
+            str(tmp_path / "dest"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "user:***@127.0.0.1" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
