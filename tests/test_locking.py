@@ -377,3 +377,43 @@ def test_a_directory_in_place_of_a_lock_file_is_left_alone(
     assert [r.getMessage() for r in caplog.records] == [
         f"{lock_dir / (UID + '.lock')} is a directory, not a lock file: left alone"
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_does_not_keep_another_threads_lock(tmp_path: Path) -> None:
+    # A thread holds the lock when the process forks (a multiprocessing pool
+    # started meanwhile, say). The child shares the lock's open file, but must
+    # not hold it: once the thread is done, the parent and the child take it.
+    lock_dir = str(tmp_path)
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with uid_lock(lock_dir, UID, 5.0):
+            taken.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert taken.wait(10)
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: once told, take the lock itself
+        code = 1
+        try:
+            os.close(go_write)
+            os.read(go_read, 1)
+            with uid_lock(lock_dir, UID, 5.0):
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(go_read)
+    try:
+        release.set()
+        thread.join(10)
+        with uid_lock(lock_dir, UID, 5.0):  # while the child lives
+            pass
+    finally:
+        os.write(go_write, b"x")
+        os.close(go_write)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

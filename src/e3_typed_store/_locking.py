@@ -74,10 +74,34 @@ def uid_lock(
             yield
         return
     fd = _flock(path, uid, timeout)
+    _HELD[fd] = threading.get_ident()
     try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if _HELD.pop(fd, None) is not None:  # not closed in a forked child
+            os.close(fd)  # releases the lock
+
+
+# The descriptors of the locks held by uid_lock, and the thread holding each.
+# A forked child shares their open file descriptions, and so the locks: it
+# closes those of the threads it does not have (see _forget_locks_of_others).
+_HELD: dict[int, int] = {}
+
+
+def _forget_locks_of_others() -> None:
+    """In a forked child: close the lock descriptors that other threads of the
+    parent held. Only closed, never unlocked: an unlock would release the
+    parent's lock too. The thread that forked goes on in its block, and
+    releases its own lock at the block's end."""
+    me = threading.get_ident()
+    for fd, holder in list(_HELD.items()):
+        if holder != me:
+            del _HELD[fd]
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+reset_in_forked_child(_forget_locks_of_others)
 
 
 def _lock_path(lock_dir: str, uid: str) -> str:
