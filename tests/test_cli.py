@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from e3_typed_store._cli import (
     EXIT_USAGE,
 )
 from e3_typed_store._demo import DemoServer
+from tests.httpserver import Exchange, LoopbackServer
 
 PAYLOAD = b"cli payload\n" * 4096
 OTHER = b"another payload\n" * 1024
@@ -684,3 +687,53 @@ def test_a_bad_lock_timeout_is_a_usage_error(
     )
     assert result.returncode == EXIT_USAGE
     assert f"argument --lock-timeout: {message}" in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal to catch")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_fetch_ended_by_a_signal_leaves_nothing(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    # What `timeout`, `kill` and a cancelled CI job send (SIGTERM) cleans up as
+    # Ctrl-C (SIGINT) does: the directories the fetch made go again.
+    with LoopbackServer() as server:
+        server.route("/slow.bin", trickling)
+        made = tmp_path / "new" / "dest"
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "e3_typed_store",
+                "fetch",
+                server.url("/slow.bin"),
+                "--sha256",
+                SHA256,
+                "--dest",
+                str(made),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(e.body_sent for e in server.exchanges):
+                assert time.monotonic() < deadline, "the body never started"
+                assert child.poll() is None, child.communicate()
+                time.sleep(0.01)
+            child.send_signal(signum)
+            _, stderr = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    expected = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
+    assert (child.returncode, stderr.strip().rsplit(": ", 1)[-1]) == expected
+    assert not (tmp_path / "new").exists()
+
+
+def trickling(exchange: Exchange) -> None:
+    exchange.send_head(200, {"Content-Length": str(len(PAYLOAD))})
+    exchange.trickle(PAYLOAD, every=0.05)

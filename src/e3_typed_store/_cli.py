@@ -9,9 +9,13 @@ import importlib
 import io
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from e3_typed_store._locking import WAIT_LOGGER
 from e3_typed_store._plugins import (
@@ -668,11 +672,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors=_OUTPUT_ERRORS)
     try:
-        code: int = args.handler(args)
+        with _terminated_as_interrupted():
+            code: int = args.handler(args)
     except StoreError as exc:
         return _fail(_one_line(exc), _exit_code(exc))
     except OSError as exc:
         return _fail(_one_line(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except _Terminated:
+        return _fail("terminated", 128 + signal.SIGTERM)
     return code
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: raised where the command is, so that it cleans up as it
+    does for Ctrl-C (a download's temporary file, the directories it made)."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+@contextmanager
+def _terminated_as_interrupted() -> Generator[None]:
+    """Turn SIGTERM (what ``timeout``, ``kill``, a CI cancelling a job send)
+    into :class:`_Terminated` for the block, in the main thread only (the
+    only one that may set a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
