@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -528,6 +529,47 @@ def test_disk_full_keeps_the_previous_entry(cache: FileCache, cache_dir: Path) -
     assert any("File too large" in message for message in outcome.warnings)
     assert outcome.entries == ["u.json"]  # the temp file is gone
     assert outcome.kept == ENTRY
+    assert cache.get("u") == ENTRY
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """Make a directory read-only by a read-only bind mount of itself (no
+    permission bit stops root); unmounted after the test."""
+    mounted: list[Path] = []
+
+    def freeze(directory: Path) -> None:
+        if not sys.platform.startswith("linux") or os.geteuid() != 0:
+            pytest.skip("a bind mount needs Linux and root")
+        for command in (
+            ["mount", "--bind", str(directory), str(directory)],
+            ["mount", "-o", "remount,ro,bind", str(directory)],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                if mounted:
+                    subprocess.run(["umount", str(directory)], check=False)
+                pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+            mounted[:] = [directory]
+
+    yield freeze
+    for directory in mounted:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def test_a_read_only_cache_refuses_an_entry_with_one_warning(
+    cache: FileCache,
+    cache_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    read_only: Callable[[Path], None],
+) -> None:
+    assert cache.set("u", ENTRY)
+    read_only(cache_dir)
+    assert cache.set("v", CachedResource("v", "/v")) is False
+    # The write is refused, and said once: no word of removing a temporary
+    # file that was never made.
+    refused = [m for m in warnings_of(caplog) if "Read-only file system" in m]
+    assert len(refused) == 1 and refused[0].startswith("cannot cache"), refused
     assert cache.get("u") == ENTRY
 
 

@@ -485,21 +485,25 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             return False
         name = _entry_name(uid)
         temp = unique_temp_name(self.entries_dir, name)
+        created = False  # a temporary file never made is not removed
         try:
             fd = self._create(temp)
+            created = True
             try:
                 _write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(temp, os.path.join(self.entries_dir, name))
         except OSError as exc:
-            _drop_temp(temp)
+            if created:
+                _drop_temp(temp)
             _logger.warning(
                 "cannot cache %s in %s: %s", _show(uid), self.entries_dir, exc
             )
             return False
         except BaseException:
-            _drop_temp(temp)
+            if created:
+                _drop_temp(temp)
             raise
         return True
 
