@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from e3_typed_store._content import ContentStore
+
+UID = "a" * 64  # a SHA-256 digest's shape
 
 
 @pytest.fixture
@@ -196,3 +202,62 @@ def test_a_copy_kept_while_its_directory_is_removed_stays(
     (kept,) = fresh
     assert Path(kept).read_bytes() == b"payload"
     assert content.copies_in(content.dir_name("uid")) == [kept]
+
+
+@contextmanager
+def tmpfs_with_inodes(where: Path, inodes: int) -> Iterator[Path]:
+    """A small tmpfs of *inodes* inodes mounted at *where*; unmounted after."""
+    where.mkdir()
+    done = subprocess.run(
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size=1m,nr_inodes={inodes}",
+            "tmpfs",
+            str(where),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0,
+    reason="mounting a tmpfs needs Linux and root",
+)
+def test_no_inode_left_for_the_digest_file_costs_it_not_the_copy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # However many inodes there are, a copy is kept whole with its digest
+    # file, or kept without it (said in the log), or not kept at all: never
+    # linked into the cache and then given up, orphaned there.
+    outcomes: set[str] = set()
+    for inodes in range(4, 12):
+        with tmpfs_with_inodes(tmp_path / f"fs{inodes}", inodes) as fs:
+            download = fs / "dl.bin"
+            download.write_bytes(b"payload")
+            content = ContentStore(str(fs / "cache"))
+            payload = fs / "cache" / "resources" / UID / "payload" / "dl.bin"
+            caplog.clear()
+            try:
+                kept = content.keep(UID, str(download), "sha256")
+            except OSError:
+                assert not payload.exists(), f"{inodes} inodes: orphaned"
+                outcomes.add("not kept")
+                continue
+            assert kept.path == str(payload) and payload.read_bytes() == b"payload"
+            if content.digest_of(UID) == "sha256":
+                outcomes.add("kept")
+            else:
+                assert "cannot record the digest" in caplog.text
+                outcomes.add("kept without its digest file")
+    assert outcomes == {"not kept", "kept", "kept without its digest file"}

@@ -71,7 +71,11 @@ class FileStamp:
 
         :raises OSError: the file cannot be stat'ed
         """
-        info = os.stat(path)
+        return FileStamp.of_state(os.stat(path))
+
+    @staticmethod
+    def of_state(info: os.stat_result) -> FileStamp:
+        """Stamp the file whose ``stat`` (or ``fstat``) is *info*."""
         return FileStamp(info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
 
     def record(self, path: str) -> dict[str, object]:
@@ -162,7 +166,15 @@ class ContentStore:
         else:
             same = True
         self.forget_stamp(uid)
-        self._record_digest(uid_dir, digest)
+        try:
+            self._record_digest(uid_dir, digest)
+        except OSError as exc:
+            # The copy is whole and kept: without its digest file, `cache
+            # verify` calls it unverifiable. A full disk or no inode left costs
+            # that, never the copy.
+            _logger.warning("cannot record the digest of %s: %s", uid, exc)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(uid_dir, _DIGEST_FILE))  # none stale
         return KeptCopy(kept, same)
 
     @staticmethod

@@ -7,6 +7,9 @@ import functools
 import os
 import re
 import stat
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
 
 __all__ = [
     "MAX_NAME_BYTES",
@@ -14,6 +17,7 @@ __all__ = [
     "SparseWriter",
     "create_unnamed",
     "is_within",
+    "noting_published",
     "place_in",
     "publish",
     "remove_temp",
@@ -34,6 +38,9 @@ SAFE_COMPONENT_FORMS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{6
 #: The longest file name taken from outside (a server, a URL, a query), in bytes
 #: of UTF-8.
 MAX_NAME_BYTES = 255
+# The longest path Linux takes, its NUL included (PATH_MAX): unnamed files,
+# which only Linux has, are published under a path shorter than this.
+_PATH_MAX = 4096
 # The longest name of a directory entry most filesystems take, in bytes
 # (NAME_MAX; ext4, XFS, btrfs, APFS, tmpfs): a temporary name stays within it.
 _NAME_MAX = 255
@@ -210,6 +217,29 @@ def create_unnamed(
     return fd, temp
 
 
+# What publish() gave a name to, per thread, while noting_published() notes it.
+_NOTES = threading.local()
+
+
+@contextmanager
+def noting_published() -> Generator[dict[str, os.stat_result]]:
+    """Note what :func:`publish` gives a name to in this thread, while in the block.
+
+    The mapping yielded fills with each target path, as given to
+    :func:`publish`, and the state of the file it named (``fstat`` of the
+    descriptor, taken before the name was given). A driver verifies the file
+    it publishes: the state tells that file from one put at the same path by
+    another writer since.
+    """
+    outer: dict[str, os.stat_result] | None = getattr(_NOTES, "published", None)
+    published: dict[str, os.stat_result] = {}
+    _NOTES.published = published
+    try:
+        yield published
+    finally:
+        _NOTES.published = outer
+
+
 def publish(fd: int, temp: str | None, target: str) -> None:
     """Give the file of *fd*, made by :func:`create_unnamed`, the path *target*.
 
@@ -224,11 +254,22 @@ def publish(fd: int, temp: str | None, target: str) -> None:
     :raises OSError: the file cannot be published (a temporary name is then the
         caller's to remove)
     """
+    published: dict[str, os.stat_result] | None = getattr(_NOTES, "published", None)
+    if published is not None:
+        try:
+            published[target] = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
     if temp is not None:
         os.close(fd)
         os.replace(temp, target)
         return
     try:
+        if len(os.fsencode(target)) >= _PATH_MAX:
+            # Linked through a directory descriptor, the file would get a
+            # path nobody can open by.
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), target)
         directory, name = os.path.split(target)
         # linkat() with AT_SYMLINK_FOLLOW names the open file itself; os.link
         # calls it (rather than link(), which would refuse a link across

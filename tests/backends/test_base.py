@@ -186,22 +186,28 @@ def test_a_directory_recorded_as_the_file_is_a_miss(
     assert store.downloads == 1
 
 
-def test_a_file_that_cannot_be_verified_is_a_miss(
+def test_a_file_that_cannot_be_verified_is_a_miss_that_keeps_the_entry(
     store: CopyStore,
     info: CopyInfo,
+    cache: MemoryCache[object],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert store.download_resource(info, str(tmp_path / "one")) is not None
     unreadable = UnreadableInfo(info.name, info.sha256)
     with caplog.at_level(logging.WARNING, logger="e3.store"):
-        # The entry is discarded and the resource fetched again; the driver's
-        # own check of the download fails the same way, as a StoreError.
+        # The resource is fetched again; the driver's own check of the
+        # download fails the same way, as a StoreError.
         with pytest.raises(StoreError, match="Permission denied"):
             store.fetch_resource(unreadable, str(tmp_path / "two"))
     assert "cannot verify" in caplog.text
     assert "Permission denied" in caplog.text
-    assert "corrupted cache entry" in caplog.text
+    assert store.downloads == 2
+    # No permission says nothing against the copy: its entry stays, and a
+    # check that can read it is a hit.
+    assert "corrupted cache entry" not in caplog.text
+    assert cache.get(info.uid) is not None
+    assert store.fetch_resource(info, str(tmp_path / "three"))
     assert store.downloads == 2
 
 

@@ -16,6 +16,7 @@ has a default, so a bare ``Store`` reads as e3-core's.
 from __future__ import annotations
 
 import abc
+import errno
 import logging
 import os
 import stat
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 
 from e3_typed_store._content import ContentStore, FileStamp
-from e3_typed_store._fs import is_within, place_in
+from e3_typed_store._fs import is_within, noting_published, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
 from e3_typed_store._redact import hide_credentials
 from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
@@ -526,7 +527,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def _download(self, metadata: InfoT, dest: str) -> str:
         uid = metadata.uid
         try:
-            path = self.download_resource_content(metadata, dest)
+            with noting_published() as published:
+                path = self.download_resource_content(metadata, dest)
         except StoreError:
             raise
         except Exception as exc:
@@ -540,9 +542,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             ) from exc
         if path is None:
             raise StoreError(f"the store could not download {uid} into {dest}")
-        path = self._inside(path, dest)
-        self._record(uid, path, _uid_digest(metadata))
-        return path
+        inside = self._inside(path, dest)
+        # The state of the file the driver published, and so verified (the
+        # built-in stores'): None for a driver that names its file otherwise.
+        verified = published.get(path) if inside == path else None
+        self._record(uid, inside, _uid_digest(metadata), verified)
+        return inside
 
     @staticmethod
     def _inside(path: str, dest: str) -> str:
@@ -633,7 +638,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             # Its state before the hash pass, for the stamp: a write during the
             # pass (a big file takes a while) leaves it unstamped.
             state = self._state(local_path)
-            if _verifies(metadata, local_path):
+            verdict = _verdict(metadata, local_path)
+            if verdict is None:
+                # Nothing known against the copy: it stays for a later call
+                # (offline, it may be the only one there is).
+                return None
+            if verdict:
                 if state is not None:
                     self._stamp(uid, local_path, state)
                 return local_path
@@ -676,6 +686,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         except OSError as exc:
             logger.warning("cannot stamp %s as verified: %s", path, exc)
 
+    def _forget_copy(self, uid: str) -> None:
+        if self._content is not None:
+            try:
+                self._content.remove(uid)
+            except OSError as exc:
+                logger.warning("cannot remove the kept copy of %s: %s", uid, exc)
+
     def _discard(self, uid: str) -> None:
         if self._content is not None:
             try:
@@ -689,7 +706,23 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot remove cache entry %s: %r", uid, exc)
 
-    def _record(self, uid: str, path: str, digest: Algorithm | None) -> None:
+    def _record(
+        self,
+        uid: str,
+        path: str,
+        digest: Algorithm | None,
+        verified: os.stat_result | None = None,
+    ) -> None:
+        """Keep a copy of the downloaded *path* and record it in the cache.
+
+        :param verified: the state of the file the driver verified, when known:
+            the copy is kept only if it is that file, and stamped with that
+            state (a write since is no verified content). Unknown, the copy is
+            kept unstamped: its first hit verifies it.
+        :raises DestinationError: *path* is no longer the file the driver
+            verified: another writer put a file of that name into ``dest``
+            meanwhile (a fetch of another resource of the same name, say)
+        """
         if self.cache_backend is None:
             return
         recorded = os.path.abspath(path)  # a relative dest was given
@@ -704,10 +737,20 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     exc,
                 )
             else:
+                # A link is checked itself; a copy by its source, still the
+                # file verified once copied.
+                kept_from = kept.path if kept.same_file else path
+                if verified is not None and not _is_state_of(verified, kept_from):
+                    self._forget_copy(uid)
+                    raise DestinationError(
+                        uid,
+                        os.path.dirname(path),
+                        f"{path} was replaced by another writer while it was "
+                        "fetched: it is not the file verified",
+                    )
                 recorded = kept.path
-                if kept.same_file:
-                    # The download was just verified, and this is that file.
-                    self._stamp(uid, recorded)
+                if kept.same_file and verified is not None:
+                    self._stamp(uid, recorded, FileStamp.of_state(verified))
         try:
             stored = _set_entry(
                 self.cache_backend,
@@ -724,6 +767,16 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 # The directories of a cache directory that hold the store's and the cache's
 # own files.
 _STORE_DIRS = frozenset({"resources", LOCK_DIR, "entries"})
+
+
+def _is_state_of(verified: os.stat_result, path: str) -> bool:
+    """Whether the file at *path* is the one whose state was *verified*; any
+    doubt (no file there any more) answers False."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (verified.st_dev, verified.st_ino)
 
 
 def _plain(path: str) -> str:
@@ -822,16 +875,54 @@ def _entry_local_path(entry: object, uid: str) -> str | None:
     return local_path
 
 
-def _verifies(metadata: ResourceInfoProtocol, path: str) -> bool:
+def _verdict(metadata: ResourceInfoProtocol, path: str) -> bool | None:
     """Whether *path* passes ``metadata.verify``; a check that raises fails.
 
     Any exception, not only an OSError: a check that opens an archive raises
     its format's error on a damaged copy (``zipfile.BadZipFile``), and
     e3-core's own raises ``HashError`` when the file vanishes meanwhile. A
     hit is then a miss, never an exception.
+
+    None when the check could not be made for a reason of this process, not
+    of the copy: no file descriptor or memory left, or no permission to read
+    it. Nothing is then known against the copy.
     """
     try:
         return metadata.verify(path)
     except Exception as exc:  # noqa: BLE001 - logged, and the hit is a miss
+        if _of_this_process(exc):
+            logger.warning("cannot verify %s now, the copy is kept: %r", path, exc)
+            return None
         logger.warning("cannot verify %s: %r", path, exc)
         return False
+
+
+# What a check meets for a reason of the process or the system, not of the
+# file checked: too many open files, no memory, no permission.
+_NOT_THE_FILES_FAULT = frozenset(
+    {
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+        errno.ENOBUFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EINTR,
+        errno.EAGAIN,
+    }
+)
+
+
+def _of_this_process(exc: BaseException) -> bool:
+    """Whether *exc*, or an error it was raised from (e3-core wraps them),
+    is one that says nothing against the file checked."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, MemoryError):
+            return True
+        if isinstance(current, OSError) and current.errno in _NOT_THE_FILES_FAULT:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
