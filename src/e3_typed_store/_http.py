@@ -925,20 +925,37 @@ def _send_again_if_stale(
     timeout: tuple[float, float],
     deadline: Deadline,
 ) -> requests.Response:
-    """Send one GET; once more if the connection was closed before any answer.
+    """Send one GET; once more if a kept connection failed it before any answer.
 
     A kept connection can be closed by the server (its idle timeout) just as
     it is reused: the request then fails before a byte of response, through
-    no fault of the server, and is sent again at once on a new connection,
-    without counting as an attempt or waiting for a backoff. A server that
-    closes every connection that way fails the second send too.
+    no fault of the server. Or it holds bytes an earlier answer left (a body
+    longer than its ``Content-Length``), read as an answer that is not HTTP.
+    Either way the request is sent again at once on a new connection, without
+    counting as an attempt or waiting for a backoff. A server that does so
+    on every connection fails the second send too.
     """
     try:
         return _send(session, url, headers, timeout, deadline)
     except requests.ConnectionError as exc:
         if not _closed_before_response(exc):
             raise
-    return _send(session, url, headers, timeout, deadline)
+    except _LeftoversError:
+        pass  # the failed connection is closed: the pool opens a new one
+    try:
+        return _send(session, url, headers, timeout, deadline)
+    except _LeftoversError as again:
+        raise again.error from again.error.__cause__
+
+
+class _LeftoversError(Exception):
+    """An answer that is not HTTP came on a kept connection: maybe what an
+    earlier answer left on it."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        #: What the request raised.
+        self.error = error
 
 
 def _not_http(exc: BaseException) -> http.client.HTTPException | None:
@@ -1037,11 +1054,14 @@ def _send(
             if answer is not None and watchdog.fresh:
                 # A new connection answered in something else than HTTP: the
                 # service is not an HTTP server, and asking again will not
-                # change that. On a kept connection it may be the leftovers
-                # of an earlier answer: then it is retried, as a transient.
+                # change that.
                 raise _unusable(
                     url, f"the answer is not HTTP: {_shown(str(answer))}", exc
                 ) from exc
+            if answer is not None:
+                # On a kept connection it may be the leftovers of an earlier
+                # answer: sent again at once (_send_again_if_stale).
+                raise _LeftoversError(exc) from exc
             raise
     if watchdog.fired:  # the head came in just as the socket was being shut
         response.close()

@@ -43,6 +43,7 @@ class KeepAliveServer(TricklingServer):
         trickle_when_reused: bool = False,
         garbage_when_reused: bool = False,
         early_hints: bool = False,
+        overlong: bool = False,
     ) -> None:
         super().__init__(_Handler)
         #: Drop each connection after its response, without saying so in a
@@ -59,6 +60,8 @@ class KeepAliveServer(TricklingServer):
         self.garbage_when_reused = garbage_when_reused
         #: Send a ``103 Early Hints`` before each answer.
         self.early_hints = early_hints
+        #: Send bytes past the ``Content-Length`` of each body.
+        self.overlong = overlong
         self.lock = threading.Lock()
         self.connections = 0
         self.gets = 0
@@ -111,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(CONTENT)))
         self.end_headers()
         self.wfile.write(CONTENT)
+        if server.overlong:
+            self.wfile.write(b"bytes past the content's length\r\n")
         self.wfile.flush()
         if server.close_after_response:
             self.close_connection = True
@@ -127,6 +132,7 @@ def serve(
     trickle_when_reused: bool = False,
     garbage_when_reused: bool = False,
     early_hints: bool = False,
+    overlong: bool = False,
 ) -> Generator[KeepAliveServer, None, None]:
     server = KeepAliveServer(
         close_after_response,
@@ -134,6 +140,7 @@ def serve(
         trickle_when_reused,
         garbage_when_reused,
         early_hints,
+        overlong,
     )
     with running(server):
         yield server
@@ -296,20 +303,25 @@ def test_a_head_trickled_on_a_reused_connection_is_cut_at_the_deadline(
         assert server.connections == 2
 
 
-def test_an_answer_that_is_not_http_on_a_kept_connection_is_retried(
+def test_an_answer_that_is_not_http_on_a_kept_connection_costs_no_attempt(
     tmp_path: Path,
 ) -> None:
     # On a connection kept from an earlier download, bytes that are no HTTP
-    # may be what that download left: the request is a transient failure,
-    # tried again on a new connection (on a new one, it would fail at once).
+    # may be what that download left (a body longer than its Content-Length):
+    # the request is sent again at once on a new connection, not counted as a
+    # failed attempt (retries=0 here). On a new one it would fail at once.
     with serve(garbage_when_reused=True) as server:
         assert fetch(server.url, tmp_path / "first").read_bytes() == CONTENT
-        path = fetch_over_http(
-            server.url,
-            tmp_path / "second",
-            SHA256,
-            {**QUICK, "retries": 1, "backoff_base": 0.01, "backoff_max": 0.01},
-        )
-        assert path.read_bytes() == CONTENT
+        assert fetch(server.url, tmp_path / "second").read_bytes() == CONTENT
         assert server.gets == 3
         assert server.connections == 2
+
+
+def test_a_body_longer_than_its_content_length_is_cut_and_costs_nothing_later(
+    tmp_path: Path,
+) -> None:
+    # The bytes past Content-Length are not the file's, and they do not spoil
+    # the next download on that server (retries=0).
+    with serve(overlong=True) as server:
+        for index in range(3):
+            assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
