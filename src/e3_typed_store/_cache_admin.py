@@ -285,7 +285,7 @@ def prune(
     in_use = claimed | {
         name
         for item in kept
-        # The name a uid has now, and the one its entry's path names (0.1.0
+        # The name a uid has now, and the one its entry's path names (early builds
         # kept upper-case uids as they were).
         for name in (ContentStore.dir_name(item.uid), _top_dir(item.path, root))
     }

@@ -30,7 +30,7 @@ __all__ = [
 # defaults) "Foo" and "foo" would be one file.
 _SAFE_COMPONENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
-#: Every name :func:`safe_component` gives, or gave: version 0.1.0 kept upper
+#: Every name :func:`safe_component` gives, or gave: early builds kept upper
 #: case too. A file or directory of a cache named otherwise is not the
 #: package's, and is left alone.
 SAFE_COMPONENT_FORMS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}|_[0-9a-f]{64}")
