@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -205,7 +205,7 @@ def test_a_copy_kept_while_its_directory_is_removed_stays(
 
 
 @contextmanager
-def tmpfs_with_inodes(where: Path, inodes: int) -> Iterator[Path]:
+def tmpfs_with_inodes(where: Path, inodes: int) -> Generator[Path]:
     """A small tmpfs of *inodes* inodes mounted at *where*; unmounted after."""
     where.mkdir()
     done = subprocess.run(

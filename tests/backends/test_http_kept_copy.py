@@ -54,12 +54,16 @@ def server() -> Iterator[LoopbackServer]:
         yield running
 
 
+def leave_alone(path: Path) -> None:
+    """Do nothing to the download: the store as it is."""
+
+
 class InterferedStore(HTTPSimpleStore):
     """The real store, with another writer acting on ``dest`` right after the
     download is published and before the store keeps it: the window a
     concurrent writer has, made certain."""
 
-    interfere: Callable[[Path], None] = staticmethod(lambda path: None)
+    interfere: Callable[[Path], None] = staticmethod(leave_alone)
 
     @override
     def download_resource_content(
@@ -88,7 +92,7 @@ def fetch(store: HTTPSimpleStore, url: str, sha256: str, dest: Path) -> bytes:
 @pytest.fixture
 def interfering() -> Iterator[type[InterferedStore]]:
     yield InterferedStore
-    InterferedStore.interfere = staticmethod(lambda path: None)
+    InterferedStore.interfere = staticmethod(leave_alone)
 
 
 @pytest.mark.parametrize("trust", [True, False], ids=["trusted", "verified"])
