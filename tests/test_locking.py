@@ -417,3 +417,43 @@ def test_a_forked_child_does_not_keep_another_threads_lock(tmp_path: Path) -> No
         os.close(go_write)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_does_not_keep_the_lock_a_waiting_thread_gets(
+    tmp_path: Path,
+) -> None:
+    # A second thread waits for the lock when the process forks: the open
+    # file it waits on is the one it then locks. The child must not keep it.
+    lock_dir = str(tmp_path)
+    taken, release = threading.Event(), threading.Event()
+    waited = threading.Event()
+
+    def holder() -> None:
+        with uid_lock(lock_dir, UID, 5.0):
+            taken.set()
+            release.wait(30)
+
+    def waiter() -> None:
+        with uid_lock(lock_dir, UID, 10.0):
+            waited.set()
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert taken.wait(10)
+    second = threading.Thread(target=waiter)
+    second.start()
+    threading.Event().wait(0.2)  # the waiter has opened the file by now
+    pid = os.fork()
+    if pid == 0:  # the child only lives on, holding what it inherited
+        threading.Event().wait(3.0)
+        os._exit(0)
+    try:
+        release.set()
+        first.join(10)
+        second.join(10)
+        assert waited.is_set()
+        with uid_lock(lock_dir, UID, 2.0):  # while the child lives
+            pass
+    finally:
+        os.waitpid(pid, 0)

@@ -73,13 +73,11 @@ def uid_lock(
         with _file_lock(path, uid, timeout):
             yield
         return
-    fd = _flock(path, uid, timeout)
-    _HELD[fd] = threading.get_ident()
+    fd = _flock(path, uid, timeout)  # in _HELD
     try:
         yield
     finally:
-        if _HELD.pop(fd, None) is not None:  # not closed in a forked child
-            os.close(fd)  # releases the lock
+        _release(fd)  # releases the lock
 
 
 # The descriptors of the locks held by uid_lock, and the thread holding each.
@@ -154,6 +152,9 @@ def _flock(path: str, uid: str, timeout: float) -> int:
         # or create, a file outside the cache (ELOOP: the caller goes on
         # unlocked, see Store._locked).
         fd = _open_creating(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # Listed while it waits too: a child forked meanwhile must not keep
+        # the open file whose lock this thread is about to get.
+        _HELD[fd] = threading.get_ident()
         try:
             while True:
                 try:
@@ -176,8 +177,15 @@ def _flock(path: str, uid: str, timeout: float) -> int:
             if time.monotonic() >= end:  # replaced again and again
                 raise _timed_out(uid, timeout, path)
         except BaseException:
-            os.close(fd)
+            _release(fd)
             raise
+        _release(fd)
+
+
+def _release(fd: int) -> None:
+    """Close a lock descriptor of :func:`_flock`, unless a forked child's
+    handler closed it already (its thread is not in the child)."""
+    if _HELD.pop(fd, None) is not None:
         os.close(fd)
 
 
