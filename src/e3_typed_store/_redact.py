@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HIDDEN", "hide_credentials"]
+__all__ = ["HIDDEN", "hide_credentials", "hide_url_credentials"]
 
 HIDDEN = "***"
 
@@ -40,3 +40,27 @@ def hide_credentials(text: str) -> str:
     if "@" not in text:
         return text
     return _USERINFO.sub(_hidden, text)
+
+
+def hide_url_credentials(url: str) -> str:
+    """Return *url*, a string meant as one URL, with its credentials hidden.
+
+    Stricter than :func:`hide_credentials`, for a URL that may be malformed
+    (an error says what is wrong with it): everything between its first
+    ``//`` and its last ``@`` is taken for credentials, a password holding an
+    unencoded ``/``, ``?``, ``#`` or space too. The user name stays when it is
+    one (no such character in it).
+
+    :param url: the URL, as given
+    """
+    start = url.find("//")
+    at = url.rfind("@")
+    if start < 0 or at < start:
+        return url
+    user, colon, _secret = url[start + 2 : at].partition(":")
+    if colon and not _NOT_IN_A_USER.search(user):
+        return f"{url[: start + 2]}{user}:{HIDDEN}{url[at:]}"
+    return f"{url[: start + 2]}{HIDDEN}{url[at:]}"
+
+
+_NOT_IN_A_USER = re.compile(r"[/?#\s]")

@@ -14,7 +14,7 @@ that helps callers::
         │   ├── HTTPStatusError                                url, status
         │   ├── DeadlineExceededError    (also TimeoutError)   url, deadline
         │   └── DestinationError                               url, dest
-        ├── OfflineError                                       uid
+        ├── OfflineError                                       uid, reason
         ├── PluginError                  (also LookupError)    namespace, name
         └── CacheError                                         uid
 
@@ -88,6 +88,8 @@ class InvalidQueryError(StoreError, ValueError):
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
+        if isinstance(value, str):  # a URL's credentials are not kept
+            value = hide_credentials(value)
         self.key = key
         self.value = value
         self.reason = reason
@@ -115,6 +117,8 @@ class InvalidConfigurationError(StoreError, ValueError):
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
+        if isinstance(value, str):  # a URL's credentials are not kept
+            value = hide_credentials(value)
         self.key = key
         self.value = value
         self.reason = reason
@@ -225,14 +229,18 @@ class OfflineError(StoreError):
     """A resource is not in the cache and the network may not be used.
 
     :param uid: the uid of the missing resource
+    :param reason: why it cannot be had, when it is not missing from the
+        cache (its cached copy cannot be checked now, say)
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, uid: str) -> None:
+    def __init__(self, uid: str, reason: str | None = None) -> None:
         self.uid = uid
-        super().__init__(f"offline mode: {uid} is not in the cache")
-        self._reduce_args = (uid,)
+        self.reason = reason
+        why = f": {reason}" if reason is not None else " is not in the cache"
+        super().__init__(f"offline mode: {uid}{why}")
+        self._reduce_args = (uid, reason)
 
 
 class PluginError(StoreError, LookupError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from e3_typed_store._redact import hide_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.errors import (
     DeadlineExceededError,
@@ -56,6 +57,20 @@ WRONG = "0" * 64
 )
 def test_hide_credentials(text: str, shown: str) -> None:
     assert hide_credentials(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pw@host/x", "http://user:***@host/x"),
+        ("http://user:p#w/x?y@host/x", "http://user:***@host/x"),
+        ("http://to/ken@host/x", "http://***@host/x"),
+        ("http://host/x", "http://host/x"),
+        ("no url", "no url"),
+    ],
+)
+def test_hide_url_credentials(url: str, shown: str) -> None:
+    assert hide_url_credentials(url) == shown
 
 
 @pytest.fixture
@@ -211,4 +226,59 @@ def test_the_command_line_does_not_show_the_password(
     )
     assert result.returncode != 0
     assert "user:***@127.0.0.1" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://user:{SECRET}#x@127.0.0.1:1/x",  # '#' unencoded: a bad port
+        f"http://user:{SECRET}/x@127.0.0.1/x",  # '/' unencoded
+        f"ftp://user:{SECRET}@127.0.0.1/x",
+        f"http://user:{SECRET}\u00e9\u4e00@127.0.0.1/x",  # not Latin-1
+    ],
+    ids=["hash", "slash", "ftp", "not-latin-1"],
+)
+def test_a_refused_url_does_not_keep_the_password(url: str) -> None:
+    with pytest.raises(InvalidQueryError) as raised:
+        HTTPSimpleStore({}, None).get_resource_metadata({"url": url, "sha256": SHA256})
+    error = raised.value
+    for shown in (str(error), repr(error), repr(error.value), repr(error.__cause__)):
+        assert SECRET not in shown
+    assert SECRET.encode() not in pickle.dumps(error)
+
+
+def test_a_mirror_refused_does_not_keep_the_password() -> None:
+    for mirror in (f"http://m:{SECRET}#x@127.0.0.1:1/b", f"http://m:{SECRET}@h/b?q"):
+        with pytest.raises(InvalidConfigurationError) as raised:
+            HTTPSimpleStore({"mirrors": [mirror]}, None)
+        assert SECRET not in str(raised.value)
+        assert SECRET.encode() not in pickle.dumps(raised.value)
+
+
+# Untyped code, as a program that does not type-check its calls runs it.
+NOT_METADATA = f"""
+import logging, sys
+from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+logging.basicConfig(level=logging.ERROR, stream=sys.stdout)
+query = {{"url": "http://user:{SECRET}@127.0.0.1/x", "sha256": "{SHA256}"}}
+store = HTTPSimpleStore({{"progress": False}}, None)
+print(store.download_resource(query, sys.argv[1]))
+"""
+
+
+def test_what_is_no_metadata_is_logged_without_the_password(tmp_path: Path) -> None:
+    # With runtime checks off, a query handed where metadata goes is refused,
+    # and logged: without the password it holds.
+    result = subprocess.run(
+        [sys.executable, "-c", NOT_METADATA, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "E3_TYPED_STORE_RUNTIME_CHECKS": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ERROR:e3.store:cannot get resource" in result.stdout
+    assert result.stdout.rstrip().endswith("None")
     assert SECRET not in result.stdout + result.stderr

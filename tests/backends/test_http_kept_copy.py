@@ -123,6 +123,26 @@ def test_a_file_put_in_the_downloads_place_is_not_kept(
     assert len(server.requests("/one/pkg.tgz")) == 2
 
 
+def test_the_same_resource_put_in_the_downloads_place_is_kept_unstamped(
+    server: LoopbackServer, tmp_path: Path, interfering: type[InterferedStore]
+) -> None:
+    # The same resource fetched into dest at once through another cache: the
+    # file found is not the one verified, but it is the resource.
+    def replace(path: Path) -> None:
+        other = path.with_name(".other")
+        other.write_bytes(ONE)
+        os.replace(other, path)
+
+    interfering.interfere = staticmethod(replace)
+    cache_dir = tmp_path / "cache"
+    store = make_store(cache_dir, True, interfering)
+    assert fetch(store, server.url("/one/pkg.tgz"), digest(ONE), tmp_path / "d") == ONE
+    assert not list(cache_dir.rglob("stamp.json"))  # checked, not as published
+    plain = make_store(cache_dir, True)
+    assert fetch(plain, server.url("/one/pkg.tgz"), digest(ONE), tmp_path / "d2") == ONE
+    assert len(server.requests("/one/pkg.tgz")) == 1  # a hit
+
+
 def test_a_write_into_the_download_before_it_is_kept_is_not_trusted(
     server: LoopbackServer, tmp_path: Path, interfering: type[InterferedStore]
 ) -> None:
@@ -238,7 +258,10 @@ def test_no_descriptor_left_to_check_a_hit_keeps_the_entry(
         FileCache({"cache_dir": str(cache_dir)}),
         options=StoreOptions(offline=True),
     )
-    with descriptors_run_out_in("file_digest"), pytest.raises(OfflineError):
+    with (
+        descriptors_run_out_in("file_digest"),
+        pytest.raises(OfflineError, match="cached copy cannot be used now"),
+    ):
         fetch(offline, url, digest(ONE), tmp_path / "d2")
     # Running out of descriptors says nothing against the copy: it is served
     # once there are some again, offline too.

@@ -429,7 +429,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         try:
             return self.fetch_resource(metadata, dest)
         except StoreError as exc:
-            shown: object = getattr(metadata, "uid", metadata)  # see _uid_of
+            shown = hide_credentials(str(getattr(metadata, "uid", metadata)))
             logger.error("cannot get resource %s into %s: %s", shown, dest, exc)
             return None
 
@@ -467,6 +467,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     logger.info("%s: from the cache: %s", uid, placed)
                     return placed
             if self.options.is_offline():
+                if hit is not None or self._has_entry(uid):
+                    # An entry whose copy could not be checked or placed now
+                    # (logged): there, but not to be had offline.
+                    raise OfflineError(
+                        uid, "its cached copy cannot be used now (see the log)"
+                    )
                 raise OfflineError(uid)
             try:
                 os.makedirs(dest, exist_ok=True)
@@ -546,7 +552,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         # The state of the file the driver published, and so verified (the
         # built-in stores'): None for a driver that names its file otherwise.
         verified = published.get(path) if inside == path else None
-        self._record(uid, inside, _uid_digest(metadata), verified)
+        self._record(uid, inside, _uid_digest(metadata), verified, metadata)
         return inside
 
     @staticmethod
@@ -712,16 +718,19 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         path: str,
         digest: Algorithm | None,
         verified: os.stat_result | None = None,
+        metadata: ResourceInfoProtocol | None = None,
     ) -> None:
         """Keep a copy of the downloaded *path* and record it in the cache.
 
         :param verified: the state of the file the driver verified, when known:
-            the copy is kept only if it is that file, and stamped with that
-            state (a write since is no verified content). Unknown, the copy is
-            kept unstamped: its first hit verifies it.
+            the copy is kept stamped with that state if it is that file (a
+            write since is no verified content). Unknown, the copy is kept
+            unstamped: its first hit verifies it.
+        :param metadata: what checks a copy that is not the file verified
         :raises DestinationError: *path* is no longer the file the driver
-            verified: another writer put a file of that name into ``dest``
-            meanwhile (a fetch of another resource of the same name, say)
+            verified, and what stands there now is not the resource: another
+            writer put a file of that name into ``dest`` meanwhile (a fetch of
+            another resource of the same name, say)
         """
         if self.cache_backend is None:
             return
@@ -741,13 +750,18 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 # file verified once copied.
                 kept_from = kept.path if kept.same_file else path
                 if verified is not None and not _is_state_of(verified, kept_from):
-                    self._forget_copy(uid)
-                    raise DestinationError(
-                        uid,
-                        os.path.dirname(path),
-                        f"{path} was replaced by another writer while it was "
-                        "fetched: it is not the file verified",
-                    )
+                    # Another writer's file: kept, unstamped, only if it is
+                    # the resource all the same (the same resource fetched
+                    # into dest at once through another cache, say).
+                    if metadata is None or _verdict(metadata, kept.path) is not True:
+                        self._forget_copy(uid)
+                        raise DestinationError(
+                            uid,
+                            os.path.dirname(path),
+                            f"{path} was replaced by another writer while it "
+                            "was fetched: it is not the file verified",
+                        )
+                    verified = None
                 recorded = kept.path
                 if kept.same_file and verified is not None:
                     self._stamp(uid, recorded, FileStamp.of_state(verified))

@@ -47,7 +47,7 @@ from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._query import required_str, split_url
-from e3_typed_store._redact import hide_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.backends.base import Store, StoreOptions
 from e3_typed_store.cache.backends.base import CacheProtocol
@@ -477,26 +477,40 @@ def _check_url(url: object) -> str:
     exact = type(url) is str  # a subclass could compare equal to anything
     if exact and url in _VALID_URLS:
         return url
+    # What an error shows of the URL: no credentials, even malformed ones.
+    shown = hide_url_credentials(url)
     if _SPACE_OR_CONTROL.search(url) is not None:
-        raise InvalidQueryError("url", url, "white space or control character")
+        raise InvalidQueryError("url", shown, "white space or control character")
     try:
         parts = split_url(url)
     except ValueError as exc:
-        raise InvalidQueryError("url", url, f"malformed URL: {exc}") from exc
+        raise InvalidQueryError(
+            "url", shown, _malformed(exc, url, shown)
+        ) from _cause_unless_hidden(exc, url, shown)
     if parts.scheme.lower() not in _SCHEMES:
-        raise InvalidQueryError("url", url, "only http and https URLs are served")
+        raise InvalidQueryError("url", shown, "only http and https URLs are served")
     if not parts.hostname:
-        raise InvalidQueryError("url", url, "the URL has no host")
+        raise InvalidQueryError("url", shown, "the URL has no host")
     if not _latin_1_credentials(parts):
         raise InvalidQueryError(
             "url",
-            url,
+            shown,
             "user name and password must be Latin-1 once percent-decoded"
             " (HTTP basic authentication sends them so)",
         )
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
+
+
+def _malformed(exc: ValueError, url: str, shown: str) -> str:
+    """Why *url* is malformed; what urlsplit said only if it cannot quote a
+    secret (a port that is no number may be a password's first part)."""
+    return f"malformed URL: {exc}" if shown == url else "malformed URL"
+
+
+def _cause_unless_hidden(exc: ValueError, url: str, shown: str) -> ValueError | None:
+    return exc if shown == url else None
 
 
 def _latin_1_credentials(parts: SplitResult) -> bool:
@@ -567,22 +581,23 @@ def _mirrors(value: object) -> tuple[str, ...]:
 def _mirror(mirror: object) -> str:
     if not isinstance(mirror, str):
         raise InvalidConfigurationError("mirrors", mirror, "expected a base URL string")
+    shown = hide_url_credentials(mirror)
     if _SPACE_OR_CONTROL.search(mirror) is not None:
         raise InvalidConfigurationError(
-            "mirrors", mirror, "white space or control character"
+            "mirrors", shown, "white space or control character"
         )
     try:
         parts = split_url(mirror)
     except ValueError as exc:
         raise InvalidConfigurationError(
-            "mirrors", mirror, f"malformed URL: {exc}"
-        ) from exc
+            "mirrors", shown, _malformed(exc, mirror, shown)
+        ) from _cause_unless_hidden(exc, mirror, shown)
     if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
         raise InvalidConfigurationError(
-            "mirrors", mirror, "expected an http or https URL with a host"
+            "mirrors", shown, "expected an http or https URL with a host"
         )
     if parts.query or parts.fragment:
         raise InvalidConfigurationError(
-            "mirrors", mirror, "a mirror base URL has no query or fragment"
+            "mirrors", shown, "a mirror base URL has no query or fragment"
         )
     return mirror
