@@ -72,6 +72,12 @@ ERRORS: list[tuple[StoreError, type[Exception], str, dict[str, object]]] = [
     ),
     (OfflineError("abc"), StoreError, "abc is not in the cache", {"uid": "abc"}),
     (
+        OfflineError("abc", "its cached copy cannot be used now"),
+        StoreError,
+        "offline mode: abc: its cached copy cannot be used now",
+        {"uid": "abc", "reason": "its cached copy cannot be used now"},
+    ),
+    (
         PluginError("e3_typed_store.store", "nope", "not installed"),
         LookupError,
         "'nope'",

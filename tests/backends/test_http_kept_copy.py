@@ -95,6 +95,18 @@ def interfering() -> Iterator[type[InterferedStore]]:
     InterferedStore.interfere = staticmethod(leave_alone)
 
 
+def replacing_with(content: bytes) -> Callable[[Path], None]:
+    """What another writer does: put a file of *content* at the path, by a
+    rename, as a download does."""
+
+    def replace(path: Path) -> None:
+        other = path.with_name(".other")
+        other.write_bytes(content)
+        os.replace(other, path)
+
+    return replace
+
+
 @pytest.mark.parametrize("trust", [True, False], ids=["trusted", "verified"])
 def test_a_file_put_in_the_downloads_place_is_not_kept(
     server: LoopbackServer,
@@ -102,12 +114,7 @@ def test_a_file_put_in_the_downloads_place_is_not_kept(
     interfering: type[InterferedStore],
     trust: bool,
 ) -> None:
-    def replace(path: Path) -> None:
-        other = path.with_name(".other")
-        other.write_bytes(TWO)
-        os.replace(other, path)
-
-    interfering.interfere = staticmethod(replace)
+    interfering.interfere = staticmethod(replacing_with(TWO))
     cache_dir = tmp_path / "cache"
     store = make_store(cache_dir, trust, interfering)
     with pytest.raises(DestinationError, match="replaced by another writer"):
@@ -128,12 +135,7 @@ def test_the_same_resource_put_in_the_downloads_place_is_kept_unstamped(
 ) -> None:
     # The same resource fetched into dest at once through another cache: the
     # file found is not the one verified, but it is the resource.
-    def replace(path: Path) -> None:
-        other = path.with_name(".other")
-        other.write_bytes(ONE)
-        os.replace(other, path)
-
-    interfering.interfere = staticmethod(replace)
+    interfering.interfere = staticmethod(replacing_with(ONE))
     cache_dir = tmp_path / "cache"
     store = make_store(cache_dir, True, interfering)
     assert fetch(store, server.url("/one/pkg.tgz"), digest(ONE), tmp_path / "d") == ONE
