@@ -15,6 +15,7 @@ from e3_typed_store import _fs as fs_module
 from e3_typed_store._faults import call_with_file_size_limit
 from e3_typed_store._fs import (
     MAX_NAME_BYTES,
+    SparseWriter,
     create_unnamed,
     place_in,
     publish,
@@ -358,3 +359,31 @@ def test_a_copy_of_a_sparse_file_stays_sparse(tmp_path: Path, tail: bool) -> Non
         for leftover in other.iterdir():
             leftover.unlink()
         other.rmdir()
+
+
+@pytest.mark.skipif(not hasattr(os.stat_result, "st_blocks"), reason="st_blocks")
+@pytest.mark.parametrize("chunk", [65537, 100_000, 1 << 20])
+def test_a_run_of_zeros_is_a_hole_whatever_the_chunks_sizes(
+    tmp_path: Path, chunk: int
+) -> None:
+    # 64 KiB of data, 256 KiB of zeros, 64 KiB of data, handed over in chunks
+    # that do not line up with 64 KiB: the whole pieces of zeros in the middle
+    # are a hole all the same.
+    piece = 64 << 10
+    content = b"d" * piece + bytes(4 * piece) + b"e" * piece
+    target = tmp_path / "copy"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        writer = SparseWriter(fd)
+        view = memoryview(content)
+        for start in range(0, len(content), chunk):
+            writer.write(view[start : start + chunk])
+        writer.finish()
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == content
+    probe = tmp_path / "probe"
+    make_sparse(probe, 1 << 20, [0])
+    if allocated(probe) > 256 << 10:
+        pytest.skip("this filesystem makes no holes")
+    assert allocated(target) <= len(content) - 4 * piece + (16 << 10)

@@ -383,15 +383,19 @@ class SparseWriter:
     def write(self, chunk: memoryview) -> None:
         """Append *chunk*, leaving holes for its runs of zeros.
 
-        It is looked at in pieces of 64 KiB, whatever its size, and the zeros
-        of consecutive chunks add up: runs of at least 64 KiB become holes,
-        shorter ones are written.
+        The file is looked at in pieces of 64 KiB at multiples of 64 KiB,
+        whatever the chunks' sizes, and the zeros of consecutive pieces add
+        up: a run of zeros that covers at least 64 KiB of such pieces becomes
+        a hole, a shorter one is written.
 
         :raises OSError: the file cannot be written
         """
         data: int | None = None  # where the run of data being looked at starts
-        for start in range(0, len(chunk), _SPARSE_MINIMUM):
-            piece = chunk[start : start + _SPARSE_MINIMUM]
+        start = 0
+        while start < len(chunk):
+            # To the next multiple of the piece size, counted in the file.
+            stop = start + _SPARSE_MINIMUM - (self._end + start) % _SPARSE_MINIMUM
+            piece = chunk[start:stop]
             if self._all_zeros(piece):
                 if data is not None:
                     self._write(chunk[data:start])
@@ -400,6 +404,7 @@ class SparseWriter:
             elif data is None:
                 self._skip_hole()
                 data = start
+            start = stop
         if data is not None:
             self._write(chunk[data:])
         self._end += len(chunk)
