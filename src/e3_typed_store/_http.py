@@ -757,9 +757,16 @@ class _PartFile:
         self._digest.expect(total)
         self._progress.start(total)
 
-    def resume(self) -> None:
-        """Go on counting after a Range request was answered as hoped."""
+    def resume(self, total: int | None) -> None:
+        """Go on counting after a Range request was answered as hoped.
+
+        :param total: the size of the content the answer names, if any: a
+            first response that gave none leaves it to this one, so that an
+            answer with less than the rest is not taken for the end
+        """
         self.spliced = True
+        if self.total is None:
+            self.total = total
         self._progress.start(self.total, self.size)
 
     def write(self, chunk: bytes) -> None:
@@ -1223,7 +1230,7 @@ def _start_body(
             part.begin(total, _suggested_name(headers), _validator(headers), True)
         else:
             log.info("resuming %s at byte %d", hide_credentials(url), part.size)
-            part.resume()
+            part.resume(span[2] if span is not None else None)
         return False  # a range of encoded content never fits
     if part.size > 0:
         log.info(

@@ -260,6 +260,42 @@ def test_a_partial_body_past_its_range_is_cut_at_the_content_end(
     assert len(server.requests("/r.bin")) == 2
 
 
+def test_content_of_unknown_size_resumed_a_piece_at_a_time_arrives_whole(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The first answer gives no size and drops; each Range request is answered
+    # with a piece of the rest only, its Content-Range naming the whole size:
+    # a piece's end is not the content's.
+    piece = SIZE // 8
+
+    def no_size_then_dropped(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Accept-Ranges": "bytes", "ETag": '"v1"'})
+        exchange.send(CONTENT[:HALF])
+        exchange.reset()
+
+    def a_piece(exchange: Exchange) -> None:
+        start = int(
+            exchange.request.headers["range"].removeprefix("bytes=").rstrip("-")
+        )
+        end = min(start + piece, SIZE) - 1
+        exchange.send_head(
+            206,
+            {
+                "Content-Length": str(end - start + 1),
+                "Content-Range": f"bytes {start}-{end}/{SIZE}",
+                "ETag": '"v1"',
+            },
+        )
+        exchange.send(CONTENT[start : end + 1])
+
+    server.route("/r.bin", sequence(no_size_then_dropped, a_piece))
+    path = fetch(server, tmp_path, configuration={**FAST, "retries": 8})
+    assert Path(path).read_bytes() == CONTENT
+    ranges = [r.headers.get("range") for r in server.requests("/r.bin")]
+    assert ranges[0] is None and all(ranges[1:])  # never started over
+    assert len(ranges) >= 1 + (SIZE - HALF) // piece  # a piece per answer
+
+
 # -- a server that asks for a wait, among mirrors -------------------------------
 
 
