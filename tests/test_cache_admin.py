@@ -43,6 +43,10 @@ PAYLOAD = b"kept payload\n" * 100
         ("1.5GiB", 3 << 29),
         ("10 MB", 10 << 20),
         ("1t", 1 << 40),
+        ("512b", 512),
+        ("9007199254740993", 9007199254740993),  # exact past a float's 2**53
+        ("4.0000000001G", (4 << 30) + 0),  # a fraction of a byte is no byte
+        ("0.5k", 512),
     ],
 )
 def test_sizes(text: str, expected: int) -> None:
@@ -65,7 +69,8 @@ def test_ages(text: str, expected: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "lots", "-1", "1x", "1.2.3", "G", "9" * 400, "9" * 300 + "T"]
+    "text",
+    ["", "lots", "-1", "1x", "1.2.3", "G", "9" * 400, "9" * 300 + "T", "5i", "5ib"],
 )
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(ValueError, match="not a size"):

@@ -737,3 +737,25 @@ def test_a_fetch_ended_by_a_signal_leaves_nothing(
 def trickling(exchange: Exchange) -> None:
     exchange.send_head(200, {"Content-Length": str(len(PAYLOAD))})
     exchange.trickle(PAYLOAD, every=0.05)
+
+
+def test_cache_list_shows_a_size_just_under_a_mebibyte_as_one(tmp_path: Path) -> None:
+    # 1,048,575 bytes round to 1024.0 KiB: shown as the MiB it rounds to.
+    content = b"x" * ((1 << 20) - 1)
+    served = DemoServer({"almost.bin": content})
+    try:
+        fetched = cli(
+            "fetch",
+            served.url("almost.bin"),
+            "--sha256",
+            hashlib.sha256(content).hexdigest(),
+            "--dest",
+            str(tmp_path / "dest"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        )
+    finally:
+        served.stop()
+    assert fetched.returncode == 0, fetched.stderr
+    listing = cli("cache", "--cache-dir", str(tmp_path / "cache"), "list")
+    assert "1.0 MiB" in listing.stdout and "1024.0 KiB" not in listing.stdout

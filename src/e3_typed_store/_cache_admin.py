@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import re
 import stat
@@ -347,7 +346,13 @@ _E3_CORE_SUFFIX = ".cache"
 # How old a kept copy no entry names must be before prune removes it.
 _ORPHAN_AGE = 3600.0
 
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)\s*", re.IGNORECASE)
+# A number, then a multiple of 1024 (k, m, g, t, each with an optional b or
+# ib), or b, or nothing.
+_SIZE = re.compile(
+    r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE
+)
+# Past any disk: a size this large is a mistake.
+_LARGEST_SIZE = 1 << 63
 _AGE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
 _AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -361,11 +366,13 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text)
     if match is None:
         raise ValueError(f"not a size: {text!r} (try 500M, 2G, 1024)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    size = number * 1024 ** " kmgt".index(unit or " ")
-    if not math.isfinite(size):  # digits past any float
+    from fractions import Fraction  # exact: no float rounds a size
+
+    unit = (match.group(2) or "").lower()
+    size = int(Fraction(match.group(1)) * 1024 ** " kmgt".index(unit or " "))
+    if size > _LARGEST_SIZE:
         raise ValueError(f"not a size: {text!r} (too large)")
-    return int(size)
+    return size
 
 
 def parse_age(text: str) -> float:

@@ -252,8 +252,10 @@ def _format_size(size: int | None) -> str:
         return "missing"
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        shown = f"{value:.0f}" if unit == "B" else f"{value:.1f}"
+        # Rounded up to 1024.0, it is one of the next unit.
+        if float(shown) < 1024 or unit == "GiB":
+            return f"{shown} {unit}"
         value /= 1024
     return f"{size} B"
 
