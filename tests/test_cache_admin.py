@@ -219,6 +219,38 @@ def test_pruning_removes_copies_no_entry_names_once_an_hour_old(
     assert len(content.copies_in(ContentStore.dir_name(sha256_of(PAYLOAD)))) == 1
 
 
+def test_pruning_removes_the_lock_files_of_failed_fetches_once_an_hour_old(
+    tmp_path: Path,
+) -> None:
+    # A fetch that fails leaves its lock file and no entry: without prune, a
+    # worker meeting one bad digest after another would add a file for each.
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "good.bin").write_bytes(PAYLOAD)
+    cache_dir = tmp_path / "cache"
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    good = store.get_resource_metadata(
+        {"name": "good.bin", "sha256": sha256_of(PAYLOAD)}
+    )
+    store.fetch_resource(good, str(tmp_path / "dest"))
+    for missing in ("gone.bin", "lost.bin"):
+        info = store.get_resource_metadata(
+            {"name": missing, "sha256": sha256_of(b"x" + missing.encode())}
+        )
+        assert store.download_resource(info, str(tmp_path / "dest")) is None
+    locks = cache_dir / "locks"
+    assert len(list(locks.iterdir())) == 3
+
+    prune(cache, None, None)
+    assert len(list(locks.iterdir())) == 3  # too young yet
+    prune(cache, None, None, now=time.time() + 7200)
+    assert [path.name for path in locks.iterdir()] == [
+        ContentStore.dir_name(good.uid) + ".lock"
+    ]
+    assert store.fetch_resource(good, str(tmp_path / "again"))  # a hit still
+
+
 # -- what another user's files do to the commands ------------------------------
 
 

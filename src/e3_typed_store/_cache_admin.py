@@ -250,7 +250,8 @@ def prune(
 
     Entries whose payload is missing are evicted too, and so are the kept
     copies that no entry names any more (an entry that expired, one lost),
-    once an hour old.
+    and the idle lock files of uids with no entry (a fetch that failed), once
+    an hour old.
 
     :param cache: the cache to prune
     :param max_size: the bound on the total size of the payloads, in bytes
@@ -289,6 +290,15 @@ def prune(
         for name in (ContentStore.dir_name(item.uid), _top_dir(item.path, root))
     }
     orphans = _remove_orphans(cache, in_use, now, problems)
+    with _noted(problems):
+        # A fetch that failed leaves its lock file, and no entry to go with:
+        # gone with the orphans, at their age.
+        remove_idle_locks(
+            os.path.join(cache.cache_dir, LOCK_DIR),
+            sparing=in_use,
+            idle_for=_ORPHAN_AGE,
+            now=now,
+        )
     _raise_if_any(problems)
     return evicted + orphans
 

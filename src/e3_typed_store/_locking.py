@@ -229,7 +229,13 @@ def remove_idle_lock(lock_dir: str, uid: str) -> bool:
     return _remove_if_idle(_lock_path(lock_dir, uid))
 
 
-def remove_idle_locks(lock_dir: str) -> int:
+def remove_idle_locks(
+    lock_dir: str,
+    *,
+    sparing: frozenset[str] = frozenset(),
+    idle_for: float = 0.0,
+    now: float | None = None,
+) -> int:
     """Remove every lock file of *lock_dir* that no process holds.
 
     Only regular files named ``*.lock`` are touched, and symbolic links of
@@ -239,6 +245,9 @@ def remove_idle_locks(lock_dir: str) -> int:
     :param lock_dir: the directory of lock files (missing is fine; something
         else than a directory there, a symbolic link or a file, is left alone
         with a warning)
+    :param sparing: the names, less ``.lock``, of lock files to leave
+    :param idle_for: leave the files changed less than this many seconds ago
+    :param now: the current time (tests pass their own)
     :return: how many files were removed
     :raises OSError: a file cannot be opened or removed (the others are
         removed first; the error is the first one met)
@@ -252,10 +261,15 @@ def remove_idle_locks(lock_dir: str) -> int:
         return 0
     removed = 0
     failed: OSError | None = None
+    now = time.time() if now is None else now
     for entry in entries:
         if entry.name.endswith(_SUFFIX) and (
             entry.is_file(follow_symlinks=False) or entry.is_symlink()
         ):
+            if entry.name.removesuffix(_SUFFIX) in sparing:
+                continue
+            if idle_for > 0 and not _idle_since(entry, now - idle_for):
+                continue
             try:
                 removed += _remove_if_idle(entry.path)
             except OSError as exc:
@@ -264,6 +278,15 @@ def remove_idle_locks(lock_dir: str) -> int:
     if failed is not None:
         raise failed
     return removed
+
+
+def _idle_since(entry: os.DirEntry[str], moment: float) -> bool:
+    """Whether the lock file *entry* was last changed before *moment*."""
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False  # gone meanwhile
+    return max(info.st_mtime, info.st_ctime) < moment
 
 
 def _remove_if_idle(path: str) -> bool:
