@@ -47,6 +47,8 @@ PAYLOAD = b"kept payload\n" * 100
         ("9007199254740993", 9007199254740993),  # exact past a float's 2**53
         ("4.0000000001G", (4 << 30) + 0),  # a fraction of a byte is no byte
         ("0.5k", 512),
+        ("2Gi", 2 << 30),
+        ("5ki", 5 << 10),
     ],
 )
 def test_sizes(text: str, expected: int) -> None:
@@ -70,7 +72,19 @@ def test_ages(text: str, expected: float) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "lots", "-1", "1x", "1.2.3", "G", "9" * 400, "9" * 300 + "T", "5i", "5ib"],
+    [
+        "",
+        "lots",
+        "-1",
+        "1x",
+        "1.2.3",
+        "G",
+        "9" * 400,
+        "9" * 300 + "T",
+        "5i",
+        "5ib",
+        "1." + "0" * 5000,
+    ],
 )
 def test_bad_sizes(text: str) -> None:
     with pytest.raises(ValueError, match="not a size"):

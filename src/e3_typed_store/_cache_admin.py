@@ -356,11 +356,13 @@ _E3_CORE_SUFFIX = ".cache"
 # How old a kept copy no entry names must be before prune removes it.
 _ORPHAN_AGE = 3600.0
 
-# A number, then a multiple of 1024 (k, m, g, t, each with an optional b or
-# ib), or b, or nothing.
+# A number, then a multiple of 1024 (k, m, g, t, each with an optional b, i
+# or ib), or b, or nothing.
 _SIZE = re.compile(
-    r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:i?b)?|b)?\s*", re.IGNORECASE
+    r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:([kmgt])(?:ib?|b)?|b)?\s*", re.IGNORECASE
 )
+# More digits than any size has (and than int() converts by default).
+_LONGEST_SIZE_TEXT = 64
 # Past any disk: a size this large is a mistake.
 _LARGEST_SIZE = 1 << 63
 _AGE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*", re.IGNORECASE)
@@ -376,6 +378,8 @@ def parse_size(text: str) -> int:
     match = _SIZE.fullmatch(text)
     if match is None:
         raise ValueError(f"not a size: {text!r} (try 500M, 2G, 1024)")
+    if len(match.group(1)) > _LONGEST_SIZE_TEXT:
+        raise ValueError(f"not a size: {text[:20]!r}... (too many digits)")
     from fractions import Fraction  # exact: no float rounds a size
 
     unit = (match.group(2) or "").lower()

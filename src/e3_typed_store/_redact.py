@@ -46,21 +46,29 @@ def hide_url_credentials(url: str) -> str:
     """Return *url*, a string meant as one URL, with its credentials hidden.
 
     Stricter than :func:`hide_credentials`, for a URL that may be malformed
-    (an error says what is wrong with it): everything between its first
-    ``//`` and its last ``@`` is taken for credentials, a password holding an
-    unencoded ``/``, ``?``, ``#`` or space too. The user name stays when it is
-    one (no such character in it).
+    (an error says what is wrong with it), or a text that quotes one (the
+    ``repr`` of a list of them): everything between the start of the first
+    URL's authority and the last ``@`` is taken for credentials, a password
+    holding an unencoded ``/``, ``?``, ``#`` or space too. The authority starts
+    after ``//``, or after ``scheme:`` and any slashes or backslashes, as
+    browsers read ``http:user:pw@host``. The user name stays when it is one
+    (no such character in it). Hiding too much is the price of never
+    showing a secret.
 
     :param url: the URL, as given
     """
-    start = url.find("//")
     at = url.rfind("@")
-    if start < 0 or at < start:
+    if at < 0:
         return url
-    user, colon, _secret = url[start + 2 : at].partition(":")
-    if colon and not _NOT_IN_A_USER.search(user):
-        return f"{url[: start + 2]}{user}:{HIDDEN}{url[at:]}"
-    return f"{url[: start + 2]}{HIDDEN}{url[at:]}"
+    found = _AUTHORITY.search(url, 0, at)
+    start = found.end() if found is not None else 0
+    user, colon, _secret = url[start:at].partition(":")
+    if colon and user and not _NOT_IN_A_USER.search(user):
+        return f"{url[:start]}{user}:{HIDDEN}{url[at:]}"
+    return f"{url[:start]}{HIDDEN}{url[at:]}"
 
 
-_NOT_IN_A_USER = re.compile(r"[/?#\s]")
+# Where a URL's authority starts: after "//", or after "scheme:" and any
+# slashes or backslashes.
+_AUTHORITY = re.compile(r"//|\b[A-Za-z][A-Za-z0-9+.-]*:[/\\]*")
+_NOT_IN_A_USER = re.compile(r"[/?#\s'\"\[\]{}]")

@@ -30,7 +30,7 @@ import sys
 
 from e3.error import E3Error
 
-from e3_typed_store._redact import hide_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store._types import override
 
 if sys.version_info >= (3, 11):
@@ -77,6 +77,19 @@ class StoreError(E3Error):
         return (type(self), self._reduce_args)
 
 
+def _without_credentials(value: object) -> object:
+    """*value*, as a bad query or configuration value is kept: a string with
+    the credentials of the URL it may be hidden (strictly: it may be a
+    malformed URL), and anything else whose ``repr`` holds an ``@`` (a list of
+    URLs, bytes) as that ``repr``, hidden so."""
+    if isinstance(value, str):
+        return hide_url_credentials(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    shown = repr(value)
+    return hide_url_credentials(shown) if "@" in shown else value
+
+
 class InvalidQueryError(StoreError, ValueError):
     """A query handed to ``get_resource_metadata`` is malformed.
 
@@ -88,8 +101,7 @@ class InvalidQueryError(StoreError, ValueError):
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
-        if isinstance(value, str):  # a URL's credentials are not kept
-            value = hide_credentials(value)
+        value = _without_credentials(value)
         self.key = key
         self.value = value
         self.reason = reason
@@ -117,8 +129,7 @@ class InvalidConfigurationError(StoreError, ValueError):
     """
 
     def __init__(self, key: str, value: object, reason: str) -> None:
-        if isinstance(value, str):  # a URL's credentials are not kept
-            value = hide_credentials(value)
+        value = _without_credentials(value)
         self.key = key
         self.value = value
         self.reason = reason

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from e3_typed_store import load_store
 from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.errors import (
@@ -67,6 +68,8 @@ def test_hide_credentials(text: str, shown: str) -> None:
         ("http://to/ken@host/x", "http://***@host/x"),
         ("http://host/x", "http://host/x"),
         ("no url", "no url"),
+        ("http:user:pw@host/x", "http:user:***@host/x"),  # no "//"
+        ("[b'http://u:p/w@h/']", "[b'http://u:***@h/']"),  # a repr
     ],
 )
 def test_hide_url_credentials(url: str, shown: str) -> None:
@@ -236,24 +239,39 @@ def test_the_command_line_does_not_show_the_password(
         f"http://user:{SECRET}/x@127.0.0.1/x",  # '/' unencoded
         f"ftp://user:{SECRET}@127.0.0.1/x",
         f"http://user:{SECRET}\u00e9\u4e00@127.0.0.1/x",  # not Latin-1
+        f"http:user:{SECRET}@127.0.0.1/x",  # no "//": a browser reads it so
+        f"http:\\\\user:{SECRET}@127.0.0.1/x",
     ],
-    ids=["hash", "slash", "ftp", "not-latin-1"],
+    ids=["hash", "slash", "ftp", "not-latin-1", "no-slashes", "backslashes"],
 )
 def test_a_refused_url_does_not_keep_the_password(url: str) -> None:
     with pytest.raises(InvalidQueryError) as raised:
         HTTPSimpleStore({}, None).get_resource_metadata({"url": url, "sha256": SHA256})
     error = raised.value
-    for shown in (str(error), repr(error), repr(error.value), repr(error.__cause__)):
+    related = (error.__cause__, error.__context__)
+    for shown in (str(error), repr(error), repr(error.value), *map(repr, related)):
         assert SECRET not in shown
     assert SECRET.encode() not in pickle.dumps(error)
 
 
-def test_a_mirror_refused_does_not_keep_the_password() -> None:
-    for mirror in (f"http://m:{SECRET}#x@127.0.0.1:1/b", f"http://m:{SECRET}@h/b?q"):
-        with pytest.raises(InvalidConfigurationError) as raised:
-            HTTPSimpleStore({"mirrors": [mirror]}, None)
-        assert SECRET not in str(raised.value)
-        assert SECRET.encode() not in pickle.dumps(raised.value)
+@pytest.mark.parametrize(
+    "mirrors",
+    [
+        [f"http://m:{SECRET}#x@127.0.0.1:1/b"],
+        [f"http://m:{SECRET}@h/b?q"],
+        f"http://m:{SECRET}/x@h/b",  # a string, not a list
+        [f"http://m:{SECRET}@h/b".encode()],  # bytes
+        {f"http://m:{SECRET}@h/b": 1},
+    ],
+    ids=["hash", "query", "string", "bytes", "mapping"],
+)
+def test_a_mirror_refused_does_not_keep_the_password(mirrors: object) -> None:
+    with pytest.raises(InvalidConfigurationError) as raised:
+        load_store("http-simple-store", {"mirrors": mirrors}, None)  # as from a file
+    error = raised.value
+    for shown in (str(error), repr(error.value), repr(error.__context__)):
+        assert SECRET not in shown
+    assert SECRET.encode() not in pickle.dumps(error)
 
 
 # Untyped code, as a program that does not type-check its calls runs it.
@@ -261,7 +279,7 @@ NOT_METADATA = f"""
 import logging, sys
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 logging.basicConfig(level=logging.ERROR, stream=sys.stdout)
-query = {{"url": "http://user:{SECRET}@127.0.0.1/x", "sha256": "{SHA256}"}}
+query = {{"url": "http://user:{SECRET}/x@127.0.0.1/x", "sha256": "{SHA256}"}}
 store = HTTPSimpleStore({{"progress": False}}, None)
 print(store.download_resource(query, sys.argv[1]))
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import resource
 import sys
@@ -113,12 +114,15 @@ def test_a_file_put_in_the_downloads_place_is_not_kept(
     tmp_path: Path,
     interfering: type[InterferedStore],
     trust: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     interfering.interfere = staticmethod(replacing_with(TWO))
     cache_dir = tmp_path / "cache"
     store = make_store(cache_dir, trust, interfering)
     with pytest.raises(DestinationError, match="replaced by another writer"):
         fetch(store, server.url("/one/pkg.tgz"), digest(ONE), tmp_path / "dest")
+    # Another size: not hashed, and no download said to be corrupt.
+    assert not [r for r in caplog.records if r.levelno >= logging.CRITICAL]
     info = store.get_resource_metadata(
         {"url": server.url("/one/pkg.tgz"), "sha256": digest(ONE)}
     )

@@ -28,7 +28,7 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 from e3_typed_store._content import ContentStore, FileStamp
 from e3_typed_store._fs import is_within, noting_published, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
-from e3_typed_store._redact import hide_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
@@ -429,7 +429,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         try:
             return self.fetch_resource(metadata, dest)
         except StoreError as exc:
-            shown = hide_credentials(str(getattr(metadata, "uid", metadata)))
+            shown = hide_url_credentials(str(getattr(metadata, "uid", metadata)))
             logger.error("cannot get resource %s into %s: %s", shown, dest, exc)
             return None
 
@@ -752,8 +752,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 if verified is not None and not _is_state_of(verified, kept_from):
                     # Another writer's file: kept, unstamped, only if it is
                     # the resource all the same (the same resource fetched
-                    # into dest at once through another cache, say).
-                    if metadata is None or _verdict(metadata, kept.path) is not True:
+                    # into dest at once through another cache, say). One of
+                    # another size is not: no hash, no "wrong sha" logged.
+                    if (
+                        metadata is None
+                        or not _of_size(kept.path, verified.st_size)
+                        or _verdict(metadata, kept.path) is not True
+                    ):
                         self._forget_copy(uid)
                         raise DestinationError(
                             uid,
@@ -783,6 +788,14 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 _STORE_DIRS = frozenset({"resources", LOCK_DIR, "entries"})
 
 
+def _of_size(path: str, size: int) -> bool:
+    """Whether the file at *path* has *size* bytes; no file answers False."""
+    try:
+        return os.stat(path).st_size == size
+    except OSError:
+        return False
+
+
 def _is_state_of(verified: os.stat_result, path: str) -> bool:
     """Whether the file at *path* is the one whose state was *verified*; any
     doubt (no file there any more) answers False."""
@@ -808,8 +821,9 @@ def _uid_of(metadata: object) -> str:
     """
     uid: object = getattr(metadata, "uid", None)
     if not isinstance(uid, str):
+        shown = hide_url_credentials(repr(metadata))
         raise StoreError(
-            hide_credentials(f"no resource metadata, its uid is {uid!r}: {metadata!r}")
+            hide_credentials(f"no resource metadata, its uid is {uid!r}: {shown}")
         )
     return uid
 

@@ -481,12 +481,13 @@ def _check_url(url: object) -> str:
     shown = hide_url_credentials(url)
     if _SPACE_OR_CONTROL.search(url) is not None:
         raise InvalidQueryError("url", shown, "white space or control character")
-    try:
-        parts = split_url(url)
-    except ValueError as exc:
+    parts = _split_or_why(url)
+    if isinstance(parts, ValueError):
+        # Raised out of the except block: the ValueError, which may quote a
+        # password's first part as a port, is not its context.
         raise InvalidQueryError(
-            "url", shown, _malformed(exc, url, shown)
-        ) from _cause_unless_hidden(exc, url, shown)
+            "url", shown, _malformed(parts, url, shown)
+        ) from _cause_unless_hidden(parts, url, shown)
     if parts.scheme.lower() not in _SCHEMES:
         raise InvalidQueryError("url", shown, "only http and https URLs are served")
     if not parts.hostname:
@@ -501,6 +502,14 @@ def _check_url(url: object) -> str:
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
+
+
+def _split_or_why(url: str) -> SplitResult | ValueError:
+    """*url* split, or why it cannot be."""
+    try:
+        return split_url(url)
+    except ValueError as exc:
+        return exc
 
 
 def _malformed(exc: ValueError, url: str, shown: str) -> str:
@@ -586,12 +595,11 @@ def _mirror(mirror: object) -> str:
         raise InvalidConfigurationError(
             "mirrors", shown, "white space or control character"
         )
-    try:
-        parts = split_url(mirror)
-    except ValueError as exc:
+    parts = _split_or_why(mirror)
+    if isinstance(parts, ValueError):  # see _check_url
         raise InvalidConfigurationError(
-            "mirrors", shown, _malformed(exc, mirror, shown)
-        ) from _cause_unless_hidden(exc, mirror, shown)
+            "mirrors", shown, _malformed(parts, mirror, shown)
+        ) from _cause_unless_hidden(parts, mirror, shown)
     if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
         raise InvalidConfigurationError(
             "mirrors", shown, "expected an http or https URL with a host"
