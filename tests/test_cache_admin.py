@@ -233,17 +233,23 @@ def test_pruning_removes_copies_no_entry_names_once_an_hour_old(
     assert len(content.copies_in(ContentStore.dir_name(sha256_of(PAYLOAD)))) == 1
 
 
+def copy_store_of(tmp_path: Path, name: str) -> tuple[CopyStore, FileCache]:
+    """A store copying *name* (PAYLOAD) from tmp_path/source, its FileCache in
+    tmp_path/cache."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / name).write_bytes(PAYLOAD)
+    cache = FileCache({"cache_dir": str(tmp_path / "cache")})
+    return CopyStore(CopyConfig(str(source)), cache), cache
+
+
 def test_pruning_removes_the_lock_files_of_failed_fetches_once_an_hour_old(
     tmp_path: Path,
 ) -> None:
     # A fetch that fails leaves its lock file and no entry: without prune, a
     # worker meeting one bad digest after another would add a file for each.
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "good.bin").write_bytes(PAYLOAD)
+    store, cache = copy_store_of(tmp_path, "good.bin")
     cache_dir = tmp_path / "cache"
-    cache = FileCache({"cache_dir": str(cache_dir)})
-    store = CopyStore(CopyConfig(str(source)), cache)
     good = store.get_resource_metadata(
         {"name": "good.bin", "sha256": sha256_of(PAYLOAD)}
     )
@@ -400,12 +406,8 @@ def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(
 ) -> None:
     # A driver keying on the SHA-256 of a name: its uid looks like a digest
     # of the content, and `verify --remove` deleted its valid entries.
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "res.bin").write_bytes(PAYLOAD)
+    store, cache = copy_store_of(tmp_path, "res.bin")
     cache_dir = tmp_path / "cache"
-    cache = FileCache({"cache_dir": str(cache_dir)})
-    store = CopyStore(CopyConfig(str(source)), cache)
     said = DigestInfo("res.bin", sha256_of(PAYLOAD))
     unsaid = HashedNameInfo("res.bin", sha256_of(PAYLOAD))
     store.fetch_resource(said, str(tmp_path / "a"))
