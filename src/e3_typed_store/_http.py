@@ -371,8 +371,11 @@ def download(
                 except _TransientError as transient:
                     error = transient.error
                     errors.append(error)
+                    # Logged as text: a handler that keeps its records (a
+                    # test's, a memory buffer) keeps no error, nor its
+                    # traceback and response.
                     if attempt >= policy.retries:
-                        log.warning("giving up on %s: %s", shown, error)
+                        log.warning("giving up on %s: %s", shown, str(error))
                         break
                     delay = transient.retry_after
                     if delay is None:
@@ -382,7 +385,7 @@ def download(
                             "giving up on %s: %s; a retry in %g s would pass "
                             "the deadline",
                             shown,
-                            error,
+                            str(error),
                             delay,
                         )
                         break
@@ -390,7 +393,7 @@ def download(
                     if transient.retry_after is not None and turns:
                         log.warning(
                             "%s; asked to wait %g s: trying the other URLs first",
-                            error,
+                            str(error),
                             delay,
                         )
                         later = _Turn(
@@ -400,7 +403,7 @@ def download(
                         break
                     log.warning(
                         "%s; retry %d of %d in %g s",
-                        error,
+                        str(error),
                         attempt,
                         policy.retries,
                         delay,
@@ -408,16 +411,22 @@ def download(
                     time.sleep(delay)
                 except (HTTPStatusError, IntegrityError) as exc:
                     errors.append(exc)
-                    log.warning("giving up on %s: %s", shown, exc)
+                    log.warning("giving up on %s: %s", shown, str(exc))
                     break
                 except _UnusableURLError as unusable:
                     errors.append(unusable.error)
-                    log.warning("giving up on %s: %s", shown, unusable.error)
+                    log.warning("giving up on %s: %s", shown, str(unusable.error))
                     break
     # A server that sent other content says most: it is not hidden behind a
     # later URL's busy answer.
     wrong = [error for error in errors if isinstance(error, IntegrityError)]
-    raise wrong[-1] if wrong else errors[-1]
+    final = wrong[-1] if wrong else errors[-1]
+    # The earlier attempts' errors go: this frame lives on in the final one's
+    # traceback, and theirs hold their responses' buffers (a program that
+    # keeps its failures would keep them all).
+    del wrong
+    errors.clear()
+    raise final
 
 
 def backoff_seconds(policy: TransferPolicy, attempt: int) -> float:

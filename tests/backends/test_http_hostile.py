@@ -7,6 +7,7 @@ server is a real one on 127.0.0.1 (tests/httpserver.py), never a mock.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import logging
@@ -591,6 +592,21 @@ def test_503_every_time_gives_up_after_the_retries(
     assert raised.value.status == 503
     assert len(server.requests("/r.bin")) == 4
     assert dest_files(tmp_path) == []
+
+
+def test_a_failure_kept_keeps_no_earlier_attempt(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # A program that keeps its failures (a build daemon's report) keeps the
+    # error raised: not the earlier attempts' errors, with their responses.
+    server.route("/r.bin", lambda exchange: exchange.respond(503, b"busy"))
+    with pytest.raises(HTTPStatusError) as raised:
+        fetch(server, tmp_path, configuration={**FAST, "retries": 3})
+    kept = raised.value
+    del raised
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, HTTPStatusError)]
+    assert alive == [kept]
 
 
 def test_retry_waits_are_exponential_with_jitter(
