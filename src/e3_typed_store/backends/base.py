@@ -800,10 +800,9 @@ def _is_state_of(verified: os.stat_result, path: str) -> bool:
     """Whether the file at *path* is the one whose state was *verified*; any
     doubt (no file there any more) answers False."""
     try:
-        now = os.stat(path)
+        return os.path.samestat(os.stat(path), verified)
     except OSError:
         return False
-    return (now.st_dev, now.st_ino) == (verified.st_dev, verified.st_ino)
 
 
 def _plain(path: str) -> str:
