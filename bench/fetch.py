@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 
 from bench.data import DataFile
+from bench.native import NATIVE_FETCH, NATIVE_RAW, NativeClient
 from bench.timing import Contender
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "HASH_SHA1",
     "WRITE",
     "HASH_SHA256",
+    "HASH_MEMORY",
     "E3_COLD",
     "E3_WARM",
     "POOCH_COLD",
@@ -47,6 +49,7 @@ OURS_WARM_SHA1 = "e3-typed-store warm, verified hit (sha1 query)"
 OURS_TRUSTED = "e3-typed-store warm, stat-trusted hit"
 HASH_SHA256 = "hash pass, hashlib sha256"
 HASH_SHA1 = "hash pass, hashlib sha1"
+HASH_MEMORY = "sha256 of the payload in memory (no file, no network)"
 WRITE = "write pass (memory -> new file, no network)"
 E3_COLD = "e3-core cold"
 E3_WARM = "e3-core warm (verified hit)"
@@ -58,8 +61,11 @@ FETCH_NAMES = [
     RAW,
     RAW_SHA256,
     CURL,
+    NATIVE_RAW,
+    NATIVE_FETCH,
     HASH_SHA256,
     HASH_SHA1,
+    HASH_MEMORY,
     WRITE,
     OURS_COLD,
     OURS_WARM,
@@ -402,6 +408,66 @@ def _hash_passes(data: DataFile) -> list[Contender]:
     return contenders
 
 
+def _memory_hash(data: DataFile) -> Contender:
+    """One SHA-256 pass over the payload already in memory: the floor of any
+    cold fetch with a SHA-256 query, which must hash every byte, in order, on
+    one core. The payload is read once, untimed, and kept for the size's
+    repetitions.
+    """
+    payload: list[bytes] = []
+    result: list[str] = []
+
+    def prepare() -> None:
+        if not payload:
+            with open(data.path, "rb") as stream:
+                payload.append(stream.read())
+
+    def run() -> None:
+        result[:] = [hashlib.sha256(payload[0]).hexdigest()]
+
+    def check() -> None:
+        if result[0] != data.sha256:
+            raise RuntimeError(f"{HASH_MEMORY}: digest {result[0]}")
+
+    return Contender(HASH_MEMORY, run, prepare=prepare, check=check)
+
+
+def _native(
+    native: NativeClient | str, url: str, work: str, data: DataFile
+) -> list[Contender]:
+    """The native bound's raw transfer and overlapped fetch (bench/native.py),
+    timed by the bound itself from its request to its file closed and its
+    digest final.
+    """
+    if isinstance(native, str):
+        return [
+            Contender(name, lambda: None, skipped=native)
+            for name in (NATIVE_RAW, NATIVE_FETCH)
+        ]
+    contenders = []
+    for name, hashed in ((NATIVE_RAW, False), (NATIVE_FETCH, True)):
+        dirs = _Dirs(work, "native")
+        out: list[str] = []
+
+        def run(
+            hashed: bool = hashed, dirs: _Dirs = dirs, out: list[str] = out
+        ) -> float:
+            target = os.path.join(dirs.current, data.name)
+            seconds, digest = native.transfer(url, target, hashed)
+            if hashed and digest != data.sha256:
+                raise RuntimeError(f"{NATIVE_FETCH}: wrong digest {digest}")
+            out[:] = [target]
+            return seconds
+
+        def check(name: str = name, out: list[str] = out) -> None:
+            _expect(out[0], data, name)
+
+        contenders.append(
+            Contender(name, run, prepare=dirs.new, check=check, cleanup=dirs.drop)
+        )
+    return contenders
+
+
 def _write_pass(work: str, data: DataFile) -> Contender:
     """The payload's size written from memory into a new file, as the raw
     transfer writes it (1 MiB writes), with no network: what the file system
@@ -432,12 +498,14 @@ def fetch_contenders(
     data: DataFile,
     https_url: str | None = None,
     no_https: str = "not asked for",
+    native: NativeClient | str = "skipped: not asked for",
 ) -> list[Contender]:
     """Every fetch contender for *data* served at *url*, in table order.
 
     :param work: a scratch directory (everything made here stays under it)
     :param https_url: where *data* is served over HTTPS, if it is
     :param no_https: why it is not, for the skipped rows
+    :param native: the running native bound, or why there is none
     """
     by_name = {
         c.name: c
@@ -445,7 +513,9 @@ def fetch_contenders(
             raw_contender(url, work, data, hashed=False),
             raw_contender(url, work, data, hashed=True),
             _curl(url, data),
+            *_native(native, url, work, data),
             *_hash_passes(data),
+            _memory_hash(data),
             _write_pass(work, data),
             *_ours(url, work, data),
             *_e3(url, work, data),

@@ -316,8 +316,21 @@ _METHOD = """\
   external one-pass bound (it writes no file). *raw transfer + sha256 inline*:
   the same loop hashing each chunk before writing it: what one pass costs when
   the hash does not overlap the transfer.
+- *native bound* (`bench/native/fetch_bound.c`, built for the run with the
+  machine's C compiler and OpenSSL): the cold fetch's design in C, with no
+  Python, HTTP library or cache. One thread receives the body into a ring of
+  32 buffers of 256 KiB and writes each to a file; a second hashes them with
+  OpenSSL's SHA-256, as this library's digest worker does. It keeps one
+  connection for the whole run, as the raw transfer does, and times itself
+  from its request to its file closed and its digest final. *native raw
+  transfer*: the same without the hash. The overlapped fetch says what any
+  implementation of this design reaches on this machine in this run; the raw
+  one, that the Python raw transfer is not slower than the machine.
 - *hash pass*: hashlib over the served file (in the page cache), 1 MiB reads:
-  what one verification pass costs at hashlib speed. *write pass*: the
+  what one verification pass costs at hashlib speed. *sha256 in memory*: one
+  `hashlib.sha256` over the payload already in memory, no file: the floor of
+  any cold fetch with a SHA-256 query, which must hash every byte in order,
+  on one core. *write pass*: the
   payload's size written from memory into a new file beside the downloads, in
   1 MiB writes as the raw transfer writes, no network: what the file system and
   the memory cost alone, which both the raw transfer and a cold fetch pay.

@@ -17,6 +17,7 @@ from importlib import metadata
 from types import FrameType
 
 from bench import fetch as f
+from bench import native as native_bound
 from bench import procs
 from bench.analyse import analyse
 from bench.cacheops import cache_contenders
@@ -126,6 +127,7 @@ def _machine(server: str) -> dict[str, str]:
         "server": server,
         "curl": _first_line(["curl", "--version"]),
         "openssl": _first_line(["openssl", "version"]),
+        "C compiler (native bound)": _first_line(["cc", "--version"]),
         "pooch": version("pooch"),
         "diskcache": version("diskcache"),
         "beartype": version("beartype"),
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(shutil.rmtree, tmp, True)
     notes.append(where)
     server: Server | None = None
+    native: native_bound.NativeClient | str = "skipped: not started"
     try:
         data_dir = os.path.join(tmp, "www")
         work = os.path.join(tmp, "work")
@@ -293,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["REQUESTS_CA_BUNDLE"] = server.tls[1].path
         else:
             notes.append(f"no HTTPS rows: {no_https}")
+        native = native_bound.start(tmp, server.base_url)
+        if isinstance(native, str):
+            notes.append(f"native bound {native}")
         results = Results(
             smoke, reps, command, _machine(server.kind), server.kind, files, notes=notes
         )
@@ -306,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 data,
                 server.https_url(data.name),
                 no_https,
+                native,
             )
             results.fetch[data.label] = round_robin(
                 contenders, fetch_reps, _progress, settle=os.sync
@@ -337,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         profile_misses(results, server, work)
         results.machine["load average at end (1, 5, 15 min)"] = _load()
     finally:
+        if not isinstance(native, str):
+            native.close()
         if server is not None:
             server.stop()
 

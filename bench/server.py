@@ -80,7 +80,8 @@ def find_nginx() -> str | None:
 
 
 def ensure_tools(install: bool, log: list[str]) -> None:
-    """Install nginx, curl and openssl with apt when missing and *install* is set.
+    """Install nginx, curl and openssl with apt when missing and *install* is set,
+    and what the native bound is built with (a C compiler, OpenSSL's headers).
 
     Services are not started by the package (Debian's policy-rc.d on this
     machine denies it; nginx is only ever run by this benchmark).
@@ -91,6 +92,8 @@ def ensure_tools(install: bool, log: list[str]) -> None:
             ("nginx", find_nginx() is not None),
             ("curl", shutil.which("curl") is not None),
             ("openssl", shutil.which("openssl") is not None),
+            ("gcc", (shutil.which("cc") or shutil.which("gcc")) is not None),
+            ("libssl-dev", os.path.exists("/usr/include/openssl/evp.h")),
         )
         if not present
     ]
