@@ -319,7 +319,8 @@ _METHOD = """\
 - *native bound* (`bench/native/fetch_bound.c`, built for the run with the
   machine's C compiler and OpenSSL): the cold fetch's design in C, with no
   Python, HTTP library or cache. One thread receives the body into a ring of
-  32 buffers of 256 KiB and writes each to a file; a second hashes them with
+  16 buffers of 1 MiB (a read of up to 1 MiB at a time) and writes each to a
+  file; a second hashes them with
   OpenSSL's SHA-256, as this library's digest worker does. It keeps one
   connection for the whole run, as the raw transfer does, and times itself
   from its request to its file closed and its digest final. *native raw

@@ -21,9 +21,9 @@ import pytest
 from bench import native
 from tests.httpserver import Exchange, LoopbackServer
 
-# Over the bound's ring of 32 slots of 256 KiB, with a ragged end: the reader
+# Over the bound's ring of 16 slots of 1 MiB, with a ragged end: the reader
 # waits for the hasher to free slots, and the last slot is partly filled.
-PAYLOAD = random.Random(3).randbytes(9 * (1 << 20) + 17)
+PAYLOAD = random.Random(3).randbytes(17 * (1 << 20) + 17)
 
 
 @pytest.fixture(scope="module")

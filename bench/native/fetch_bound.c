@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { SLOTS = 32, SLOT_BYTES = 256 * 1024, HEAD_BYTES = 16 * 1024 };
+enum { SLOTS = 16, SLOT_BYTES = 1024 * 1024, HEAD_BYTES = 16 * 1024 };
 
 struct ring {
     char *slot[SLOTS];
