@@ -509,6 +509,10 @@ class OverlappedDigest:
         )
         self._failure: BaseException | None = None
         self._inline_left = _INLINE_DIGEST_BYTES
+        # Bytes of the content not given yet, when its size is known: the
+        # last batch goes to the worker at once, to be hashed while the
+        # caller writes it, rather than when the caller closes the digest.
+        self._unseen: int | None = None
         self._done: threading.Event | None = None
         self._closed = False
         self._batch: list[bytes] = []
@@ -521,6 +525,7 @@ class OverlappedDigest:
         """
         if total is not None:
             self._inline_left = total if total <= _INLINE_DIGEST_BYTES else 0
+        self._unseen = total
 
     def drain(self) -> None:
         """Hash the queued chunks until the end mark (run by a worker thread)."""
@@ -540,6 +545,8 @@ class OverlappedDigest:
 
         :param chunk: the next bytes of the content
         """
+        if self._unseen is not None:
+            self._unseen -= len(chunk)
         if self._done is None:
             if self._inline_left > 0:
                 self._inline_left -= len(chunk)
@@ -559,7 +566,8 @@ class OverlappedDigest:
             return
         self._batch.append(chunk)
         self._batch_size += len(chunk)
-        if self._batch_size >= _DIGEST_BATCH_BYTES:
+        last = self._unseen is not None and self._unseen <= 0
+        if last or self._batch_size >= _DIGEST_BATCH_BYTES:
             self._hand_over()
 
     def _hand_over(self) -> None:

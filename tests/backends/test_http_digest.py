@@ -21,6 +21,20 @@ def test_the_digest_of_chunks_handed_to_a_worker() -> None:
     assert digest.hexdigest() == hashlib.sha256(_BIG * 8).hexdigest()
 
 
+@pytest.mark.parametrize("last", [1, 100_000, len(_BIG)])
+def test_the_digest_of_content_of_known_size_ending_in_a_short_piece(
+    last: int,
+) -> None:
+    # The piece that completes the content goes to the worker at once,
+    # however short of a batch it is.
+    pieces = [_BIG, _BIG[:300_000], _BIG[:last]]
+    digest = OverlappedDigest("sha256")
+    digest.expect(sum(map(len, pieces)))
+    for piece in pieces:
+        digest.update(piece)
+    assert digest.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
 def test_an_interrupt_while_a_worker_starts_does_not_hang_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
