@@ -271,7 +271,8 @@ _HEADER = """\
 # Performance
 
 Measured by the repository's benchmark. To reproduce (a few minutes; it
-installs nginx, curl and openssl with apt when they are missing):
+installs nginx, curl and openssl, and gcc and libssl-dev for the native bound,
+with apt when they are missing):
 
 ```sh
 .venv/bin/pip install '.[bench]'    # matplotlib, pooch, diskcache: optional peers
