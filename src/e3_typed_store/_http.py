@@ -106,6 +106,8 @@ _SIZE = rf"([0-9]{{1,{_MAX_SIZE_DIGITS}}})"
 _CONTENT_RANGE = re.compile(
     rf"bytes\s+{_SIZE}-{_SIZE}/(?:{_SIZE}|(\*))", re.IGNORECASE | re.ASCII
 )
+# The Content-Range of a 416: the size of the whole content, and no range.
+_UNSATISFIED_RANGE = re.compile(rf"bytes\s+\*/{_SIZE}", re.IGNORECASE | re.ASCII)
 _TEMP_STEM = "e3-typed-store-download"
 # Chunks are handed to the digest worker in batches of at least this many
 # bytes: every hand-over wakes the worker and moves the GIL between threads,
@@ -868,7 +870,10 @@ def _fetch(
     log: logging.Logger,
 ) -> None:
     """Make one attempt at getting the rest of the content from *url*."""
-    response = _open(session, url, part, deadline, policy, log)
+    try:
+        response = _open(session, url, part, deadline, policy, log)
+    except _HeldWholeError:
+        return
     with response:
         final_url = response.url or url
         encoded = _start_body(response, final_url, part, log)
@@ -925,6 +930,20 @@ def _open(
             if status in _REDIRECT_STATUSES and "Location" in response.headers:
                 current = _redirect_target(current, response.headers["Location"])
                 continue
+            if status == 416 and part.size > 0:
+                whole = _unsatisfied_range_total(response.headers.get("Content-Range"))
+                if whole == part.size and part.total in (None, whole):
+                    # Every byte came before the connection dropped (a body
+                    # of unknown size cut at its very end). Taken as content
+                    # put together from several responses: a wrong digest
+                    # fetches it whole once.
+                    log.info(
+                        "%s has all %d bytes of the content already",
+                        hide_credentials(current),
+                        whole,
+                    )
+                    part.resume(whole)
+                    raise _HeldWholeError
             snippet = _snippet(response, deadline)
             log.warning(
                 "GET %s: HTTP %d %s", hide_credentials(current), status, snippet
@@ -970,6 +989,18 @@ def _send_again_if_stale(
         return _send(session, url, headers, timeout, deadline)
     except _LeftoversError as again:
         raise again.error from again.error.__cause__
+
+
+class _HeldWholeError(Exception):
+    """A Range request was refused (416) because what is held is all there is."""
+
+
+def _unsatisfied_range_total(value: str | None) -> int | None:
+    """The size of the content that a 416's ``Content-Range: bytes */N`` gives."""
+    if value is None:
+        return None
+    match = _UNSATISFIED_RANGE.fullmatch(value.strip())
+    return None if match is None else int(match.group(1))
 
 
 class _LeftoversError(Exception):

@@ -838,6 +838,52 @@ def test_range_not_satisfiable_starts_over(
     assert ["range" in r.headers for r in requests] == [False, True, False]
 
 
+def chunked_without_end(content: bytes) -> Callable[[Exchange], None]:
+    """A chunked 200 of *content* that closes before its last chunk: the client
+    holds every byte, and no sign that it has them all."""
+
+    def handler(exchange: Exchange) -> None:
+        exchange.send_head(
+            200,
+            {"Transfer-Encoding": "chunked", "Accept-Ranges": "bytes", "ETag": '"v1"'},
+        )
+        exchange.send(f"{len(content):x}\r\n".encode() + content + b"\r\n")
+
+    return handler
+
+
+def refuse_range_of_whole(exchange: Exchange) -> None:
+    exchange.respond(416, b"", {"Content-Range": f"bytes */{SIZE}"})
+
+
+def test_range_not_satisfiable_past_all_that_is_held_finishes(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.route(
+        "/r.bin", sequence(chunked_without_end(CONTENT), refuse_range_of_whole, full)
+    )
+    with caplog.at_level(logging.INFO, logger="e3.store"):
+        assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    requests = server.requests("/r.bin")
+    assert [r.headers.get("range") for r in requests] == [None, f"bytes={SIZE}-"]
+    assert f"has all {SIZE} bytes of the content already" in caplog.text
+    assert "HTTP 416" not in caplog.text  # no warning: nothing went wrong
+
+
+def test_held_bytes_a_416_calls_whole_are_still_checked(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The bytes held are not the content: its digest fails, and the content
+    # is fetched whole once, as for content put together from several answers.
+    other = bytes(SIZE)
+    server.route(
+        "/r.bin", sequence(chunked_without_end(other), refuse_range_of_whole, full)
+    )
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    requests = server.requests("/r.bin")
+    assert ["range" in r.headers for r in requests] == [False, True, False]
+
+
 def test_retry_after_forms() -> None:
     from email.utils import format_datetime
 
