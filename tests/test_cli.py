@@ -7,8 +7,10 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -759,3 +761,113 @@ def test_cache_list_shows_a_size_just_under_a_mebibyte_as_one(tmp_path: Path) ->
     assert fetched.returncode == 0, fetched.stderr
     listing = cli("cache", "--cache-dir", str(tmp_path / "cache"), "list")
     assert "1.0 MiB" in listing.stdout and "1024.0 KiB" not in listing.stdout
+
+
+def cut_then_resumed(exchange: Exchange) -> None:
+    """The first answer stops after a quarter of PAYLOAD, once its bar is
+    drawn; a Range request gets the rest."""
+    wanted = exchange.request.headers.get("range")
+    if wanted is None:
+        exchange.send_head(
+            200,
+            {
+                "Content-Length": str(len(PAYLOAD)),
+                "Accept-Ranges": "bytes",
+                "ETag": '"v1"',
+            },
+        )
+        exchange.send(PAYLOAD[: len(PAYLOAD) // 4])
+        exchange.sleep(0.5)
+        return
+    start = int(wanted.removeprefix("bytes=").rstrip("-"))
+    rest = PAYLOAD[start:]
+    exchange.send_head(
+        206,
+        {
+            "Content-Length": str(len(rest)),
+            "Content-Range": f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}",
+            "ETag": '"v1"',
+        },
+    )
+    exchange.send(rest)
+
+
+def screen_lines(drawn: str) -> list[str]:
+    """The lines a terminal shows of *drawn*: a carriage return goes back to
+    the start of the line, and what follows writes over it."""
+    lines: list[list[str]] = [[]]
+    column = 0
+    for character in drawn:
+        if character == "\n":
+            lines.append([])
+            column = 0
+        elif character == "\r":
+            column = 0
+        else:
+            line = lines[-1]
+            if column < len(line):
+                line[column] = character
+            else:
+                line.append(character)
+            column += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no pseudo-terminals")
+def test_verbose_log_lines_are_not_written_after_the_progress_bar(
+    tmp_path: Path,
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    drawn: list[bytes] = []
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal side is closed and drained
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        with LoopbackServer() as server:
+            server.route("/payload.bin", cut_then_resumed)
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "e3_typed_store",
+                    "-v",
+                    "fetch",
+                    server.url("/payload.bin"),
+                    "--sha256",
+                    SHA256,
+                    "--dest",
+                    str(tmp_path / "dest"),
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=terminal,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+    finally:
+        os.close(terminal)
+        reader.join(60)
+        os.close(controller)
+    assert result.returncode == 0
+    lines = screen_lines(b"".join(drawn).decode("utf-8", "replace"))
+    logged = [line for line in lines if "e3-typed-store: " in line]
+    assert any("WARNING: " in line and "retry 1 of" in line for line in logged)
+    assert any("INFO: resuming" in line for line in logged)
+    assert any("payload.bin: 100%" in line for line in lines)  # the bar was drawn
+    # Each log line starts a line of its own: none is drawn after a bar.
+    assert all(line.startswith("e3-typed-store: ") for line in logged), lines

@@ -16,6 +16,7 @@ import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import TextIO
 
 from e3_typed_store._locking import WAIT_LOGGER
 from e3_typed_store._plugins import (
@@ -660,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.CRITICAL + 1,
         format=f"{PROG}: %(levelname)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[_AboveTheBar(sys.stderr)],
     )
     # Except a long wait for another process's download: without a word, the
     # command would seem to hang.
@@ -685,6 +686,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         return _fail("terminated", 128 + signal.SIGTERM)
     return code
+
+
+class _AboveTheBar(logging.StreamHandler[TextIO]):
+    """Log lines on standard error, each on a line of its own while a
+    download's progress bar is drawn there: the bar is cleared for the line and
+    drawn again below it, where it would otherwise be followed by the line."""
+
+    @override
+    def emit(self, record: logging.LogRecord) -> None:
+        # tqdm is imported by a download that may draw a bar; a cache hit
+        # never loads it, and does not here.
+        if "tqdm" not in sys.modules:
+            super().emit(record)
+            return
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=self.stream):
+            super().emit(record)
 
 
 class _Terminated(BaseException):

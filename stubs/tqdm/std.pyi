@@ -2,6 +2,7 @@
 # Parameters are typed for what tqdm accepts; the iterable form is left
 # ``object`` since the library never iterates a bar.
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Protocol
 
@@ -82,3 +83,7 @@ class tqdm:
     def update(self, n: float | None = 1) -> bool | None: ...
     def reset(self, total: float | None = None) -> None: ...
     def close(self) -> None: ...
+    @classmethod
+    def external_write_mode(
+        cls, file: _Writable | None = None, nolock: bool = False
+    ) -> AbstractContextManager[None]: ...
