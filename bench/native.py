@@ -18,6 +18,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,52 +82,79 @@ class NativeClient:
 
         :param answer_seconds: how long a request may take before the bound is
             killed (a stalled server); every later request then fails
+        :raises OSError: the executable cannot be run (a ``noexec`` mount...)
         """
         port = urlsplit(base_url).port
         if port is None:
             raise NativeUnavailableError(f"no port in {base_url}")
         self._base = base_url
         self._answer_seconds = answer_seconds
+        self._requests = 0
+        self._pending = b""  # what was read past the last answer's line
         self._process = subprocess.Popen(
             [executable, str(port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            bufsize=0,  # answers are read from the pipe itself, with a deadline
         )
 
     def transfer(self, url: str, out: str, hashed: bool) -> tuple[float, str | None]:
         """GET *url* into the file *out*; return (seconds, hex digest or None).
 
         :param hashed: hash the body with SHA-256 on a second thread
-        :raises RuntimeError: the bound reported an error, or stopped
+        :raises RuntimeError: the bound reported an error, answered another
+            request, took too long (it is then stopped), or stopped
         """
         if not url.startswith(self._base + "/"):
             raise ValueError(f"{url} is not served at {self._base}")
         path = urlsplit(url).path
         if any(c.isspace() for c in path + out):
             raise ValueError(f"white space in {path!r} or {out!r}")
-        process = self._process
-        if process.stdin is None or process.stdout is None:
+        self._requests += 1
+        request = str(self._requests)
+        line = f"{request} {'sha256' if hashed else 'raw'} {path} {out}\n"
+        stdin = self._process.stdin
+        if stdin is None:
             raise RuntimeError("the native bound has no pipes")
         try:
-            process.stdin.write(f"{'sha256' if hashed else 'raw'} {path} {out}\n")
-            process.stdin.flush()
+            stdin.write(os.fsencode(line))
         except BrokenPipeError as exc:
-            raise RuntimeError(f"the native bound stopped: {process.poll()}") from exc
+            raise RuntimeError(f"the native bound stopped: {self._stopped()}") from exc
+        answer = self._answer().split()
+        if answer[:1] != [request]:
+            raise RuntimeError(f"the native bound answered another request: {answer}")
+        if answer[1:2] != ["ok"] or len(answer) != 4:
+            raise RuntimeError(f"the native bound: {' '.join(answer[1:])}")
+        return float(answer[2]), None if answer[3] == "-" else answer[3]
+
+    def _answer(self) -> str:
+        """The next line the bound writes, waiting at most ``answer_seconds``."""
+        stdout = self._process.stdout
+        if stdout is None:
+            raise RuntimeError("the native bound has no pipes")
+        deadline = time.monotonic() + self._answer_seconds
         with selectors.DefaultSelector() as waiting:
-            waiting.register(process.stdout, selectors.EVENT_READ)
-            if not waiting.select(self._answer_seconds):
-                process.kill()
-                raise RuntimeError(
-                    f"the native bound took over {self._answer_seconds} s"
-                )
-        answer = process.stdout.readline().split()
-        if not answer:
-            raise RuntimeError(f"the native bound stopped: {process.poll()}")
-        if answer[0] != "ok" or len(answer) != 3:
-            raise RuntimeError(f"the native bound: {' '.join(answer)}")
-        return float(answer[1]), None if answer[2] == "-" else answer[2]
+            waiting.register(stdout, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                if not waiting.select(max(0.0, deadline - time.monotonic())):
+                    self._process.kill()
+                    self._process.wait()
+                    raise RuntimeError(
+                        f"the native bound took over {self._answer_seconds} s"
+                    )
+                chunk = os.read(stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError(f"the native bound stopped: {self._stopped()}")
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def _stopped(self) -> str:
+        """How the bound ended (it has, or is ending: its pipes are closed)."""
+        try:
+            return f"exit status {self._process.wait(timeout=10)}"
+        except subprocess.TimeoutExpired:
+            return "still running"
 
     def close(self) -> None:
         """Stop the bound (it ends at the end of its input)."""
@@ -141,12 +169,19 @@ class NativeClient:
             self._process.stdout.close()
 
 
-def start(directory: str, base_url: str) -> NativeClient | str:
+def start(
+    directory: str, base_url: str, compiler: str | None = None
+) -> NativeClient | str:
     """Build and start the bound for the server at *base_url*.
 
+    :param directory: where the executable is built (not on a ``noexec``
+        mount: a scratch directory in ``/dev/shm`` may be one)
+    :param compiler: as for :func:`build`
     :return: the running bound, or why it is not there (for its rows)
     """
     try:
-        return NativeClient(build(directory), base_url)
+        return NativeClient(build(directory, compiler), base_url)
     except NativeUnavailableError as exc:
         return f"skipped: {exc}"
+    except OSError as exc:
+        return f"skipped: cannot run the native bound: {exc}"

@@ -296,7 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["REQUESTS_CA_BUNDLE"] = server.tls[1].path
         else:
             notes.append(f"no HTTPS rows: {no_https}")
-        native = native_bound.start(tmp, server.base_url)
+        # Built in the system's temporary directory, not in the scratch one:
+        # /dev/shm may be mounted noexec.
+        built = tempfile.mkdtemp(prefix="e3-typed-store-native.")
+        atexit.register(shutil.rmtree, built, True)
+        native = native_bound.start(built, server.base_url)
         if isinstance(native, str):
             notes.append(f"native bound {native}")
         results = Results(

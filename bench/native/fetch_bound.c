@@ -8,10 +8,10 @@
  * nothing is hashed: the native raw transfer.
  *
  * Protocol, one line per request on stdin:
- *     <raw|sha256> <url path> <output file>
- * answered by one line on stdout:
- *     ok <seconds> <hex digest, or "-" for raw>
- *     error <reason>
+ *     <id> <raw|sha256> <url path> <output file>
+ * answered by one line on stdout, which repeats the request's id:
+ *     <id> ok <seconds> <hex digest, or "-" for raw>
+ *     <id> error <reason, on one line>
  * The connection to 127.0.0.1:<port> (argv[1]) is kept between requests, as
  * the Python contenders keep theirs, and made again when the server closed it.
  * The time runs from sending the request to the file closed and the digest
@@ -60,7 +60,18 @@ static int fail(const char *format, ...)
     va_start(args, format);
     vsnprintf(failure, sizeof failure, format, args);
     va_end(args);
+    for (char *c = failure; *c != '\0'; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = ' '; /* one line per answer, whatever a server sent */
     return -1;
+}
+
+/* A failure that leaves unread bytes on the connection: it is spent. */
+static int drop(int *sock, int result)
+{
+    close(*sock);
+    *sock = -1;
+    return result;
 }
 
 static double now(void)
@@ -172,8 +183,8 @@ static long read_head(int sock, char *head, size_t *head_size, long long *length
         end = strstr(head, "\r\n\r\n");
     }
     *head_size = (size_t)(end + 4 - head);
-    if (strncmp(head, "HTTP/1.1 200 ", 13) != 0)
-        return fail("not a 200 answer: %.40s", head);
+    if (strncmp(head, "HTTP/1.", 7) != 0 || strncmp(head + 8, " 200 ", 5) != 0)
+        return fail("not a 200 answer: %.*s", (int)strcspn(head, "\r\n"), head);
     const char *field = strcasestr(head, "\r\ncontent-length:");
     if (field == NULL || field > end)
         return fail("no Content-Length in the answer");
@@ -216,18 +227,18 @@ static int fetch(int *sock, int port, int hashing, const char *path,
     if (early < 0)
         return -1;
     if (early > length)
-        return fail("more body than Content-Length");
+        return drop(sock, fail("more body than Content-Length"));
 
     int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
-        return fail("open %s: %s", out_path, strerror(errno));
+        return drop(sock, fail("open %s: %s", out_path, strerror(errno)));
     ring.filled = ring.hashed = 0;
     ring.finished = 0;
     EVP_DigestInit_ex(ring.digest, EVP_sha256(), NULL);
     pthread_t hasher;
     if (hashing && pthread_create(&hasher, NULL, hash_slots, NULL) != 0) {
         close(out);
-        return fail("pthread_create failed");
+        return drop(sock, fail("pthread_create failed"));
     }
     int result = 0;
     long long received = 0;
@@ -270,11 +281,8 @@ static int fetch(int *sock, int port, int hashing, const char *path,
     }
     if (close(out) != 0 && result == 0)
         result = fail("close %s: %s", out_path, strerror(errno));
-    if (result != 0) {
-        close(*sock); /* the rest of the body is unread: the connection is spent */
-        *sock = -1;
-        return result;
-    }
+    if (result != 0)
+        return drop(sock, result); /* the rest of the body is unread */
     unsigned char value[EVP_MAX_MD_SIZE];
     unsigned value_size = 0;
     EVP_DigestFinal_ex(ring.digest, value, &value_size);
@@ -301,18 +309,18 @@ int main(int argc, char **argv)
     if ((ring.digest = EVP_MD_CTX_new()) == NULL)
         return 1;
     int sock = -1;
-    char line[8192], mode[16], path[4096], out_path[4096];
+    char line[8200], id[32], mode[16], path[4096], out_path[4096];
     while (fgets(line, sizeof line, stdin) != NULL) {
         double seconds = 0;
         char hex[2 * EVP_MAX_MD_SIZE + 1];
-        if (sscanf(line, "%15s %4095s %4095s", mode, path, out_path) != 3
+        if (sscanf(line, "%31s %15s %4095s %4095s", id, mode, path, out_path) != 4
             || (strcmp(mode, "raw") != 0 && strcmp(mode, "sha256") != 0)) {
-            printf("error unreadable request\n");
+            printf("%s error unreadable request\n", sscanf(line, "%31s", id) == 1 ? id : "-");
         } else if (fetch(&sock, port, strcmp(mode, "sha256") == 0, path, out_path,
                          &seconds, hex) != 0) {
-            printf("error %s\n", failure);
+            printf("%s error %s\n", id, failure);
         } else {
-            printf("ok %.9f %s\n", seconds, hex);
+            printf("%s ok %.9f %s\n", id, seconds, hex);
         }
         fflush(stdout);
     }
