@@ -35,6 +35,7 @@ OTHER = b"another payload\n" * 1024
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 SHA512 = hashlib.sha512(PAYLOAD).hexdigest()
+PYTHON_CLI = (sys.executable, "-m", "e3_typed_store")
 
 
 @pytest.fixture
@@ -871,3 +872,82 @@ def test_verbose_log_lines_are_not_written_after_the_progress_bar(
     assert any("payload.bin: 100%" in line for line in lines)  # the bar was drawn
     # Each log line starts a line of its own: none is drawn after a bar.
     assert all(line.startswith("e3-typed-store: ") for line in logged), lines
+
+
+def test_with_stderr_closed_stdout_holds_results_only(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # `path=$(e3-typed-store fetch ... 2>&-)` must not read an error as a path.
+    def closed_stderr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", 'exec "$0" "$@" 2>&-', *PYTHON_CLI, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    refused = closed_stderr("fetch", server.url("payload.bin"), "--sha256", "00")
+    assert (refused.returncode, refused.stdout) == (EXIT_BAD_QUERY, "")
+    common = ["--cache-dir", str(cache_dir)]
+    fetched = closed_stderr(
+        "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
+        "--dest", str(tmp_path / "dest"),
+    )  # fmt: skip
+    assert fetched.returncode == 0
+    assert fetched.stdout == f"{tmp_path / 'dest' / 'payload.bin'}\n"
+    listed = closed_stderr("cache", *common, "list")
+    assert listed.returncode == 0
+    assert len(listed.stdout.splitlines()) == 1  # the entry; not the total
+    cleared = closed_stderr("cache", *common, "clear")
+    assert (cleared.returncode, cleared.stdout) == (0, "")
+
+
+def test_output_whose_reader_went_away_ends_quietly(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    assert fetch(server, cache_dir, tmp_path / "dest").returncode == 0
+    child = subprocess.Popen(
+        [*PYTHON_CLI, "cache", "--cache-dir", str(cache_dir), "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # as `| head -0` does, before the listing is written
+    _, stderr = child.communicate(timeout=120)
+    # As a shell reports a process that SIGPIPE ended; nothing said.
+    assert (child.returncode, stderr) == (141, "")
+
+
+def test_output_that_cannot_be_written_is_an_error_that_says_so(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [
+                *PYTHON_CLI,
+                "fetch",
+                server.url("payload.bin"),
+                "--sha256",
+                SHA256,
+                "--cache-dir",
+                str(cache_dir),
+                "--dest",
+                str(tmp_path / "dest"),
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "e3-typed-store: error: cannot write the output:"
+        " [Errno 28] No space left on device\n"
+    )
+    # The fetch itself was done: the resource is in place.
+    assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD

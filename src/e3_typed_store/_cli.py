@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import errno
 import importlib
 import io
 import logging
@@ -56,6 +57,7 @@ EXIT_OFFLINE = 6
 EXIT_PLUGIN = 7
 EXIT_CORRUPTED = 8
 EXIT_DESTINATION = 9
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE's, as a shell reports a process it killed
 
 #: Exit status per error kind, most specific first.
 EXIT_CODES: tuple[tuple[type[StoreError], int], ...] = (
@@ -97,8 +99,42 @@ def _exit_code(error: StoreError) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    _note(f"{PROG}: error: {message}")
     return code
+
+
+def _note(line: str) -> None:
+    """Write *line* on standard error; nowhere when it is closed (``2>&-``:
+    ``print`` would write it on standard output, among the results)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
+class _OutputError(Exception):
+    """Standard output cannot be written: its reader went away, a full disk."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"cannot write the output: {error}")
+        self.error = error
+
+
+def _out(line: str, *, end: str = "\n", flush: bool = False) -> None:
+    """Write *line* on standard output, the command's results."""
+    try:
+        print(line, end=end, flush=flush)
+    except OSError as exc:
+        raise _OutputError(exc) from exc
+
+
+def _flush_output() -> None:
+    """Write out what standard output still buffers, as an :class:`_OutputError`
+    if it cannot be (else the interpreter's exit would report it on its own)."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        raise _OutputError(exc) from exc
 
 
 def _one_line(error: BaseException) -> str:
@@ -196,7 +232,7 @@ def _fetch(args: argparse.Namespace) -> int:
         raise
     # As it is, for a script to read back; only a character the output's
     # encoding cannot take is escaped (by its error handler, see main()).
-    print(path)
+    _out(path)
     return 0
 
 
@@ -286,12 +322,12 @@ def _cache(args: argparse.Namespace) -> int:
     if args.cache_command == "list":
         items = list_items(cache)
         for item in items:
-            print(
+            _out(
                 f"{_field(item.uid)}\t{_format_size(item.size)}\t"
                 f"{_format_age(item.mtime, now)}\t{_field(item.path, path=True)}"
             )
         total = sum(item.size or 0 for item in items)
-        print(f"{len(items)} entries, {_format_size(total)}", file=sys.stderr)
+        _note(f"{len(items)} entries, {_format_size(total)}")
         return 0
     if args.cache_command == "verify":
         bad = kept = 0
@@ -307,19 +343,19 @@ def _cache(args: argparse.Namespace) -> int:
                         status += f", not removed: {exc}"
                     else:
                         status += ", removed"
-            print(f"{_field(item.uid)}\t{status}\t{_field(item.path, path=True)}")
+            _out(f"{_field(item.uid)}\t{status}\t{_field(item.path, path=True)}")
         if kept:
             return _fail(f"{kept} bad entries could not be removed", 1)
         return EXIT_CORRUPTED if bad and not args.remove else 0
     if args.cache_command == "clear":
-        print(f"removed {clear_cache(cache)} entries", file=sys.stderr)
+        _note(f"removed {clear_cache(cache)} entries")
         return 0
     # prune
     if args.max_size is None and args.older_than is None:
         return _fail("prune needs --max-size and/or --older-than", EXIT_USAGE)
     evicted = prune(cache, args.max_size, args.older_than, now)
     for item in evicted:
-        print(
+        _out(
             f"evicted\t{_field(item.uid)}\t{_format_size(item.size)}\t"
             f"{_field(item.path, path=True)}"
         )
@@ -371,8 +407,8 @@ def _drivers(_args: argparse.Namespace) -> int:
         for name in driver_names(namespace):
             # The line's start goes out before the driver is imported: if an
             # import never ends, the unfinished last line names the culprit.
-            print(f"{namespace}\t{name}\t", end="", flush=True)
-            print(_driver_status(namespace, name, api), flush=True)
+            _out(f"{namespace}\t{name}\t", end="", flush=True)
+            _out(_driver_status(namespace, name, api), flush=True)
     return 0
 
 
@@ -440,20 +476,20 @@ def _check_driver(args: argparse.Namespace) -> int:
     name = f"{driver.__module__}:{driver.__qualname__}"
     for checked in kinds:
         if not problems[checked]:
-            print(f"{name}: conforms to the {checked} API")
+            _out(f"{name}: conforms to the {checked} API")
             return 0
     if len(kinds) > 1:
-        print(f"{name}: as close to either API: checked against both")
+        _out(f"{name}: as close to either API: checked against both")
         for checked in kinds:
             for problem in problems[checked]:
-                print(f"{name}: {checked} API: {problem}")
+                _out(f"{name}: {checked} API: {problem}")
         return EXIT_PLUGIN
     (checked,) = kinds
     for problem in problems[checked]:
-        print(f"{name}: {problem}")
+        _out(f"{name}: {problem}")
     if kind is None:
         other = "cache" if checked == "store" else "store"
-        print(
+        _out(
             f"{name}: checked against the {checked} API, which it is closer to"
             f" (--kind {other} checks the {other} API)"
         )
@@ -677,6 +713,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _terminated_as_interrupted():
             code: int = args.handler(args)
+            _flush_output()
+    except _OutputError as exc:
+        if exc.error.errno == errno.EPIPE:
+            # The reader went away (`| head`): the rest of the output is not
+            # wanted, and a shell says nothing either. What stdout still
+            # buffers is dropped, not reported at exit.
+            _drop_output()
+            return EXIT_BROKEN_PIPE
+        _drop_output()
+        return _fail(_one_line(exc), EXIT_ERROR)
     except StoreError as exc:
         return _fail(_one_line(exc), _exit_code(exc))
     except OSError as exc:
@@ -704,6 +750,19 @@ class _AboveTheBar(logging.StreamHandler[TextIO]):
 
         with tqdm.external_write_mode(file=self.stream):
             super().emit(record)
+
+
+def _drop_output() -> None:
+    """Point standard output at the null device: what it buffers is dropped,
+    and the interpreter's last flush has nothing to fail on."""
+    if sys.stdout is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
 
 
 class _Terminated(BaseException):

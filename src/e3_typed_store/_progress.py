@@ -36,15 +36,19 @@ class ByteProgress:
 
     :param enabled: whether the configuration asks for a bar
     :param description: a label shown before the bar (the file name)
-    :param stream: where to draw; standard error (as it is now) by default
+    :param stream: where to draw; standard error (as it is now) by default,
+        and nowhere when that is closed
     """
 
     def __init__(
         self, enabled: bool, description: str, stream: Terminal | None = None
     ) -> None:
-        self._stream: Terminal = stream if stream is not None else sys.stderr
+        # sys.stderr is None when the process was started with it closed.
+        self._stream: Terminal | None = stream if stream is not None else sys.stderr
         self._description = description
-        self._active = enabled and _is_terminal(self._stream)
+        self._active = (
+            enabled and self._stream is not None and _is_terminal(self._stream)
+        )
         self._bar: tqdm | None = None
 
     @property
@@ -58,7 +62,7 @@ class ByteProgress:
         :param total: the size of the whole resource in bytes, None if unknown
         :param initial: bytes already received (a resumed download)
         """
-        if not self._active:
+        if not self._active or self._stream is None:
             return
         self.close()
         self._bar = tqdm(

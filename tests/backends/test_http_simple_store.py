@@ -774,6 +774,18 @@ def test_progress_bar_on_a_terminal_counts_bytes(
         assert drawn == [""]
 
 
+def test_a_download_with_stderr_closed_draws_no_bar(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process started with standard error closed has sys.stderr None.
+    monkeypatch.setattr(sys, "stderr", None)
+    server.route("/x.bin", serve(CONTENT))
+    store = HTTPSimpleStore({**FAST, "progress": True}, None)
+    info = store.get_resource_metadata({"url": server.url("/x.bin"), "sha": SHA1})
+    path = store.download_resource_content(info, str(tmp_path))
+    assert Path(path).read_bytes() == CONTENT
+
+
 def test_no_progress_bar_when_stderr_is_not_a_terminal(
     server: LoopbackServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
