@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typing_extensions import override
 
 from bench import native
 from bench.server import start_server
@@ -48,6 +49,7 @@ class _KeptAlive(socketserver.StreamRequestHandler):
     """HTTP/1.1 with kept connections, as nginx answers: /data.bin is PAYLOAD,
     anything else a 404 with a body and a long head."""
 
+    @override
     def handle(self) -> None:
         while True:
             head = b""
