@@ -640,6 +640,25 @@ def test_a_failed_fetch_removes_only_the_empty_directories_it_made(
     assert existing.is_dir() and list(existing.iterdir()) == []
 
 
+def test_a_failed_fetch_removes_the_directories_of_a_dest_with_dot_dot(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    # The path as written makes `a` and `b` beside it: both go again. A
+    # directory `../kept`, there before, stays (it was not made).
+    (tmp_path / "kept").mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    url = f"http://127.0.0.1:{unused_port()}/payload.bin"
+    for dest in ("a/../b/dest", "c/../../kept"):
+        result = cli(
+            "fetch", url, "--sha256", SHA256, "--dest", dest,
+            "--cache-dir", str(cache_dir), cwd=work,
+        )  # fmt: skip
+        assert result.returncode == EXIT_NETWORK, result.stderr
+    assert sorted(os.listdir(work)) == []
+    assert (tmp_path / "kept").is_dir()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="flock: POSIX")
 def test_lock_timeout_bounds_the_wait_for_another_process(
     server: DemoServer, cache_dir: Path, tmp_path: Path

@@ -223,7 +223,8 @@ def _fetch(args: argparse.Namespace) -> int:
         ),
     )
     dest: str = args.dest
-    created = _missing_directories(dest)
+    created: list[str] = []
+    _make_directories(dest, created)
     try:
         metadata = store.get_resource_metadata(query)
         path = store.fetch_resource(metadata, dest)
@@ -236,17 +237,26 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _missing_directories(path: str) -> list[str]:
-    """List *path* and its ancestors that do not exist yet, deepest first."""
-    missing: list[str] = []
-    current = os.path.abspath(path)
-    while not os.path.lexists(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return missing
+def _make_directories(path: str, made: list[str]) -> None:
+    """Make *path* and its missing ancestors, as ``os.makedirs`` does, and add
+    those made to *made*, deepest first.
+
+    The directories are those of the path as written: ``a/../b`` makes ``a``
+    and ``b``. One that cannot be made is left to the store, whose error says
+    why; one made meanwhile by another process is not counted.
+    """
+    head, tail = os.path.split(path)
+    if not tail:
+        head, tail = os.path.split(head)
+    if head and tail and not os.path.exists(head):
+        _make_directories(head, made)
+    if tail in ("", os.curdir, os.pardir):
+        return
+    try:
+        os.mkdir(path)
+    except OSError:
+        return
+    made.insert(0, path)
 
 
 def _remove_empty(directories: list[str]) -> None:
