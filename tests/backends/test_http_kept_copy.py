@@ -266,7 +266,13 @@ def test_no_descriptor_left_to_check_a_hit_keeps_the_entry(
     )
     with (
         descriptors_run_out_in("file_digest"),
-        pytest.raises(OfflineError, match="cached copy cannot be used now"),
+        pytest.raises(
+            OfflineError,
+            match=(
+                r"its cached copy cannot be used now: cannot verify it now: "
+                r"\[Errno 24\] Too many open files"
+            ),
+        ),
     ):
         fetch(offline, url, digest(ONE), tmp_path / "d2")
     # Running out of descriptors says nothing against the copy: it is served

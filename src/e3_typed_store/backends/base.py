@@ -460,18 +460,22 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 uid, dest, f"cannot place {uid} into {dest}: the cache's own files"
             )
         try:
-            hit = self._verified_cache_hit(metadata)
+            # Why a copy that is there cannot be used now, for an offline miss.
+            unusable: list[str] = []
+            hit = self._verified_cache_hit(metadata, unusable)
             if hit is not None:
-                placed = self._place_hit(uid, hit, dest)  # creates dest if need be
+                placed = self._place_hit(uid, hit, dest, unusable)
                 if placed is not None:
                     logger.info("%s: from the cache: %s", uid, placed)
                     return placed
             if self.options.is_offline():
                 if hit is not None or self._has_entry(uid):
-                    # An entry whose copy could not be checked or placed now
-                    # (logged): there, but not to be had offline.
+                    # An entry whose copy could not be checked or placed now:
+                    # there, but not to be had offline.
                     raise OfflineError(
-                        uid, "its cached copy cannot be used now (see the log)"
+                        uid,
+                        "its cached copy cannot be used now: "
+                        + ("; ".join(unusable) or "see the log"),
                     )
                 raise OfflineError(uid)
             try:
@@ -582,9 +586,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         )
 
     @staticmethod
-    def _place_hit(uid: str, path: str, dest: str) -> str | None:
+    def _place_hit(
+        uid: str, path: str, dest: str, unusable: list[str] | None = None
+    ) -> str | None:
         """Link or copy the verified cached file at *path* into *dest*.
 
+        :param unusable: where to add why the file cannot be placed, if so
         :return: the path in *dest*; None when the cached file vanished since
             it was verified (``cache clear`` in another process): a miss
         :raises DestinationError: *dest* cannot take the file
@@ -614,12 +621,20 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 uid,
                 path,
             )
+            if unusable is not None:
+                unusable.append(f"{path} was removed before it was placed")
             return None
         finally:
             if held is not None:
                 os.close(held)
 
-    def _verified_cache_hit(self, metadata: InfoT) -> str | None:
+    def _verified_cache_hit(
+        self, metadata: InfoT, unusable: list[str] | None = None
+    ) -> str | None:
+        """The path of the cached copy of *metadata*, verified; None for a miss.
+
+        :param unusable: where to add why a copy that stays cannot be used now
+        """
         cache = self.cache_backend
         if cache is None:
             return None
@@ -644,7 +659,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             # Its state before the hash pass, for the stamp: a write during the
             # pass (a big file takes a while) leaves it unstamped.
             state = self._state(local_path)
-            verdict = _verdict(metadata, local_path)
+            verdict = _verdict(metadata, local_path, unusable)
             if verdict is None:
                 # Nothing known against the copy: it stays for a later call
                 # (offline, it may be the only one there is).
@@ -902,7 +917,9 @@ def _entry_local_path(entry: object, uid: str) -> str | None:
     return local_path
 
 
-def _verdict(metadata: ResourceInfoProtocol, path: str) -> bool | None:
+def _verdict(
+    metadata: ResourceInfoProtocol, path: str, unusable: list[str] | None = None
+) -> bool | None:
     """Whether *path* passes ``metadata.verify``; a check that raises fails.
 
     Any exception, not only an OSError: a check that opens an archive raises
@@ -912,16 +929,24 @@ def _verdict(metadata: ResourceInfoProtocol, path: str) -> bool | None:
 
     None when the check could not be made for a reason of this process, not
     of the copy: no file descriptor or memory left, or no permission to read
-    it. Nothing is then known against the copy.
+    it. Nothing is then known against the copy; why is added to *unusable*.
     """
     try:
         return metadata.verify(path)
     except Exception as exc:  # noqa: BLE001 - logged, and the hit is a miss
         if _of_this_process(exc):
             logger.warning("cannot verify %s now, the copy is kept: %r", path, exc)
+            if unusable is not None:
+                unusable.append(f"cannot verify it now: {_one_line(exc)}")
             return None
         logger.warning("cannot verify %s: %r", path, exc)
         return False
+
+
+def _one_line(error: BaseException) -> str:
+    """*error*'s message on one line, its type named when it has none."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
 
 
 # What a check meets for a reason of the process or the system, not of the
