@@ -95,7 +95,21 @@ FAILING_IMPORTS = {
     "e3ts_f_runtime": "raise RuntimeError('boom at import')\n",
     "e3ts_f_syntax": "def Broken(:\n",
     "e3ts_f_interrupt": "raise KeyboardInterrupt\n",
+    # No Exception: stevedore lets it through.
+    "e3ts_f_base": "class Boom(BaseException):\n    pass\n\n\nraise Boom('no')\n",
+    "e3ts_f_generator_exit": "raise GeneratorExit\n",
 }
+
+# A class whose attributes raise: its metaclass says so for any name missing.
+ODD_CLASS = """
+class Meta(type):
+    def __getattr__(cls, name):
+        raise RuntimeError(f"no {name} here")
+
+
+class Odd(metaclass=Meta):
+    pass
+"""
 
 
 def make_plugins(
@@ -159,6 +173,8 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("e3ts_f_exit", "SystemExit(3)"),
         ("e3ts_f_runtime", "RuntimeError('boom at import')"),
         ("e3ts_f_syntax", "SyntaxError("),
+        ("e3ts_f_base", "Boom('no')"),
+        ("e3ts_f_generator_exit", "GeneratorExit()"),
     ],
 )
 def test_whatever_an_import_raises_is_a_plugin_error(
@@ -380,6 +396,8 @@ def cli_plugins(tmp_path: Path) -> Path:
             aaa-asserts = e3ts_f_assert:S
             aaa-exits = e3ts_f_exit:S
             aaa-interrupts = e3ts_f_interrupt:S
+            base-exception = e3ts_f_base:S
+            odd = e3ts_odd:Odd
             noisy = e3ts_noisy:Good
             zzz-good = e3ts_good:Good
             nested = e3ts_good:Outer.Inner
@@ -390,6 +408,7 @@ def cli_plugins(tmp_path: Path) -> Path:
             **FAILING_IMPORTS,
             "e3ts_good": GOOD,
             "e3ts_noisy": "print('HELLO FROM PLUGIN')\n" + GOOD,
+            "e3ts_odd": ODD_CLASS,
         },
     )
 
@@ -414,6 +433,12 @@ def test_drivers_lists_every_driver_whatever_one_raises(cli_plugins: Path) -> No
         "cannot load: cannot be imported: AssertionError('asserted at import')"
     )
     assert status["aaa-exits"] == "cannot load: cannot be imported: SystemExit(3)"
+    assert status["base-exception"] == "cannot load: cannot be imported: Boom('no')"
+    assert status["odd"].startswith("e3ts_odd:Odd\tdoes not conform: ")
+    assert (
+        "get_resource_metadata() cannot be inspected:"
+        " RuntimeError('no get_resource_metadata here')"
+    ) in status["odd"]
     assert status["zzz-good"] == "e3ts_good:Good\tok"
     assert status["noisy"] == "e3ts_noisy:Good\tok"
     assert status["nested"] == "e3ts_good:Outer.Inner\tok"
@@ -456,6 +481,7 @@ def test_drivers_names_the_driver_whose_import_never_ends(tmp_path: Path) -> Non
         ("e3ts_f_exit", "SystemExit(3)"),
         ("e3ts_f_runtime", "RuntimeError('boom at import')"),
         ("e3ts_f_syntax", "SyntaxError("),
+        ("e3ts_f_base", "Boom('no')"),
     ],
 )
 def test_check_driver_on_a_class_whose_module_raises(
@@ -466,6 +492,16 @@ def test_check_driver_on_a_class_whose_module_raises(
     assert "Traceback" not in result.stderr
     assert f"'{module}:Thing'" in result.stderr
     assert f"cannot be imported: {shown}" in result.stderr
+
+
+def test_check_driver_on_a_class_whose_attributes_raise(cli_plugins: Path) -> None:
+    result = cli(cli_plugins, "check-driver", "odd")
+    assert result.returncode == EXIT_PLUGIN, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "e3ts_odd:Odd: download_resource_content() cannot be inspected:"
+        " RuntimeError('no download_resource_content here')"
+    ) in result.stdout
 
 
 def test_check_driver_on_a_name_whose_import_exits(cli_plugins: Path) -> None:

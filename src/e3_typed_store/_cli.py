@@ -452,10 +452,11 @@ def _load_target(target: str) -> tuple[type, str | None]:
             found: object = importlib.import_module(module_name)
             for attribute in path.split("."):  # Outer.Inner, as an entry point
                 found = getattr(found, attribute)
-    except (Exception, SystemExit) as exc:
-        # Whatever the module's import raises but a KeyboardInterrupt (which
-        # may be the user's Ctrl-C). ValueError: an empty module name;
-        # TypeError: a relative one.
+    except KeyboardInterrupt:
+        raise  # the user's Ctrl-C, as far as anyone can tell
+    except BaseException as exc:  # a plugin's failure, reported (re-raised)
+        # Whatever the module's import raises but a KeyboardInterrupt.
+        # ValueError: an empty module name; TypeError: a relative one.
         raise PluginError("<import>", target, f"cannot be imported: {exc!r}") from exc
     if not isinstance(found, type):
         raise PluginError("<import>", target, f"{found!r} is not a class")

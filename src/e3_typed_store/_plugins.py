@@ -166,9 +166,12 @@ def load_driver_class(namespace: str, name: str) -> type:
         ) from exc
     except MultipleMatches as exc:
         raise PluginError(namespace, name, "registered more than once") from exc
-    except (Exception, SystemExit) as exc:
+    except KeyboardInterrupt:
+        raise  # the user's Ctrl-C, as far as anyone can tell
+    except BaseException as exc:  # a plugin's failure, reported (re-raised)
         # What stevedore does not hand to on_failure: an AssertionError, which
-        # it re-raises, and a SystemExit, which it does not catch.
+        # it re-raises, and what is no Exception (SystemExit, GeneratorExit, a
+        # class of the plugin's own), which it does not catch.
         raise PluginError(namespace, name, f"cannot be imported: {exc!r}") from exc
     driver: object = manager.driver
     if not isinstance(driver, type):
@@ -190,14 +193,20 @@ def check_driver(driver: type, api: dict[str, tuple[str, ...]]) -> list[str]:
     import inspect  # here: it costs a third of the package's import time
 
     problems: list[str] = []
-    if inspect.isabstract(driver):
-        abstract = ", ".join(sorted(getattr(driver, "__abstractmethods__", ())))
-        problems.append(f"abstract methods not implemented: {abstract}")
+    try:
+        if inspect.isabstract(driver):
+            abstract = ", ".join(sorted(getattr(driver, "__abstractmethods__", ())))
+            problems.append(f"abstract methods not implemented: {abstract}")
+    except Exception as exc:  # noqa: BLE001 - the class's own code, reported
+        problems.append(f"cannot be inspected: {exc!r}")
     for method, expected in api.items():
-        if method == "__init__":
-            problem = _constructor_problem(driver, expected)
-        else:
-            problem = _method_problem(driver, method, expected)
+        try:
+            if method == "__init__":
+                problem = _constructor_problem(driver, expected)
+            else:
+                problem = _method_problem(driver, method, expected)
+        except Exception as exc:  # noqa: BLE001 - a metaclass's __getattr__...
+            problem = f"{method}() cannot be inspected: {exc!r}"
         if problem is not None:
             problems.append(problem)
     return problems
