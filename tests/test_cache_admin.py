@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
@@ -399,6 +400,32 @@ def test_verify_remove_goes_on_past_an_entry_it_cannot_remove(
     assert f"{uids[0]}\tmissing, not removed: " in out
     assert f"{uids[2]}\tmissing, removed\t" in out
     assert err == "e3-typed-store: error: 1 bad entries could not be removed\n"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes: POSIX")
+def test_verify_remove_keeps_one_line_per_entry_whatever_its_error_says(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    # The cache named through a link whose name holds a tab and a newline:
+    # the error of a removal names paths below it.
+    cache_dir, uids = shared_cache
+    named = cache_dir.parent / "c\tx\ny"
+    named.symlink_to(cache_dir)
+    (cache_dir / "resources" / uids[0] / "payload" / "r0.bin").unlink()
+    (cache_dir / "entries").chmod(0o555)  # its entry stays
+    code, out, _ = cli_as_a_user(
+        "cache", "--cache-dir", str(named), "verify", "--remove"
+    )
+    assert code == 1
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert all(line.count("\t") == 2 for line in lines), lines
+    (status,) = [line.split("\t")[1] for line in lines if line.startswith(uids[0])]
+    # A literal, which ast.literal_eval reads back.
+    shown = ast.literal_eval(status)
+    assert isinstance(shown, str)
+    assert shown.startswith("missing, not removed: ")
+    assert f"{named}/entries/{uids[0]}.json" in shown
 
 
 def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(

@@ -353,7 +353,11 @@ def _cache(args: argparse.Namespace) -> int:
                         status += f", not removed: {exc}"
                     else:
                         status += ", removed"
-            _out(f"{_field(item.uid)}\t{status}\t{_field(item.path, path=True)}")
+            # The status holds an error's text, and its paths: a field too.
+            _out(
+                f"{_field(item.uid)}\t{_field(status, path=True)}\t"
+                f"{_field(item.path, path=True)}"
+            )
         if kept:
             return _fail(f"{kept} bad entries could not be removed", 1)
         return EXIT_CORRUPTED if bad and not args.remove else 0
