@@ -970,3 +970,60 @@ def test_output_that_cannot_be_written_is_an_error_that_says_so(
     )
     # The fetch itself was done: the resource is in place.
     assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is *pid* (from /proc)."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def ignores_sigint(pid: int) -> bool:
+    """Whether process *pid* ignores SIGINT (its SigIgn mask, from /proc)."""
+    with open(f"/proc/{pid}/status") as stream:
+        for line in stream:
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_ctrl_c_during_the_demos_processes_is_one_line() -> None:
+    # Ctrl-C reaches the whole process group of a terminal: the demo and its
+    # workers. The demo says it was interrupted; the workers say nothing.
+    demo = subprocess.Popen(
+        [*PYTHON_CLI, "demo", "--processes", "8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := children_of(demo.pid)) < 8:
+            assert demo.poll() is None, demo.communicate()
+            assert time.monotonic() < deadline, "the demo started no workers"
+            time.sleep(0.01)
+        # Each ignores SIGINT from its start: none can print anything for it.
+        assert all(ignores_sigint(worker) for worker in workers)
+        # Past the milliseconds in which the demo starts them, and ignores
+        # Ctrl-C itself.
+        time.sleep(0.2)
+        os.killpg(demo.pid, signal.SIGINT)
+        _, stderr = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()  # reaped, its pipes closed
+    assert demo.returncode == 130
+    assert stderr == "e3-typed-store: error: interrupted\n"

@@ -13,10 +13,12 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from e3_typed_store._types import override
@@ -206,7 +208,11 @@ def run_demo(processes: int = 4) -> int:
         def together() -> str:
             sha = hashlib.sha256(shared).hexdigest()
             context = multiprocessing.get_context("spawn")
-            with context.Pool(processes) as pool:
+            with _workers_deaf_to_ctrl_c():
+                # The workers start here; the demo itself hears Ctrl-C again
+                # while it waits for them.
+                pool = context.Pool(processes)
+            with pool:
                 jobs = [
                     pool.apply_async(
                         _fetch,
@@ -248,6 +254,28 @@ def run_demo(processes: int = 4) -> int:
         return 1
     print("demo OK: every step held")
     return 0
+
+
+@contextmanager
+def _workers_deaf_to_ctrl_c() -> Generator[None]:
+    """Start processes that ignore SIGINT within the block.
+
+    Ctrl-C reaches every process of the terminal's group: the workers would
+    each print a traceback (while they start, a fatal error), where the demo
+    itself says it was interrupted in one line and stops them. An ignored
+    signal stays ignored across the exec of a spawned process, and Python then
+    installs no handler of its own. (A signal mask would not do: the spawned
+    process starts with none.) A Ctrl-C during the block, the milliseconds the
+    workers take to start, is ignored by the demo too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _kept_copy(cache_dir: str, uid: str) -> str:
