@@ -712,7 +712,10 @@ def test_a_bad_lock_timeout_is_a_usage_error(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal to catch")
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", signal.SIGTERM)],
+)
 def test_a_fetch_ended_by_a_signal_leaves_nothing(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
@@ -751,7 +754,11 @@ def test_a_fetch_ended_by_a_signal_leaves_nothing(
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    expected = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
+    expected = {
+        signal.SIGTERM: (143, "terminated"),
+        signal.SIGINT: (130, "interrupted"),
+        getattr(signal, "SIGHUP", signal.SIGTERM): (129, "hung up"),  # terminal
+    }[signum]
     assert (child.returncode, stderr.strip().rsplit(": ", 1)[-1]) == expected
     assert not (tmp_path / "new").exists()
 
@@ -1027,3 +1034,39 @@ def test_ctrl_c_during_the_demos_processes_is_one_line() -> None:
             demo.communicate()  # reaped, its pipes closed
     assert demo.returncode == 130
     assert stderr == "e3-typed-store: error: interrupted\n"
+
+
+def pausing(exchange: Exchange) -> None:
+    exchange.send_head(200, {"Content-Length": str(len(PAYLOAD))})
+    exchange.send(PAYLOAD[:1000])
+    exchange.sleep(1.0)
+    exchange.send(PAYLOAD[1000:])
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP")
+def test_a_fetch_under_nohup_goes_on_past_a_hangup(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        server.route("/paused.bin", pausing)
+        child = subprocess.Popen(
+            [
+                *("sh", "-c", 'trap "" HUP; exec "$0" "$@"', *PYTHON_CLI, "fetch"),
+                *(server.url("/paused.bin"), "--sha256", SHA256),
+                *("--dest", str(tmp_path / "dest"), "--cache-dir", str(tmp_path / "c")),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not any(e.body_sent for e in server.exchanges):
+                assert time.monotonic() < deadline, "the body never started"
+                time.sleep(0.01)
+            child.send_signal(signal.SIGHUP)
+            stdout, stderr = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert child.returncode == 0, stderr
+    assert Path(stdout.strip()).read_bytes() == PAYLOAD

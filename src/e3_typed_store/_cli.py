@@ -744,8 +744,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(_one_line(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
-    except _Terminated:
-        return _fail("terminated", 128 + signal.SIGTERM)
+    except _Terminated as ended:
+        if ended.signum == _SIGHUP:
+            return _fail("hung up", 128 + ended.signum)
+        return _fail("terminated", 128 + ended.signum)
     return code
 
 
@@ -781,24 +783,38 @@ def _drop_output() -> None:
 
 
 class _Terminated(BaseException):
-    """SIGTERM arrived: raised where the command is, so that it cleans up as it
-    does for Ctrl-C (a download's temporary file, the directories it made)."""
+    """SIGTERM or SIGHUP arrived: raised where the command is, so that it
+    cleans up as it does for Ctrl-C (a download's temporary file, the
+    directories it made)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
+
+
+# SIGHUP: the terminal went away. Not on Windows.
+_SIGHUP: int | None = getattr(signal, "SIGHUP", None)
 
 
 @contextmanager
 def _terminated_as_interrupted() -> Generator[None]:
     """Turn SIGTERM (what ``timeout``, ``kill``, a CI cancelling a job send)
-    into :class:`_Terminated` for the block, in the main thread only (the
-    only one that may set a handler)."""
+    and SIGHUP (a closed terminal) into :class:`_Terminated` for the block, in
+    the main thread only (the only one that may set a handler). A SIGHUP that
+    was ignored (``nohup``) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    handled = [signal.SIGTERM]
+    if _SIGHUP is not None and signal.getsignal(_SIGHUP) is not signal.SIG_IGN:
+        handled.append(signal.Signals(_SIGHUP))
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
