@@ -150,6 +150,8 @@ def test_missing_digest_is_a_usage_error(server: DemoServer) -> None:
     result = cli("fetch", server.url("payload.bin"))
     assert result.returncode == EXIT_USAGE
     assert "one of --sha1, --sha256, --sha512" in result.stderr
+    # The usage shown is fetch's, which names the options.
+    assert result.stderr.startswith("usage: e3-typed-store fetch [-h] [--sha1 HEX]")
 
 
 def test_two_digests_is_a_usage_error(server: DemoServer) -> None:
@@ -403,6 +405,9 @@ def test_check_driver() -> None:
     assert "abstract methods not implemented" in bad.stdout
     missing = cli("check-driver", "no-such-driver")
     assert missing.returncode == EXIT_PLUGIN and "no such driver" in missing.stderr
+    # Every namespace looked in is named, e3-core's too.
+    for namespace in ("e3_typed_store.store", "e3.store", "e3.store.cache.backend"):
+        assert namespace in missing.stderr
     unimportable = cli("check-driver", "no_such_module:Thing")
     assert unimportable.returncode == EXIT_PLUGIN
     for malformed in (":", ".relative:Thing", "e3_typed_store:"):

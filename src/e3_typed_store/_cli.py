@@ -448,7 +448,7 @@ def _load_target(target: str) -> tuple[type, str | None]:
                 return load_driver_class(namespace, target), kind
     if ":" not in target:
         raise PluginError(
-            f"{STORE_NAMESPACE}, {CACHE_NAMESPACE}", target, "no such driver"
+            ", ".join(namespace for namespace, _ in _KINDS), target, "no such driver"
         )
     module_name, _, path = target.partition(":")
     try:
@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for another process downloading the same resource"
         " (default: 3600; inf: as long as it takes)",
     )
-    fetch.set_defaults(handler=_fetch)
+    fetch.set_defaults(handler=_fetch, command_parser=fetch)
 
     cache = commands.add_parser("cache", help="inspect and maintain the cache")
     cache.add_argument(
@@ -704,7 +704,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "cache_dir", "unset") is None:
         args.cache_dir = default_cache_dir()
     if args.command == "fetch" and args.digest is None:
-        parser.error("fetch needs one of --sha1, --sha256, --sha512")
+        fetch_parser: argparse.ArgumentParser = args.command_parser  # its usage
+        fetch_parser.error("fetch needs one of --sha1, --sha256, --sha512")
     # Quiet by default, so that a failure is one line on stderr (the error
     # itself: not also the CRITICAL line e3-core's checks log on a digest
     # mismatch); -v shows the store's warnings (retries, discarded cache
