@@ -225,6 +225,13 @@ GOOD_URL = "http://127.0.0.1/x"
         # (and the error does not keep them).
         ({"url": "http://u:p\u4e2d@h/x", "sha": SHA1}, "url", "http://u:***@h/x"),
         ({"url": "http://%E4%B8%AD@h/x", "sha": SHA1}, "url", "http://***@h/x"),
+        # Hosts the HTTP client would refuse only when asked to connect: a
+        # byte of a command line that is no UTF-8, names IDNA does not allow,
+        # a leading dot.
+        ({"url": "http://\udcff/x", "sha": SHA1}, "url", "http://\udcff/x"),
+        ({"url": "http://\u2603.net/x", "sha": SHA1}, "url", "http://\u2603.net/x"),
+        ({"url": "http://b\u00fc..de/x", "sha": SHA1}, "url", "http://b\u00fc..de/x"),
+        ({"url": "http://.h/x", "sha": SHA1}, "url", "http://.h/x"),
     ],
 )
 def test_bad_query_names_key_and_value(
@@ -397,6 +404,13 @@ def test_a_bad_url_is_refused_every_time_a_good_one_accepted_every_time() -> Non
             store.get_resource_metadata({"url": "http:///x", "sha": SHA1})
         info = store.get_resource_metadata({"url": "http://h.example/x", "sha": SHA1})
         assert info.url == "http://h.example/x"
+
+
+def test_an_internationalized_host_is_accepted() -> None:
+    info = by_name().get_resource_metadata(
+        {"url": "http://b\u00fccher.example/x", "sha": SHA1}
+    )
+    assert info.url == "http://b\u00fccher.example/x"
 
 
 def test_a_string_subclass_equal_to_a_valid_url_is_checked_itself() -> None:

@@ -492,6 +492,9 @@ def _check_url(url: object) -> str:
         raise InvalidQueryError("url", shown, "only http and https URLs are served")
     if not parts.hostname:
         raise InvalidQueryError("url", shown, "the URL has no host")
+    problem = _host_problem(parts.hostname)
+    if problem is not None:
+        raise InvalidQueryError("url", shown, problem)
     if not _latin_1_credentials(parts):
         raise InvalidQueryError(
             "url",
@@ -502,6 +505,31 @@ def _check_url(url: object) -> str:
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
+
+
+def _host_problem(host: str) -> str | None:
+    """Why no request can be made to *host*, as the HTTP client would find
+    it only when asked to connect; None when it can be asked for.
+
+    An internationalized name is checked as the client encodes it (IDNA 2008
+    with UTS #46 mapping); the ``idna`` module is imported for those only.
+    """
+    if host.isascii():
+        if host.startswith(("*", ".")):
+            return "the host is not a valid name"
+        return None
+    try:
+        host.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate: a byte of the command line that is no UTF-8.
+        return "the host is not text (a byte that is no UTF-8)"
+    import idna
+
+    try:
+        idna.encode(host, uts46=True)
+    except idna.IDNAError as exc:
+        return f"the host is not a valid internationalized name: {exc}"
+    return None
 
 
 def _split_or_why(url: str) -> SplitResult | ValueError:
