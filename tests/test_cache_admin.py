@@ -428,6 +428,25 @@ def test_verify_remove_keeps_one_line_per_entry_whatever_its_error_says(
     assert f"{named}/entries/{uids[0]}.json" in shown
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file modes: POSIX")
+def test_clear_lists_the_removals_that_failed_in_one_list(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    cache_dir, uids = shared_cache
+    # Neither an entry nor its kept copy can go: two failures per entry.
+    (cache_dir / "entries").chmod(0o555)
+    for uid in uids:
+        (cache_dir / "resources" / uid).chmod(0o555)
+    code, _, err = cli_as_a_user("cache", "--cache-dir", str(cache_dir), "clear")
+    assert code == 1
+    assert err.startswith("e3-typed-store: error: ")
+    assert err.count("removals failed") == 1  # one list, not lists in a list
+    # Each entry's own failure is named once; the cache's clearing of the
+    # entries directory, which fails on them too, names them in its own.
+    for uid in uids:
+        assert err.count(f"cache entry '{uid}': cannot remove") == 1
+
+
 def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(
     tmp_path: Path,
 ) -> None:

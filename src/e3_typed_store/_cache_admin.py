@@ -161,11 +161,30 @@ def _check_cache_dir(cache: FileCache) -> None:
         )
 
 
+class _RemovalsFailedError(OSError):
+    """Removals failed; each is in :attr:`problems`, already logged."""
+
+    def __init__(self, problems: list[str]) -> None:
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            super().__init__(
+                f"{len(problems)} removals failed: " + "; ".join(problems)
+            )
+        self.problems = problems
+
+
 @contextmanager
 def _noted(problems: list[str]) -> Generator[None, None, None]:
-    """Log a removal that fails in the block, add it to *problems*, go on."""
+    """Log a removal that fails in the block, add it to *problems*, go on.
+
+    The removals of an entry that failed are added one by one, as they were
+    logged: a list of them is not nested in the list of a whole cache's.
+    """
     try:
         yield
+    except _RemovalsFailedError as exc:
+        problems.extend(exc.problems)
     except (OSError, CacheError) as exc:
         _logger.warning("%s", exc)
         problems.append(str(exc))
@@ -176,10 +195,8 @@ def _raise_if_any(problems: list[str]) -> None:
     # A copy whose removal failed with its entry fails again when the
     # copies no entry names are removed: named once.
     problems = list(dict.fromkeys(problems))
-    if len(problems) == 1:
-        raise OSError(problems[0])
     if problems:
-        raise OSError(f"{len(problems)} removals failed: " + "; ".join(problems))
+        raise _RemovalsFailedError(problems)
 
 
 def claimed_by_e3_core(cache: FileCache) -> frozenset[str]:
