@@ -168,9 +168,7 @@ class _RemovalsFailedError(OSError):
         if len(problems) == 1:
             super().__init__(problems[0])
         else:
-            super().__init__(
-                f"{len(problems)} removals failed: " + "; ".join(problems)
-            )
+            super().__init__(f"{len(problems)} removals failed: " + "; ".join(problems))
         self.problems = problems
 
 
