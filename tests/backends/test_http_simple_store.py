@@ -407,7 +407,7 @@ def test_a_bad_url_is_refused_every_time_a_good_one_accepted_every_time() -> Non
 
 
 def test_an_internationalized_host_is_accepted() -> None:
-    info = by_name().get_resource_metadata(
+    info = HTTPSimpleStore({}, None).get_resource_metadata(
         {"url": "http://b\u00fccher.example/x", "sha": SHA1}
     )
     assert info.url == "http://b\u00fccher.example/x"
