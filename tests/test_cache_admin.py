@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import os
+import pickle
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -471,3 +473,24 @@ def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(
     assert isinstance(kept, CachedResource)
     Path(kept.local_path).write_bytes(PAYLOAD.upper())
     assert verify() == (8, {said.uid: "corrupted", unsaid.uid: "unverifiable"})
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_the_error_of_failed_removals_survives_a_pickle(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    # As a process pool hands it back to its caller. An immutable directory
+    # stops root too.
+    cache_dir, _ = shared_cache
+    entries = cache_dir / "entries"
+    if subprocess.run(["chattr", "+i", str(entries)], check=False).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        with pytest.raises(OSError) as raised:
+            clear_cache(FileCache({"cache_dir": str(cache_dir)}))
+    finally:
+        subprocess.run(["chattr", "-i", str(entries)], check=True)
+    assert "removals failed" in str(raised.value)
+    again = pickle.loads(pickle.dumps(raised.value))
+    assert type(again) is type(raised.value)
+    assert str(again) == str(raised.value)

@@ -26,6 +26,7 @@ from e3_typed_store._cli import (
     EXIT_OFFLINE,
     EXIT_PLUGIN,
     EXIT_USAGE,
+    main,
 )
 from e3_typed_store._demo import DemoServer
 from tests.backends.test_http_hostile import partial
@@ -1064,3 +1065,50 @@ def test_a_fetch_under_nohup_goes_on_past_a_hangup(tmp_path: Path) -> None:
                 child.communicate()
     assert child.returncode == 0, stderr
     assert Path(stdout.strip()).read_bytes() == PAYLOAD
+
+
+def test_an_error_is_reported_by_its_status_when_stderr_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    # stderr on a full disk (or a terminal gone, EIO): the message is lost,
+    # the exit status is not.
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [*PYTHON_CLI, "fetch", "http://127.0.0.1:1/x", "--sha256", "00"],
+            stdout=subprocess.PIPE,
+            stderr=full,
+            text=True,
+            check=False,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    assert (result.returncode, result.stdout) == (EXIT_BAD_QUERY, "")
+
+
+def test_a_fetch_interrupted_while_making_its_dest_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in for a signal that lands between two of the directories made
+    # (a window of microseconds, wider on a slow file system): Ctrl-C before
+    # the third.
+    real_mkdir = os.mkdir
+    made: list[str] = []
+
+    def mkdir_then_interrupted(path: str, *args: int) -> None:
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        real_mkdir(path, *args)
+        made.append(path)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "mkdir", mkdir_then_interrupted)
+    cache = str(tmp_path / "cache")
+    url = "http://127.0.0.1:1/x"
+    code = main(
+        ["fetch", url, "--sha256", SHA256, "--dest", "a/b/c", "--cache-dir", cache]
+    )
+    assert code == 130
+    assert made == ["a", "a/b"]
+    assert not (tmp_path / "a").exists()

@@ -504,6 +504,55 @@ def test_check_driver_on_a_class_whose_attributes_raise(cli_plugins: Path) -> No
     ) in result.stdout
 
 
+def test_check_driver_on_a_module_class_whose_attributes_raise(
+    cli_plugins: Path,
+) -> None:
+    # Named by module:Class, the API it is closer to is found first.
+    result = cli(cli_plugins, "check-driver", "e3ts_odd:Odd")
+    assert result.returncode == EXIT_PLUGIN, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot be inspected: RuntimeError(" in result.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is no signal to catch")
+@pytest.mark.parametrize("command", [["drivers"], ["check-driver", "slow"]])
+def test_a_sigterm_while_a_driver_is_imported_ends_the_command(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Not a failure of the driver's import, to list and go on from.
+    started = tmp_path / "importing"
+    root = make_plugins(
+        tmp_path / "site",
+        {"e3ts-slow": f"[{STORE_NAMESPACE}]\nslow = e3ts_slow:S\n"},
+        {
+            "e3ts_slow": (
+                f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+                "time.sleep(60)\n"
+            )
+        },
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "e3_typed_store", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the driver was never imported"
+            time.sleep(0.01)
+        child.terminate()
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert (child.returncode, stderr) == (143, "e3-typed-store: error: terminated\n")
+
+
 def test_check_driver_on_a_name_whose_import_exits(cli_plugins: Path) -> None:
     result = cli(cli_plugins, "check-driver", "aaa-exits")
     assert result.returncode == EXIT_PLUGIN

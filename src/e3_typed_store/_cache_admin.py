@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from e3_typed_store._content import ContentStore
 from e3_typed_store._hashing import file_digest
 from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
+from e3_typed_store._types import override
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import CacheError
 
@@ -170,6 +171,11 @@ class _RemovalsFailedError(OSError):
         else:
             super().__init__(f"{len(problems)} removals failed: " + "; ".join(problems))
         self.problems = problems
+
+    @override
+    def __reduce__(self) -> tuple[type[_RemovalsFailedError], tuple[list[str]]]:
+        # Rebuilt from its list (OSError's own would pass the message).
+        return (type(self), (self.problems,))
 
 
 @contextmanager

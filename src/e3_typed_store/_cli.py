@@ -105,9 +105,14 @@ def _fail(message: str, code: int) -> int:
 
 def _note(line: str) -> None:
     """Write *line* on standard error; nowhere when it is closed (``2>&-``:
-    ``print`` would write it on standard output, among the results)."""
-    if sys.stderr is not None:
-        print(line, file=sys.stderr)
+    ``print`` would write it on standard output, among the results) or cannot
+    be written (the terminal went away: EIO; a full disk)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        _drop_output(sys.stderr)
 
 
 class _OutputError(Exception):
@@ -224,8 +229,8 @@ def _fetch(args: argparse.Namespace) -> int:
     )
     dest: str = args.dest
     created: list[str] = []
-    _make_directories(dest, created)
     try:
+        _make_directories(dest, created)
         metadata = store.get_resource_metadata(query)
         path = store.fetch_resource(metadata, dest)
     except BaseException:
@@ -337,6 +342,7 @@ def _cache(args: argparse.Namespace) -> int:
                 f"{_format_age(item.mtime, now)}\t{_field(item.path, path=True)}"
             )
         total = sum(item.size or 0 for item in items)
+        _flush_output()  # a reader that went away: nothing more is said
         _note(f"{len(items)} entries, {_format_size(total)}")
         return 0
     if args.cache_command == "verify":
@@ -471,15 +477,20 @@ def _closest_kinds(driver: type) -> list[str]:
     # The API of which the class has more methods; both when it has as many
     # of either (none, say).
     present = {
-        kind: sum(
-            callable(getattr(driver, method, None))
-            for method in api
-            if method != "__init__"
-        )
+        kind: sum(_has_method(driver, method) for method in api if method != "__init__")
         for kind, api in _APIS.items()
     }
     best = max(present.values())
     return [kind for kind, count in present.items() if count == best]
+
+
+def _has_method(driver: type, method: str) -> bool:
+    """Whether *driver* has a callable *method*; one whose lookup raises (a
+    metaclass's ``__getattr__``) counts as absent."""
+    try:
+        return callable(getattr(driver, method, None))
+    except Exception:  # noqa: BLE001 - the class's own code
+        return False
 
 
 def _check_driver(args: argparse.Namespace) -> int:
@@ -731,24 +742,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = args.handler(args)
             _flush_output()
     except _OutputError as exc:
+        _drop_output(sys.stdout)
         if exc.error.errno == errno.EPIPE:
             # The reader went away (`| head`): the rest of the output is not
-            # wanted, and a shell says nothing either. What stdout still
-            # buffers is dropped, not reported at exit.
-            _drop_output()
+            # wanted, and a shell says nothing either.
             return EXIT_BROKEN_PIPE
-        _drop_output()
         return _fail(_one_line(exc), EXIT_ERROR)
-    except StoreError as exc:
-        return _fail(_one_line(exc), _exit_code(exc))
-    except OSError as exc:
-        return _fail(_one_line(exc), EXIT_ERROR)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except _Terminated as ended:
+    except _Terminated as ended:  # before KeyboardInterrupt: a subclass
+        _settle_output()
         if ended.signum == _SIGHUP:
             return _fail("hung up", 128 + ended.signum)
         return _fail("terminated", 128 + ended.signum)
+    except KeyboardInterrupt:
+        _settle_output()
+        return _fail("interrupted", 130)
+    except StoreError as exc:
+        _settle_output()
+        return _fail(_one_line(exc), _exit_code(exc))
+    except OSError as exc:
+        _settle_output()
+        return _fail(_one_line(exc), EXIT_ERROR)
     return code
 
 
@@ -770,23 +783,33 @@ class _AboveTheBar(logging.StreamHandler[TextIO]):
             super().emit(record)
 
 
-def _drop_output() -> None:
-    """Point standard output at the null device: what it buffers is dropped,
-    and the interpreter's last flush has nothing to fail on."""
-    if sys.stdout is None:
+def _drop_output(stream: TextIO | None) -> None:
+    """Point *stream*'s descriptor at the null device: what it buffers is
+    dropped, and the interpreter's last flush has nothing to fail on."""
+    if stream is None:
         return
     with contextlib.suppress(OSError, ValueError):
         null = os.open(os.devnull, os.O_WRONLY)
         try:
-            os.dup2(null, sys.stdout.fileno())
+            os.dup2(null, stream.fileno())
         finally:
             os.close(null)
 
 
-class _Terminated(BaseException):
+def _settle_output() -> None:
+    """Write out what stdout buffers, before a failure is reported; drop it
+    if it cannot be (a command ended by a signal while its reader was gone)."""
+    try:
+        _flush_output()
+    except _OutputError:
+        _drop_output(sys.stdout)
+
+
+class _Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP arrived: raised where the command is, so that it
     cleans up as it does for Ctrl-C (a download's temporary file, the
-    directories it made)."""
+    directories it made). A KeyboardInterrupt, so that what lets the user's
+    Ctrl-C through (a driver's import, a store's cleanup) lets it through."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

@@ -232,6 +232,23 @@ GOOD_URL = "http://127.0.0.1/x"
         ({"url": "http://\u2603.net/x", "sha": SHA1}, "url", "http://\u2603.net/x"),
         ({"url": "http://b\u00fc..de/x", "sha": SHA1}, "url", "http://b\u00fc..de/x"),
         ({"url": "http://.h/x", "sha": SHA1}, "url", "http://.h/x"),
+        # Refused by urllib3's parsing, which maps no character: a feminine
+        # ordinal, fullwidth letters, an ideographic full stop.
+        (
+            {"url": "http://\u00aa.example/x", "sha": SHA1},
+            "url",
+            "http://\u00aa.example/x",
+        ),
+        (
+            {"url": "http://\uff41.example/x", "sha": SHA1},
+            "url",
+            "http://\uff41.example/x",
+        ),
+        (
+            {"url": "http://\u4f8b\u3002jp/x", "sha": SHA1},
+            "url",
+            "http://\u4f8b\u3002jp/x",
+        ),
     ],
 )
 def test_bad_query_names_key_and_value(

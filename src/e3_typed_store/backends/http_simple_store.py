@@ -511,8 +511,10 @@ def _host_problem(host: str) -> str | None:
     """Why no request can be made to *host*, as the HTTP client would find
     it only when asked to connect; None when it can be asked for.
 
-    An internationalized name is checked as the client encodes it (IDNA 2008
-    with UTS #46 mapping); the ``idna`` module is imported for those only.
+    A non-ASCII name is checked as the client checks it: each of its labels
+    as urllib3 encodes it (IDNA 2008, strict, no mapping), then the whole name
+    as requests does (with UTS #46 mapping). The ``idna`` module is imported
+    for such names only.
     """
     if host.isascii():
         if host.startswith(("*", ".")):
@@ -526,6 +528,9 @@ def _host_problem(host: str) -> str | None:
     import idna
 
     try:
+        for label in host.split("."):
+            if not label.isascii():
+                idna.encode(label.lower(), strict=True, std3_rules=True)
         idna.encode(host, uts46=True)
     except idna.IDNAError as exc:
         return f"the host is not a valid internationalized name: {exc}"
