@@ -461,6 +461,21 @@ def test_offline_from_the_environment(
     assert store.fetch_resource(info, str(tmp_path / "dest"))
 
 
+def test_a_value_of_the_offline_variable_that_says_neither_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = StoreOptions()
+    for value, offline in (("Yes", True), (" off ", False), ("0", False)):
+        monkeypatch.setenv(OFFLINE_VARIABLE, value)
+        assert options.is_offline() is offline
+    assert caplog.text == ""
+    monkeypatch.setenv(OFFLINE_VARIABLE, "enabled-for-ci")
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        assert options.is_offline() is False
+        assert options.is_offline() is False
+    assert caplog.text.count("'enabled-for-ci' is neither on") == 1
+
+
 def test_lock_timeout_is_a_store_error(
     source: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

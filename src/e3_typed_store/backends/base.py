@@ -164,6 +164,9 @@ class StoreProtocol(Protocol[ProtoInfoT, QueryT_contra]):
 #: The environment variable that turns offline mode on ("1", "true", "yes", "on").
 OFFLINE_VARIABLE = "E3_TYPED_STORE_OFFLINE"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
+# The values that say "off" in so many words; any other is off too, said once.
+_FALSY = frozenset({"", "0", "false", "no", "off"})
+_UNREAD_OFFLINE_VALUES: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,19 @@ class StoreOptions:
         """Tell whether offline mode is on, from the option or the environment."""
         if self.offline is not None:
             return self.offline
-        return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() in _TRUTHY
+        value = os.environ.get(OFFLINE_VARIABLE, "").strip().lower()
+        if value in _TRUTHY:
+            return True
+        if value not in _FALSY and value not in _UNREAD_OFFLINE_VALUES:
+            # "enabled", say: meant as on, maybe. Said once per value.
+            _UNREAD_OFFLINE_VALUES.add(value)
+            logger.warning(
+                "%s=%r is neither on (1, true, yes, on) nor off (0, false, no, "
+                "off): offline mode is off",
+                OFFLINE_VARIABLE,
+                os.environ.get(OFFLINE_VARIABLE, ""),
+            )
+        return False
 
 
 # What "for ever" is to a cache: a century, a finite date every backend stores.
