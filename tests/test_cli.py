@@ -865,9 +865,7 @@ def test_verbose_log_lines_are_not_written_after_the_progress_bar(
             server.route("/payload.bin", cut_then_resumed)
             result = subprocess.run(
                 [
-                    sys.executable,
-                    "-m",
-                    "e3_typed_store",
+                    *PYTHON_CLI,
                     "-v",
                     "fetch",
                     server.url("/payload.bin"),

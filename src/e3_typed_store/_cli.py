@@ -29,6 +29,7 @@ from e3_typed_store._plugins import (
     driver_names,
     load_driver_class,
 )
+from e3_typed_store._redact import one_line
 from e3_typed_store._types import override
 from e3_typed_store.errors import (
     DestinationError,
@@ -140,10 +141,6 @@ def _flush_output() -> None:
         sys.stdout.flush()
     except OSError as exc:
         raise _OutputError(exc) from exc
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 # --- output -------------------------------------------------------------------
@@ -747,7 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The reader went away (`| head`): the rest of the output is not
             # wanted, and a shell says nothing either.
             return EXIT_BROKEN_PIPE
-        return _fail(_one_line(exc), EXIT_ERROR)
+        return _fail(one_line(str(exc)), EXIT_ERROR)
     except _Terminated as ended:  # before KeyboardInterrupt: a subclass
         _settle_output()
         if ended.signum == _SIGHUP:
@@ -758,10 +755,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("interrupted", 130)
     except StoreError as exc:
         _settle_output()
-        return _fail(_one_line(exc), _exit_code(exc))
+        return _fail(one_line(str(exc)), _exit_code(exc))
     except OSError as exc:
         _settle_output()
-        return _fail(_one_line(exc), EXIT_ERROR)
+        return _fail(one_line(str(exc)), EXIT_ERROR)
     return code
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HIDDEN", "hide_credentials", "hide_url_credentials"]
+__all__ = ["HIDDEN", "hide_credentials", "hide_url_credentials", "one_line"]
 
 HIDDEN = "***"
 
@@ -72,3 +72,9 @@ def hide_url_credentials(url: str) -> str:
 # slashes or backslashes.
 _AUTHORITY = re.compile(r"//|\b[A-Za-z][A-Za-z0-9+.-]*:[/\\]*")
 _NOT_IN_A_USER = re.compile(r"[/?#\s'\"\[\]{}]")
+
+
+def one_line(text: str) -> str:
+    """*text* with each run of white space (line ends included) as one space:
+    a message that fits on the one line it is shown on."""
+    return " ".join(text.split())

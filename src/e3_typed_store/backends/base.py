@@ -28,7 +28,7 @@ from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
 from e3_typed_store._content import ContentStore, FileStamp
 from e3_typed_store._fs import is_within, noting_published, place_in
 from e3_typed_store._locking import LOCK_DIR, process_lock, uid_lock
-from e3_typed_store._redact import hide_credentials, hide_url_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials, one_line
 from e3_typed_store._types import ALGORITHMS, Algorithm, TypeVar
 from e3_typed_store._types import CachedResource as CachedResource
 from e3_typed_store.cache.backends.base import DEFAULT_TIMEOUT, CacheProtocol
@@ -952,16 +952,12 @@ def _verdict(
         if _of_this_process(exc):
             logger.warning("cannot verify %s now, the copy is kept: %r", path, exc)
             if unusable is not None:
-                unusable.append(f"cannot verify it now: {_one_line(exc)}")
+                unusable.append(
+                    f"cannot verify it now: {one_line(str(exc)) or type(exc).__name__}"
+                )
             return None
         logger.warning("cannot verify %s: %r", path, exc)
         return False
-
-
-def _one_line(error: BaseException) -> str:
-    """*error*'s message on one line, its type named when it has none."""
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
 
 
 # What a check meets for a reason of the process or the system, not of the
