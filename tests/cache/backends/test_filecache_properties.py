@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from e3_typed_store.backends.base import CachedResource
-from e3_typed_store.cache.backends.filecache import FileCache
+from e3_typed_store.cache.backends.filecache import FileCache, FileCacheEntry
 
 # File I/O under runtime checks is slow now and then: no per-example deadline.
 PROPERTY = settings(deadline=None, max_examples=200)
@@ -71,6 +71,36 @@ NEAR_ENTRIES = st.builds(
 )
 
 
+# Expiries as a writer may give them: far ahead, past, beyond a float, whole.
+EXPIRIES = (
+    st.floats(min_value=1e10, allow_infinity=True)
+    | st.floats(allow_nan=False)
+    | st.integers()
+    | st.sampled_from([1e300, 1e10, -0.0, 4e9 + 0.5])
+)
+# Whole entries (any strings, any expiry), and entries a field or two off.
+ENTRIES = (
+    st.builds(
+        altered,
+        st.builds(valid_document, st.text(), st.text()),
+        st.fixed_dictionaries({"expiry": EXPIRIES}),
+        st.just(set[str]()),
+    )
+    | NEAR_ENTRIES
+)
+
+
+def layouts(document: dict[str, object]) -> list[bytes]:
+    """*document* as set() lays an entry out, with raw non-ASCII characters,
+    and indented: the first two are read without the JSON decoder when their
+    strings need no escape, the last never is."""
+    return [
+        (json.dumps(document) + "\n").encode(),
+        (json.dumps(document, ensure_ascii=False) + "\n").encode(),
+        json.dumps(document, indent=1).encode(),
+    ]
+
+
 @contextmanager
 def fresh_cache() -> Generator[tuple[Path, FileCache], None, None]:
     """A new cache per example (pytest's tmp_path is one per test)."""
@@ -119,6 +149,27 @@ def test_any_json_reads_as_default_or_value(document: object) -> None:
 def test_near_entries_read_as_default_or_value(document: dict[str, object]) -> None:
     with fresh_cache() as (_, cache):
         assert_default_or_valid(cache, plant(cache, json.dumps(document).encode()))
+
+
+@PROPERTY
+@given(ENTRIES)
+@example(valid_document("u", "/p"))
+@example(altered(valid_document("\u00e9", '/caf\u00e9 "x"'), {"expiry": 4e9}, set()))
+@example(altered(valid_document("u", "/p"), {"expiry": 1e999}, set()))
+@example(altered(valid_document("u", "/p"), {"expiry": 10**400}, set()))
+@example(altered(valid_document("u", "/p\x7f\n"), {"expiry": 5e9}, set()))
+def test_an_entry_reads_the_same_in_any_layout(document: dict[str, object]) -> None:
+    read: list[tuple[CachedResource | None, list[FileCacheEntry]]] = []
+    for content in layouts(document):
+        with fresh_cache() as (_, cache):
+            plant(cache, content)
+            found = cache.get(UID)
+            plant(cache, content)
+            read.append((found, list(cache.iter_entries())))
+    assert read[0] == read[1] == read[2]
+    found, listed = read[0]
+    if found is not None:  # a hit lists the entry as written
+        assert listed == [FileCacheEntry(UID, found, float(str(document["expiry"])))]
 
 
 def names_a_file(path: str) -> bool:

@@ -232,15 +232,58 @@ def _finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _written_entry() -> re.Pattern[str]:
+    """The entries that :func:`_encode_entry` writes, with strings that need
+    no escape: groups for the uid, the expiry, the value's uid and its path.
+
+    Made from the encoder's own output, so that the two cannot drift apart.
+    """
+    string = r'"([^"\\\x00-\x1f]*)"'  # JSON's characters, no escape among them
+    # With a fraction or an exponent, as a float's repr has: JSON reads an
+    # integer otherwise, and float() reads exactly what JSON's decoder does.
+    number = r"(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+))"
+    marks = ["\x01", "\x02", "\x03"]
+    text = _encode_entry(marks[0], CachedResource(marks[1], marks[2]), 0.5).decode()
+    pattern = re.escape(text)
+    for mark in marks:
+        pattern = pattern.replace(re.escape(json.dumps(mark)), string, 1)
+    return re.compile(pattern.replace(re.escape("0.5"), number, 1))
+
+
+# Entries as set() writes them, read with one match instead of the JSON decoder
+# and its Python hook for each object. Anything else, an escape in a string
+# included, goes through the decoder and its checks, which take it the same.
+_WRITTEN_ENTRY = _written_entry()
+
+
+def _decode_written(text: str) -> _Fields | None:
+    """The entry *text* holds if set() wrote it as it is, checked; else None."""
+    match = _WRITTEN_ENTRY.fullmatch(text)
+    if match is None:
+        return None
+    uid, written_expiry, value_uid, local_path = match.groups()
+    expiry = float(written_expiry)
+    if not math.isfinite(expiry) or _path_problem(local_path) is not None:
+        return None  # refused: the decoder's checks say why
+    return (uid, CachedResource(value_uid, local_path), expiry)
+
+
 def _decode_entry(data: bytes) -> _Fields | str:
     """Return the entry encoded in *data*, or why it is not a valid one."""
     if len(data) > _MAX_ENTRY_BYTES:
         return f"larger than {_MAX_ENTRY_BYTES} bytes"
     try:
-        document = _parse_json(data.decode("utf-8"))
+        text = data.decode("utf-8")
+    except ValueError as exc:
+        return f"not a JSON entry ({type(exc).__name__}: {exc})"
+    written = _decode_written(text)
+    if written is not None:
+        return written
+    try:
+        document = _parse_json(text)
     except (ValueError, RecursionError) as exc:
-        # ValueError covers bad UTF-8, bad JSON, duplicate keys and integers
-        # too long to convert; RecursionError, absurdly deep nesting.
+        # ValueError covers bad JSON, duplicate keys and integers too long to
+        # convert; RecursionError, absurdly deep nesting.
         return f"not a JSON entry ({type(exc).__name__}: {exc})"
     if not isinstance(document, _JsonObject):
         return f"expected a JSON object, got {type(document).__name__}"
