@@ -113,6 +113,48 @@ def test_fetch_then_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> 
     assert server.count("payload.bin") == 1
 
 
+@pytest.mark.parametrize("kind", ["dangling link", "regular file"])
+def test_a_cache_that_records_nothing_is_said_so(
+    server: DemoServer, tmp_path: Path, kind: str
+) -> None:
+    cache_dir = tmp_path / "cache"
+    if kind == "dangling link":
+        cache_dir.symlink_to(tmp_path / "unmounted")
+    else:
+        cache_dir.write_text("not a directory")
+    for attempt in (1, 2):
+        result = fetch(server, cache_dir, tmp_path / f"dest{attempt}")
+        assert result.returncode == 0, result.stderr
+        assert Path(result.stdout.strip()).read_bytes() == PAYLOAD
+        assert result.stderr == (
+            f"e3-typed-store: warning: {cache_dir}: the cache could not record it"
+            " (e3-typed-store -v fetch says why); the next fetch downloads it again\n"
+        )
+        assert server.count("payload.bin") == attempt  # as the warning says
+    verbose = cli(
+        "-v",
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(tmp_path / "dest3"),
+        "--cache-dir",
+        str(cache_dir),
+    )
+    assert verbose.returncode == 0, verbose.stderr
+    assert f"WARNING: cannot cache '{SHA256}'" in verbose.stderr  # the why
+
+
+def test_a_cache_that_records_the_fetch_says_nothing(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    for dest in ("one", "two"):  # a download, then a hit
+        result = fetch(server, cache_dir, tmp_path / dest)
+        assert (result.returncode, result.stderr) == (0, "")
+    assert server.count("payload.bin") == 1
+
+
 @pytest.mark.parametrize(
     ("option", "digest"), [("--sha1", SHA1), ("--sha512", SHA512.upper())]
 )

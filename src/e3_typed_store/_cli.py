@@ -236,6 +236,18 @@ def _fetch(args: argparse.Namespace) -> int:
     # As it is, for a script to read back; only a character the output's
     # encoding cannot take is escaped (by its error handler, see main()).
     _out(path)
+    if (
+        store.cache_backend is not None
+        and store.cache_backend.get(metadata.uid) is None
+    ):
+        # The store goes on without a cache it cannot write (a cache directory
+        # that is a dangling link or a file, a full disk), and says why only
+        # under -v: the fetch succeeded, but the next one will download again.
+        _note(
+            f"{PROG}: warning: {_field(args.cache_dir, path=True)}: the cache could"
+            f" not record it ({PROG} -v fetch says why); the next fetch downloads"
+            " it again"
+        )
     return 0
 
 
