@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -1152,3 +1152,108 @@ def test_a_fetch_interrupted_while_making_its_dest_leaves_nothing(
     assert code == 130
     assert made == ["a", "a/b"]
     assert not (tmp_path / "a").exists()
+
+
+def fetch_from(
+    url: str, tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return cli(
+        "fetch",
+        url,
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(tmp_path / "dest"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--retries=-1", "argument --retries: must be 0 or more, not -1"),
+        ("--retries=x", "argument --retries: not a whole number: 'x'"),
+        ("--retries=101", "argument --retries: 101: must be in [0, 100]"),
+        ("--deadline=0", "argument --deadline: must be more than 0, not '0'"),
+        ("--deadline=inf", "argument --deadline: inf: must be finite and positive"),
+        (
+            "--mirror=ftp://m.example/",
+            "argument --mirror: 'ftp://m.example/': expected an http or https URL",
+        ),
+        (
+            "--mirror=http://user:secret@[::1/",
+            "argument --mirror: 'http://user:***@[::1/': malformed URL",
+        ),
+    ],
+)
+def test_a_bad_transfer_option_is_a_usage_error(
+    option: str, message: str, tmp_path: Path
+) -> None:
+    result = fetch_from("http://127.0.0.1:1/x", tmp_path, option)
+    assert result.returncode == EXIT_USAGE
+    assert f"e3-typed-store fetch: error: {message}" in result.stderr
+    assert "secret" not in result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def failing_once(exchanges: list[Exchange]) -> Callable[[Exchange], None]:
+    """A handler that answers 503 the first time, then the payload."""
+
+    def handle(exchange: Exchange) -> None:
+        exchanges.append(exchange)
+        if len(exchanges) == 1:
+            exchange.respond(503, b"busy\n")
+        else:
+            exchange.respond(200, PAYLOAD)
+
+    return handle
+
+
+@pytest.mark.parametrize(("retries", "code"), [("0", EXIT_NETWORK), ("1", 0)])
+def test_retries_bounds_the_attempts_after_a_transient_failure(
+    tmp_path: Path, retries: str, code: int
+) -> None:
+    seen: list[Exchange] = []
+    with LoopbackServer() as server:
+        server.route("/payload.bin", failing_once(seen))
+        result = fetch_from(server.url("/payload.bin"), tmp_path, "--retries", retries)
+    assert result.returncode == code, result.stderr
+    assert len(seen) == int(retries) + 1
+    if code:
+        assert "HTTP status 503" in result.stderr
+    else:
+        assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD
+
+
+def test_deadline_bounds_a_download_that_trickles(tmp_path: Path) -> None:
+    with LoopbackServer() as server:
+        server.route("/payload.bin", trickling)  # 40 minutes of it
+        result = fetch_from(server.url("/payload.bin"), tmp_path, "--deadline", "1")
+    assert result.returncode == EXIT_NETWORK, result.stderr
+    assert "not complete within the 1 s deadline" in result.stderr
+    assert not (tmp_path / "dest").exists()  # made for the fetch, removed with it
+
+
+def test_mirrors_are_tried_in_order_before_the_url(tmp_path: Path) -> None:
+    empty = DemoServer({})
+    mirror = DemoServer({"payload.bin": PAYLOAD})
+    origin = DemoServer({"payload.bin": PAYLOAD})
+    try:
+        result = fetch_from(
+            origin.url("payload.bin"),
+            tmp_path,
+            "--mirror",
+            empty.url(""),
+            "--mirror",
+            mirror.url(""),
+        )
+        assert result.returncode == 0, result.stderr
+        assert Path(result.stdout.strip()).read_bytes() == PAYLOAD
+        assert (empty.count("payload.bin"), mirror.count("payload.bin")) == (1, 1)
+        assert origin.count("payload.bin") == 0
+    finally:
+        for server in (empty, mirror, origin):
+            server.stop()

@@ -199,6 +199,8 @@ def _fetch(args: argparse.Namespace) -> int:
     from e3_typed_store.backends.http_simple_store import (
         HTTPSimpleQuery,
         HTTPSimpleStore,
+        HTTPSimpleStoreConfiguration,
+        HTTPSimpleStoreSettings,
     )
     from e3_typed_store.cache.backends.filecache import FileCache
 
@@ -213,8 +215,23 @@ def _fetch(args: argparse.Namespace) -> int:
     else:
         query["sha512"] = digest
     lock_timeout: float | None = args.lock_timeout
+    configuration: HTTPSimpleStoreConfiguration = {"progress": not args.no_progress}
+    if args.deadline is not None:
+        configuration["deadline"] = args.deadline
+    if args.retries is not None:
+        configuration["retries"] = args.retries
+    if args.mirror:
+        configuration["mirrors"] = list(args.mirror)
+    try:
+        HTTPSimpleStoreSettings.from_configuration(configuration)
+    except InvalidConfigurationError as exc:
+        # The store's own bounds (retries up to 100, a finite deadline, a
+        # mirror that is an http(s) base URL), said of the option.
+        fetch_parser: argparse.ArgumentParser = args.command_parser  # its usage
+        option = _FETCH_OPTIONS.get(exc.key, exc.key)
+        fetch_parser.error(f"argument {option}: {exc.value!r}: {exc.reason}")
     store = HTTPSimpleStore(
-        {"progress": not args.no_progress},
+        configuration,
         FileCache({"cache_dir": args.cache_dir}),
         options=StoreOptions(
             offline=True if args.offline else None,
@@ -249,6 +266,14 @@ def _fetch(args: argparse.Namespace) -> int:
             " it again"
         )
     return 0
+
+
+# The store's configuration keys that fetch's options set.
+_FETCH_OPTIONS = {
+    "deadline": "--deadline",
+    "retries": "--retries",
+    "mirrors": "--mirror",
+}
 
 
 def _make_directories(path: str, made: list[str]) -> None:
@@ -607,6 +632,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for another process downloading the same resource"
         " (default: 3600; inf: as long as it takes)",
     )
+    fetch.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="the most a whole download may take, retries and mirrors included"
+        " (default: 3600)",
+    )
+    fetch.add_argument(
+        "--retries",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="attempts after a transient failure, per URL (0 to 100, default: 3)",
+    )
+    fetch.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a base URL to try before URL, in the order given (repeatable)",
+    )
     fetch.set_defaults(handler=_fetch, command_parser=fetch)
 
     cache = commands.add_parser("cache", help="inspect and maintain the cache")
@@ -680,6 +727,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 
