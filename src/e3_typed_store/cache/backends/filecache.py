@@ -233,10 +233,15 @@ def _finite_number(value: object) -> float | None:
 
 
 def _written_entry() -> re.Pattern[str]:
-    """The entries that :func:`_encode_entry` writes, with strings that need
-    no escape: groups for the uid, the expiry, the value's uid and its path.
+    """Entries laid out as :func:`_encode_entry` lays them out, whose strings
+    hold no escape: groups for the uid, the expiry, the value's uid and its
+    path.
 
-    Made from the encoder's own output, so that the two cannot drift apart.
+    The layout (keys, their order, the spacing) is taken from the encoder's
+    output; the strings and the number are JSON's own grammar, so that a match
+    reads as the JSON decoder reads it. That takes in more than set() writes
+    (raw non-ASCII characters, ``1E+5``), never anything the decoder reads
+    otherwise.
     """
     string = r'"([^"\\\x00-\x1f]*)"'  # JSON's characters, no escape among them
     # With a fraction or an exponent, as a float's repr has: JSON reads an
@@ -247,17 +252,26 @@ def _written_entry() -> re.Pattern[str]:
     pattern = re.escape(text)
     for mark in marks:
         pattern = pattern.replace(re.escape(json.dumps(mark)), string, 1)
-    return re.compile(pattern.replace(re.escape("0.5"), number, 1))
+    compiled = re.compile(pattern.replace(re.escape("0.5"), number, 1))
+    if compiled.groups != 4:  # the encoder changed: a mark no longer shows
+        raise RuntimeError(f"the entry layout is not the one expected: {text!r}")
+    return compiled
 
 
 # Entries as set() writes them, read with one match instead of the JSON decoder
 # and its Python hook for each object. Anything else, an escape in a string
 # included, goes through the decoder and its checks, which take it the same.
 _WRITTEN_ENTRY = _written_entry()
+# An entry is a few hundred characters; a longer one (a planted file, a long
+# uid or path) goes to the decoder: on a hostile file near the 1 MiB bound the
+# match, which backtracks over runs of digits, took 20 times the decoder's time.
+_WRITTEN_ENTRY_CHARS = 16 << 10
 
 
 def _decode_written(text: str) -> _Fields | None:
     """The entry *text* holds if set() wrote it as it is, checked; else None."""
+    if len(text) > _WRITTEN_ENTRY_CHARS:
+        return None
     match = _WRITTEN_ENTRY.fullmatch(text)
     if match is None:
         return None
