@@ -1257,3 +1257,17 @@ def test_mirrors_are_tried_in_order_before_the_url(tmp_path: Path) -> None:
     finally:
         for server in (empty, mirror, origin):
             server.stop()
+
+
+def test_an_error_shows_a_path_as_it_is_with_no_control_character(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a directory should be")
+    # An escape sequence would reach the terminal; two spaces are the path's.
+    dest = blocker / "red\x1b[31m  two\u202eowt"
+    result = fetch(server, tmp_path / "cache", dest)
+    assert result.returncode == EXIT_DESTINATION, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
+    assert f"{blocker}/red\\x1b[31m  two\\u202eowt" in result.stderr

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from e3_typed_store import load_store
-from e3_typed_store._redact import hide_credentials, hide_url_credentials
+from e3_typed_store._redact import hide_credentials, hide_url_credentials, one_line
 from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
 from e3_typed_store.errors import (
     DeadlineExceededError,
@@ -300,3 +300,20 @@ def test_what_is_no_metadata_is_logged_without_the_password(tmp_path: Path) -> N
     assert "ERROR:e3.store:cannot get resource" in result.stdout
     assert result.stdout.rstrip().endswith("None")
     assert SECRET not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("cannot write\n  /a  b/c\r\n", "cannot write /a  b/c"),
+        ("x\x1b[31mred\ttab", "x\\x1b[31mred\\ttab"),
+        ("name\u202egpj.exe and\u2028more", "name\\u202egpj.exe and more"),
+        ("p\udcffq", "p\udcffq"),  # a byte of no text, written back as itself
+        ("a\x00b\x7f", "a\\x00b\\x7f"),
+        ("", ""),
+    ],
+)
+def test_one_line_keeps_a_message_on_its_line_and_off_the_terminal(
+    text: str, shown: str
+) -> None:
+    assert one_line(text) == shown
