@@ -1069,7 +1069,18 @@ def _send(
     Not ``session.get(..., allow_redirects=False)``: requests then still
     reads a redirect's whole body into memory, whatever its size.
     """
-    prepared = prepare_get(session, url, headers)
+    try:
+        prepared = prepare_get(session, url, headers)
+    except UnicodeError:
+        # Basic authentication encodes the URL's user name and password in
+        # Latin-1: one that is not (a redirect's, say) cannot be sent. The
+        # error's own text would hold the password: left out.
+        raise _unusable(
+            url,
+            "its user name or password is not Latin-1 once percent-decoded"
+            " (HTTP basic authentication sends them so)",
+            None,
+        ) from None
     target = prepared.url if prepared.url is not None else url
     if _no_proxy_settings(session):
         # What merge_environment_settings returns then, without its two

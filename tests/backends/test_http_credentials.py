@@ -17,7 +17,7 @@ import pytest
 
 from e3_typed_store import load_store
 from e3_typed_store._redact import hide_credentials, hide_url_credentials, one_line
-from e3_typed_store.backends.http_simple_store import HTTPSimpleStore
+from e3_typed_store.backends.http_simple_store import HTTPSimpleQuery, HTTPSimpleStore
 from e3_typed_store.errors import (
     DeadlineExceededError,
     DestinationError,
@@ -262,8 +262,10 @@ def test_a_refused_url_does_not_keep_the_password(url: str) -> None:
         f"http://m:{SECRET}/x@h/b",  # a string, not a list
         [f"http://m:{SECRET}@h/b".encode()],  # bytes
         {f"http://m:{SECRET}@h/b": 1},
+        [f"http://m:{SECRET}\u00e9\u4e00@127.0.0.1/b"],  # no request could send it
+        [f"http://m:{SECRET}%E2%82%AC@127.0.0.1/b"],  # the same, percent-encoded
     ],
-    ids=["hash", "query", "string", "bytes", "mapping"],
+    ids=["hash", "query", "string", "bytes", "mapping", "not-latin-1", "encoded"],
 )
 def test_a_mirror_refused_does_not_keep_the_password(mirrors: object) -> None:
     with pytest.raises(InvalidConfigurationError) as raised:
@@ -317,3 +319,34 @@ def test_one_line_keeps_a_message_on_its_line_and_off_the_terminal(
     text: str, shown: str
 ) -> None:
     assert one_line(text) == shown
+
+
+def test_a_redirect_to_credentials_no_request_can_send_is_that_urls_failure(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # Basic authentication sends them in Latin-1: a redirect to these cannot
+    # be followed. The origin is asked next, and serves.
+    target = f"http://u:{SECRET}\u00e9\u4e00@127.0.0.1:{server.port}/payload.bin"
+    server.route(
+        "/m/payload.bin",
+        lambda exchange: exchange.respond(
+            302, b"", {"Location": target.encode().decode("latin-1")}
+        ),
+    )
+    server.route("/payload.bin", lambda exchange: exchange.respond(200, PAYLOAD))
+    mirror = f"{server.base}/m"
+    store = HTTPSimpleStore({"progress": False, "mirrors": [mirror]}, None)
+    query: HTTPSimpleQuery = {"url": server.url("/payload.bin"), "sha256": SHA256}
+    path = store.fetch_resource(store.get_resource_metadata(query), str(tmp_path))
+    assert Path(path).read_bytes() == PAYLOAD
+
+    alone = HTTPSimpleStore(
+        {"progress": False, "mirrors": [mirror], "fallback_to_origin": False}, None
+    )
+    with pytest.raises(DownloadError) as raised:
+        alone.fetch_resource(alone.get_resource_metadata(query), str(tmp_path / "b"))
+    error = raised.value
+    assert "user name or password is not Latin-1" in str(error)
+    assert error.__cause__ is None
+    for shown in (str(error), repr(error), repr(error.__context__)):
+        assert SECRET not in shown

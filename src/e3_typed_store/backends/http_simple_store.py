@@ -496,12 +496,7 @@ def _check_url(url: object) -> str:
     if problem is not None:
         raise InvalidQueryError("url", shown, problem)
     if not _latin_1_credentials(parts):
-        raise InvalidQueryError(
-            "url",
-            shown,
-            "user name and password must be Latin-1 once percent-decoded"
-            " (HTTP basic authentication sends them so)",
-        )
+        raise InvalidQueryError("url", shown, _NOT_LATIN_1)
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
@@ -553,6 +548,12 @@ def _malformed(exc: ValueError, url: str, shown: str) -> str:
 
 def _cause_unless_hidden(exc: ValueError, url: str, shown: str) -> ValueError | None:
     return exc if shown == url else None
+
+
+_NOT_LATIN_1 = (
+    "user name and password must be Latin-1 once percent-decoded"
+    " (HTTP basic authentication sends them so)"
+)
 
 
 def _latin_1_credentials(parts: SplitResult) -> bool:
@@ -641,4 +642,11 @@ def _mirror(mirror: object) -> str:
         raise InvalidConfigurationError(
             "mirrors", shown, "a mirror base URL has no query or fragment"
         )
+    # What a resource URL is refused for at query time (see _check_url): else
+    # the request for it would fail, and the next URL would not be tried.
+    problem = _host_problem(parts.hostname)
+    if problem is not None:
+        raise InvalidConfigurationError("mirrors", shown, problem)
+    if not _latin_1_credentials(parts):
+        raise InvalidConfigurationError("mirrors", shown, _NOT_LATIN_1)
     return mirror
