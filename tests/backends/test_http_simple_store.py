@@ -330,6 +330,10 @@ def test_any_query_gives_metadata_or_invalid_query_error(
         ({"mirrors": ["http://m:0/c/"]}, "mirrors", "http://m:0/c/"),
         ({"mirrors": ["http://m /c/"]}, "mirrors", "http://m /c/"),
         ({"mirrors": ["http://m/c/\n"]}, "mirrors", "http://m/c/\n"),
+        # A host no request can be made to, as for a query's URL.
+        ({"mirrors": ["http://\u2603.net/c"]}, "mirrors", "http://\u2603.net/c"),
+        ({"mirrors": ["http://.m/c"]}, "mirrors", "http://.m/c"),
+        ({"mirrors": ["http://\udcff/c"]}, "mirrors", "http://\udcff/c"),
         ({"fallback_to_origin": False}, "fallback_to_origin", False),
         ({"timeout": 3}, "timeout", 3),
     ],
