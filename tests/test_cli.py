@@ -126,10 +126,7 @@ def test_a_cache_that_records_nothing_is_said_so(
         result = fetch(server, cache_dir, tmp_path / f"dest{attempt}")
         assert result.returncode == 0, result.stderr
         assert Path(result.stdout.strip()).read_bytes() == PAYLOAD
-        assert result.stderr == (
-            f"e3-typed-store: warning: {cache_dir}: the cache could not record it"
-            " (e3-typed-store -v fetch says why); the next fetch downloads it again\n"
-        )
+        assert result.stderr == WARNING.format(cache_dir)
         assert server.count("payload.bin") == attempt  # as the warning says
     verbose = cli(
         "-v",
@@ -144,6 +141,32 @@ def test_a_cache_that_records_nothing_is_said_so(
     )
     assert verbose.returncode == 0, verbose.stderr
     assert f"WARNING: cannot cache '{SHA256}'" in verbose.stderr  # the why
+
+
+WARNING = (
+    "e3-typed-store: warning: {}: the cache could not keep a copy of it"
+    " (e3-typed-store -v fetch says why); a later fetch may download it again\n"
+)
+
+
+def test_a_cache_that_records_only_the_file_in_dest_is_said_so(
+    server: DemoServer, tmp_path: Path
+) -> None:
+    # No room for the kept copy (a file where its directory goes, as a full
+    # disk would do): the entry names the file in dest, which the user may
+    # remove or change at any time.
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / "resources").write_text("in the way")
+    first = fetch(server, cache_dir, tmp_path / "one")
+    assert (first.returncode, first.stderr) == (0, WARNING.format(cache_dir))
+    second = fetch(server, cache_dir, tmp_path / "two")  # served from one/
+    assert (second.returncode, second.stderr) == (0, WARNING.format(cache_dir))
+    assert server.count("payload.bin") == 1
+    Path(first.stdout.strip()).unlink()
+    third = fetch(server, cache_dir, tmp_path / "three")
+    assert (third.returncode, third.stderr) == (0, WARNING.format(cache_dir))
+    assert server.count("payload.bin") == 2  # as the warning says
 
 
 def test_a_cache_that_records_the_fetch_says_nothing(

@@ -30,7 +30,7 @@ from e3_typed_store._plugins import (
     load_driver_class,
 )
 from e3_typed_store._redact import one_line
-from e3_typed_store._types import override
+from e3_typed_store._types import CachedResource, override
 from e3_typed_store.errors import (
     DestinationError,
     DownloadError,
@@ -230,9 +230,10 @@ def _fetch(args: argparse.Namespace) -> int:
         fetch_parser: argparse.ArgumentParser = args.command_parser  # its usage
         option = _FETCH_OPTIONS.get(exc.key, exc.key)
         fetch_parser.error(f"argument {option}: {exc.value!r}: {exc.reason}")
+    cache = FileCache({"cache_dir": args.cache_dir})
     store = HTTPSimpleStore(
         configuration,
-        FileCache({"cache_dir": args.cache_dir}),
+        cache,
         options=StoreOptions(
             offline=True if args.offline else None,
             trust_unchanged_files=args.trust_unchanged,
@@ -253,19 +254,33 @@ def _fetch(args: argparse.Namespace) -> int:
     # As it is, for a script to read back; only a character the output's
     # encoding cannot take is escaped (by its error handler, see main()).
     _out(path)
-    if (
-        store.cache_backend is not None
-        and store.cache_backend.get(metadata.uid) is None
-    ):
+    if not _kept(cache.get(metadata.uid), args.cache_dir, path):
         # The store goes on without a cache it cannot write (a cache directory
         # that is a dangling link or a file, a full disk), and says why only
-        # under -v: the fetch succeeded, but the next one will download again.
+        # under -v: the fetch succeeded, but a later one may download again.
         _note(
-            f"{PROG}: warning: {_field(args.cache_dir, path=True)}: the cache could"
-            f" not record it ({PROG} -v fetch says why); the next fetch downloads"
+            f"{PROG}: warning: {one_line(args.cache_dir)}: the cache could not keep"
+            f" a copy of it ({PROG} -v fetch says why); a later fetch may download"
             " it again"
         )
     return 0
+
+
+def _kept(entry: CachedResource | None, cache_dir: str, path: str) -> bool:
+    """Whether *entry*, what the cache records of the file fetched at *path*,
+    names a copy of its own in *cache_dir*: not *path* itself (no room for a
+    copy), nor a copy left from before that the store could not replace (a
+    read-only cache whose copy went)."""
+    if entry is None:
+        return False
+    kept, root = os.path.realpath(entry.local_path), os.path.realpath(cache_dir)
+    try:
+        return (
+            os.path.commonpath([kept, root]) == root
+            and os.stat(kept).st_size == os.stat(path).st_size
+        )
+    except (OSError, ValueError):  # gone; a path on another drive (Windows)
+        return False
 
 
 # The store's configuration keys that fetch's options set.
