@@ -1197,7 +1197,7 @@ def fetch_from(
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--retries=-1", "argument --retries: must be 0 or more, not -1"),
+        ("--retries=-1", "argument --retries: must be at least 0, not -1"),
         ("--retries=x", "argument --retries: not a whole number: 'x'"),
         ("--retries=101", "argument --retries: 101: must be in [0, 100]"),
         ("--deadline=0", "argument --deadline: must be more than 0, not '0'"),
