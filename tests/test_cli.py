@@ -113,6 +113,7 @@ def test_fetch_then_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> 
     assert server.count("payload.bin") == 1
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a symbolic link: POSIX")
 @pytest.mark.parametrize("kind", ["dangling link", "regular file"])
 def test_a_cache_that_records_nothing_is_said_so(
     server: DemoServer, tmp_path: Path, kind: str
@@ -149,22 +150,24 @@ WARNING = (
 )
 
 
+@pytest.mark.parametrize("dest_in_cache", [False, True])
 def test_a_cache_that_records_only_the_file_in_dest_is_said_so(
-    server: DemoServer, tmp_path: Path
+    server: DemoServer, tmp_path: Path, dest_in_cache: bool
 ) -> None:
     # No room for the kept copy (a file where its directory goes, as a full
     # disk would do): the entry names the file in dest, which the user may
-    # remove or change at any time.
+    # remove or change at any time; also when dest lies in the cache directory.
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     (cache_dir / "resources").write_text("in the way")
-    first = fetch(server, cache_dir, tmp_path / "one")
+    base = cache_dir if dest_in_cache else tmp_path
+    first = fetch(server, cache_dir, base / "one")
     assert (first.returncode, first.stderr) == (0, WARNING.format(cache_dir))
-    second = fetch(server, cache_dir, tmp_path / "two")  # served from one/
+    second = fetch(server, cache_dir, base / "two")  # served from one/
     assert (second.returncode, second.stderr) == (0, WARNING.format(cache_dir))
     assert server.count("payload.bin") == 1
     Path(first.stdout.strip()).unlink()
-    third = fetch(server, cache_dir, tmp_path / "three")
+    third = fetch(server, cache_dir, base / "three")
     assert (third.returncode, third.stderr) == (0, WARNING.format(cache_dir))
     assert server.count("payload.bin") == 2  # as the warning says
 
@@ -1293,4 +1296,4 @@ def test_an_error_shows_a_path_as_it_is_with_no_control_character(
     assert result.returncode == EXIT_DESTINATION, result.stderr
     assert result.stderr.count("\n") == 1
     assert "\x1b" not in result.stderr and "\u202e" not in result.stderr
-    assert f"{blocker}/red\\x1b[31m  two\\u202eowt" in result.stderr
+    assert f"{blocker}{os.sep}red\\x1b[31m  two\\u202eowt" in result.stderr

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TextIO
 
+from e3_typed_store._content import ContentStore
 from e3_typed_store._locking import WAIT_LOGGER
 from e3_typed_store._plugins import (
     CACHE_API,
@@ -254,7 +255,7 @@ def _fetch(args: argparse.Namespace) -> int:
     # As it is, for a script to read back; only a character the output's
     # encoding cannot take is escaped (by its error handler, see main()).
     _out(path)
-    if not _kept(cache.get(metadata.uid), args.cache_dir, path):
+    if not _kept(cache.get(metadata.uid), ContentStore(cache.cache_dir), path):
         # The store goes on without a cache it cannot write (a cache directory
         # that is a dangling link or a file, a full disk), and says why only
         # under -v: the fetch succeeded, but a later one may download again.
@@ -266,20 +267,16 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kept(entry: CachedResource | None, cache_dir: str, path: str) -> bool:
+def _kept(entry: CachedResource | None, content: ContentStore, path: str) -> bool:
     """Whether *entry*, what the cache records of the file fetched at *path*,
-    names a copy of its own in *cache_dir*: not *path* itself (no room for a
-    copy), nor a copy left from before that the store could not replace (a
-    read-only cache whose copy went)."""
-    if entry is None:
+    names a copy of the cache's own, among the copies of *content*: not the
+    file in dest itself (no room for a copy), nor a copy left from before that
+    the store could not replace (a read-only cache whose copy went)."""
+    if entry is None or not content.holds(entry.local_path):
         return False
-    kept, root = os.path.realpath(entry.local_path), os.path.realpath(cache_dir)
     try:
-        return (
-            os.path.commonpath([kept, root]) == root
-            and os.stat(kept).st_size == os.stat(path).st_size
-        )
-    except (OSError, ValueError):  # gone; a path on another drive (Windows)
+        return os.stat(entry.local_path).st_size == os.stat(path).st_size
+    except OSError:  # gone
         return False
 
 

@@ -1072,13 +1072,14 @@ def _send(
     try:
         prepared = prepare_get(session, url, headers)
     except UnicodeError:
-        # Basic authentication encodes the URL's user name and password in
-        # Latin-1: one that is not (a redirect's, say) cannot be sent. The
-        # error's own text would hold the password: left out.
+        # Basic authentication encodes the user name and password (the URL's,
+        # or a netrc file's for its host) in Latin-1: one that is not (a
+        # redirect's, say) cannot be sent. The error's own text would hold
+        # the password: left out.
         raise _unusable(
             url,
-            "its user name or password is not Latin-1 once percent-decoded"
-            " (HTTP basic authentication sends them so)",
+            "the user name or password for it (in the URL or a netrc file) is not"
+            " Latin-1 once percent-decoded (HTTP basic authentication sends them so)",
             None,
         ) from None
     target = prepared.url if prepared.url is not None else url

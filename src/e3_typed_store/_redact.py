@@ -74,19 +74,16 @@ _AUTHORITY = re.compile(r"//|\b[A-Za-z][A-Za-z0-9+.-]*:[/\\]*")
 _NOT_IN_A_USER = re.compile(r"[/?#\s'\"\[\]{}]")
 
 
-# A line break (what str.splitlines breaks at) and the white space around it.
-_LINE_BREAK = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
-
-
 def one_line(text: str) -> str:
-    """*text* as one line of a terminal: each line break, with the white space
-    around it, as one space; any other character that is not printable (an
-    escape sequence's ESC, a tab, a bidirectional override) as its backslash
-    escape (``\\x1b``), so that it reaches no terminal; the rest as it is,
+    """*text* as one line of a terminal: each line break (where
+    ``str.splitlines`` breaks), with the white space around it, as one space;
+    any other character that Python does not count as printable (an escape
+    sequence's ESC, a tab, a bidirectional override, a no-break space) as its
+    backslash escape (``\\x1b``), so that it reaches no terminal; the rest as it is,
     runs of spaces included (a path shown is the path). The surrogates that
     stand for bytes of no text in a path (surrogateescape) stay, for the
     output to write back as those bytes."""
-    joined = _LINE_BREAK.sub(" ", text).strip()
+    joined = " ".join(kept for line in text.splitlines() if (kept := line.strip()))
     if joined.isprintable():
         return joined
     return "".join(

@@ -312,6 +312,8 @@ def test_what_is_no_metadata_is_logged_without_the_password(tmp_path: Path) -> N
         ("name\u202egpj.exe and\u2028more", "name\\u202egpj.exe and more"),
         ("p\udcffq", "p\udcffq"),  # a byte of no text, written back as itself
         ("a\x00b\x7f", "a\\x00b\\x7f"),
+        ("a\n\n  \nb", "a b"),
+        ("no\u00a0break", "no\\xa0break"),  # Python counts it no printable
         ("", ""),
     ],
 )
@@ -346,7 +348,27 @@ def test_a_redirect_to_credentials_no_request_can_send_is_that_urls_failure(
     with pytest.raises(DownloadError) as raised:
         alone.fetch_resource(alone.get_resource_metadata(query), str(tmp_path / "b"))
     error = raised.value
-    assert "user name or password is not Latin-1" in str(error)
+    assert "(in the URL or a netrc file) is not Latin-1" in str(error)
     assert error.__cause__ is None
     for shown in (str(error), repr(error), repr(error.__context__)):
         assert SECRET not in shown
+
+
+def test_netrc_credentials_no_request_can_send_are_that_urls_failure(
+    server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        f"machine 127.0.0.1 login u password {SECRET}\u4e00\n", encoding="utf-8"
+    )
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    server.route("/payload.bin", lambda exchange: exchange.respond(200, PAYLOAD))
+    store = HTTPSimpleStore({"progress": False}, None)
+    query: HTTPSimpleQuery = {"url": server.url("/payload.bin"), "sha256": SHA256}
+    with pytest.raises(DownloadError) as raised:
+        store.fetch_resource(store.get_resource_metadata(query), str(tmp_path / "d"))
+    error = raised.value
+    assert "(in the URL or a netrc file) is not Latin-1" in str(error)
+    assert SECRET not in str(error) and error.__cause__ is None
+    assert server.requests() == []  # nothing could be sent
