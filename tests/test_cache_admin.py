@@ -447,6 +447,9 @@ def test_clear_lists_the_removals_that_failed_in_one_list(
     # entries directory, which fails on them too, names them in its own.
     for uid in uids:
         assert err.count(f"cache entry '{uid}': cannot remove") == 1
+        # Named once by each, with the reason, not a second time by the error.
+        entry = f"{os.sep}entries{os.sep}{uid}.json"
+        assert err.count(entry) == err.count(f"{entry}: Permission denied") == 2
 
 
 def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(

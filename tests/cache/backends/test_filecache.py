@@ -451,6 +451,9 @@ def test_a_directory_at_an_entry_path(
     with pytest.raises(CacheError, match="cannot remove") as caught:
         cache.delete("u")
     assert caught.value.uid == "u"
+    # The path once, then why: not again in the system error's own words.
+    reason = caught.value.reason
+    assert reason.startswith(f"cannot remove {own}: ") and reason.count(str(own)) == 1
     cache.clear()
     assert (own / "keep").exists()
     assert len(warnings_of(caplog)) >= 2

@@ -184,6 +184,13 @@ def _parse_json(text: str) -> object:
     return _DECODER.decode(text)
 
 
+def _why(error: OSError, path: str) -> str:
+    """What *error* says of *path*, without naming *path* a second time."""
+    if error.filename == path and error.strerror:
+        return error.strerror
+    return str(error)
+
+
 def _entry_name(uid: str) -> str:
     """Return the file name of the entry of *uid*: never a path, never ``.cache``."""
     return safe_component(uid) + _SUFFIX
@@ -589,7 +596,7 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
             # NotADirectoryError: cache_dir is a file, so there is no entry.
             pass
         except OSError as exc:
-            raise CacheError(uid, f"cannot remove {path}: {exc}") from exc
+            raise CacheError(uid, f"cannot remove {path}: {_why(exc, path)}") from exc
 
     @override
     def clear(self) -> None:
@@ -628,7 +635,7 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
                 _unlink_quietly(path)
             except OSError as exc:
                 _logger.warning("cannot remove cache entry %s: %s", path, exc)
-                failed.append(path if exc.filename == path else f"{path}: {exc}")
+                failed.append(f"{path}: {_why(exc, path)}")
         if failed:
             raise CacheError(
                 failed[0] if len(failed) == 1 else f"{len(failed)} entries",
