@@ -201,7 +201,6 @@ def _fetch(args: argparse.Namespace) -> int:
         HTTPSimpleQuery,
         HTTPSimpleStore,
         HTTPSimpleStoreConfiguration,
-        HTTPSimpleStoreSettings,
     )
     from e3_typed_store.cache.backends.filecache import FileCache
 
@@ -223,26 +222,25 @@ def _fetch(args: argparse.Namespace) -> int:
         configuration["retries"] = args.retries
     if args.mirror:
         configuration["mirrors"] = list(args.mirror)
+    cache = FileCache({"cache_dir": args.cache_dir})
     try:
-        HTTPSimpleStoreSettings.from_configuration(configuration)
+        store = HTTPSimpleStore(
+            configuration,
+            cache,
+            options=StoreOptions(
+                offline=True if args.offline else None,
+                trust_unchanged_files=args.trust_unchanged,
+                lock_timeout=StoreOptions.lock_timeout
+                if lock_timeout is None
+                else lock_timeout,
+            ),
+        )
     except InvalidConfigurationError as exc:
         # The store's own bounds (retries up to 100, a finite deadline, a
         # mirror that is an http(s) base URL), said of the option.
         fetch_parser: argparse.ArgumentParser = args.command_parser  # its usage
         option = _FETCH_OPTIONS.get(exc.key, exc.key)
         fetch_parser.error(f"argument {option}: {exc.value!r}: {exc.reason}")
-    cache = FileCache({"cache_dir": args.cache_dir})
-    store = HTTPSimpleStore(
-        configuration,
-        cache,
-        options=StoreOptions(
-            offline=True if args.offline else None,
-            trust_unchanged_files=args.trust_unchanged,
-            lock_timeout=StoreOptions.lock_timeout
-            if lock_timeout is None
-            else lock_timeout,
-        ),
-    )
     dest: str = args.dest
     created: list[str] = []
     try:
