@@ -443,13 +443,14 @@ def test_clear_lists_the_removals_that_failed_in_one_list(
     assert code == 1
     assert err.startswith("e3-typed-store: error: ")
     assert err.count("removals failed") == 1  # one list, not lists in a list
-    # Each entry's own failure is named once; the cache's clearing of the
-    # entries directory, which fails on them too, names them in its own.
+    # Each path that stayed is named once, with why: not once by the
+    # entry's removal and again by the sweep of the whole cache.
     for uid in uids:
-        assert err.count(f"cache entry '{uid}': cannot remove") == 1
-        # Named once by each, with the reason, not a second time by the error.
         entry = f"{os.sep}entries{os.sep}{uid}.json"
-        assert err.count(entry) == err.count(f"{entry}: Permission denied") == 2
+        assert err.count(entry) == err.count(f"{entry}: Permission denied") == 1
+        payload = f"{os.sep}resources{os.sep}{uid}{os.sep}payload"
+        assert err.count(payload) == 1
+    assert "3 entries" not in err
 
 
 def test_verify_takes_a_uid_for_a_digest_only_when_the_metadata_said_so(
@@ -484,15 +485,16 @@ def test_the_error_of_failed_removals_survives_a_pickle(
 ) -> None:
     # As a process pool hands it back to its caller. An immutable directory
     # stops root too.
-    cache_dir, _ = shared_cache
-    entries = cache_dir / "entries"
-    if subprocess.run(["chattr", "+i", str(entries)], check=False).returncode != 0:
+    cache_dir, uids = shared_cache
+    # The entries and a kept copy stay: two removals failed.
+    stuck = [cache_dir / "entries", cache_dir / "resources" / uids[0] / "payload"]
+    if subprocess.run(["chattr", "+i", *map(str, stuck)], check=False).returncode:
         pytest.skip("this file system has no immutable flag")
     try:
         with pytest.raises(OSError) as raised:
             clear_cache(FileCache({"cache_dir": str(cache_dir)}))
     finally:
-        subprocess.run(["chattr", "-i", str(entries)], check=True)
+        subprocess.run(["chattr", "-i", *map(str, stuck)], check=True)
     assert "removals failed" in str(raised.value)
     again = pickle.loads(pickle.dumps(raised.value))
     assert type(again) is type(raised.value)

@@ -16,10 +16,9 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from e3_typed_store._content import ContentStore
+from e3_typed_store._content import ContentStore, RemovalsFailedError
 from e3_typed_store._hashing import file_digest
 from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
-from e3_typed_store._types import override
 from e3_typed_store.cache.backends.filecache import FileCache
 from e3_typed_store.errors import CacheError
 
@@ -162,22 +161,6 @@ def _check_cache_dir(cache: FileCache) -> None:
         )
 
 
-class _RemovalsFailedError(OSError):
-    """Removals failed; each is in :attr:`problems`, already logged."""
-
-    def __init__(self, problems: list[str]) -> None:
-        if len(problems) == 1:
-            super().__init__(problems[0])
-        else:
-            super().__init__(f"{len(problems)} removals failed: " + "; ".join(problems))
-        self.problems = problems
-
-    @override
-    def __reduce__(self) -> tuple[type[_RemovalsFailedError], tuple[list[str]]]:
-        # Rebuilt from its list (OSError's own would pass the message).
-        return (type(self), (self.problems,))
-
-
 @contextmanager
 def _noted(problems: list[str]) -> Generator[None, None, None]:
     """Log a removal that fails in the block, add it to *problems*, go on.
@@ -187,7 +170,7 @@ def _noted(problems: list[str]) -> Generator[None, None, None]:
     """
     try:
         yield
-    except _RemovalsFailedError as exc:
+    except RemovalsFailedError as exc:
         problems.extend(exc.problems)
     except (OSError, CacheError) as exc:
         _logger.warning("%s", exc)
@@ -200,7 +183,7 @@ def _raise_if_any(problems: list[str]) -> None:
     # copies no entry names are removed: named once.
     problems = list(dict.fromkeys(problems))
     if problems:
-        raise _RemovalsFailedError(problems)
+        raise RemovalsFailedError(problems)
 
 
 def claimed_by_e3_core(cache: FileCache) -> frozenset[str]:
@@ -243,22 +226,22 @@ def clear_cache(cache: FileCache) -> int:
     """
     _check_cache_dir(cache)
     claimed = claimed_by_e3_core(cache)
-    items = list_items(cache)
+    count = len(list_items(cache))
+    # Three sweeps, not a removal per entry then the sweeps: what fails to
+    # go is named once. The entries, and the temporary files of writes cut
+    # short, go first.
     problems: list[str] = []
-    for item in items:
-        with _noted(problems):
-            remove_item(cache, item.uid, claimed)
     with _noted(problems):
         cache.clear()
-    # Copies whose entry was lost, expired, unreadable or named as an older
-    # version named it: nothing would ever use or remove them otherwise.
+    # Every copy, those whose entry was lost, expired, unreadable or named as
+    # an older version named it too: nothing would use or remove them.
     with _noted(problems):
         ContentStore(cache.cache_dir).clear(keep=claimed)
-    # Also the locks of uids whose entries were already gone.
+    # The locks no process holds, those of uids with no entry too.
     with _noted(problems):
         remove_idle_locks(os.path.join(cache.cache_dir, LOCK_DIR))
     _raise_if_any(problems)
-    return len(items)
+    return count
 
 
 def prune(

@@ -31,11 +31,29 @@ from e3_typed_store._fs import (
     safe_component,
     unique_temp_name,
 )
-from e3_typed_store._types import ALGORITHMS, Algorithm
+from e3_typed_store._types import ALGORITHMS, Algorithm, override
 
-__all__ = ["ContentStore", "FileStamp", "KeptCopy"]
+__all__ = ["ContentStore", "FileStamp", "KeptCopy", "RemovalsFailedError"]
 
 _logger = logging.getLogger("e3.store")
+
+
+class RemovalsFailedError(OSError):
+    """Removals failed; each is in :attr:`problems`, already logged."""
+
+    def __init__(self, problems: list[str]) -> None:
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            # No count: one problem may name several paths (a cache's clear).
+            super().__init__("removals failed: " + "; ".join(problems))
+        self.problems = problems
+
+    @override
+    def __reduce__(self) -> tuple[type[RemovalsFailedError], tuple[list[str]]]:
+        # Rebuilt from its list (OSError's own would pass the message).
+        return (type(self), (self.problems,))
+
 
 _NOT_NAMES = frozenset({"", ".", ".."})
 
@@ -287,7 +305,7 @@ class ContentStore:
 
         :param keep: the directory names (:meth:`dir_name`) to leave alone
         :raises OSError: one exists but cannot be removed (the others are
-            removed first)
+            removed first); several, a :class:`RemovalsFailedError` naming each
         """
         failed: list[OSError] = []
         for name in self.dir_names():
@@ -300,10 +318,7 @@ class ContentStore:
         if len(failed) == 1:
             raise failed[0]
         if failed:
-            raise OSError(
-                f"cannot remove {len(failed)} kept copies: "
-                + "; ".join(str(exc) for exc in failed)
-            )
+            raise RemovalsFailedError([str(exc) for exc in failed])
 
     def dir_names(self) -> list[str]:
         """The names of the directories of kept copies (links where one goes too).

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import pickle
+import shutil
 import stat
 import subprocess
 import sys
@@ -458,6 +459,27 @@ def test_a_directory_at_an_entry_path(
     assert (own / "keep").exists()
     assert len(warnings_of(caplog)) >= 2
     assert os.listdir(cache.entries_dir) == ["u.json"]  # no temp file left
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_clear_names_every_entry_it_could_not_remove_once(cache: FileCache) -> None:
+    # Immutable entry files stop root too.
+    for uid in ("u", "v", "w"):
+        assert cache.set(uid, ENTRY)
+    stuck = [cache.uid_to_file(uid) for uid in ("u", "v")]
+    if subprocess.run(["chattr", "+i", *stuck], check=False).returncode:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        with pytest.raises(CacheError) as caught:
+            cache.clear()
+    finally:
+        subprocess.run(["chattr", "-i", *stuck], check=True)
+    assert caught.value.uid == "*"  # every entry, not a count or a path
+    reason = caught.value.reason
+    assert reason.startswith("cannot remove ")
+    for path in stuck:
+        assert reason.count(path) == 1
+    assert cache.get("w") is None  # the others went first
 
 
 # -- failures to write -------------------------------------------------------

@@ -610,8 +610,9 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
         The entries directory being no directory (a symbolic link, a file)
         is logged, and nothing is removed.
 
-        :raises CacheError: an entry exists but cannot be removed (the others
-            are removed first); its full path stands for the uid
+        :raises CacheError: entries exist but cannot be removed (the others
+            are removed first): its reason names each one's full path once,
+            with why; its uid is ``*``, every entry
         """
         if _foreign_dir(self.entries_dir):
             _logger.warning("%s, left alone", _not_a_directory(self.entries_dir))
@@ -637,10 +638,7 @@ class FileCache(Cache[CachedResource, FileCacheConfiguration]):
                 _logger.warning("cannot remove cache entry %s: %s", path, exc)
                 failed.append(f"{path}: {_why(exc, path)}")
         if failed:
-            raise CacheError(
-                failed[0] if len(failed) == 1 else f"{len(failed)} entries",
-                "cannot remove " + ", ".join(failed),
-            )
+            raise CacheError("*", "cannot remove " + ", ".join(failed))
 
     def iter_entries(self) -> Iterator[FileCacheEntry]:
         """Yield every valid, unexpired entry, in the order of their file names.
