@@ -636,6 +636,20 @@ def test_origin_is_the_last_resort_unless_disabled(
     assert dest_files(tmp_path / "b") == []
 
 
+def test_a_url_is_asked_once_however_often_the_mirrors_name_it(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # A mirror given twice, and one that is the origin's own base URL: each
+    # URL answers 404 once, not once per time it is named.
+    store = HTTPSimpleStore(
+        {**FAST, "mirrors": [server.url("/m"), server.base, server.url("/m")]}, None
+    )
+    info = store.get_resource_metadata({"url": server.url("/x"), "sha": SHA1})
+    with pytest.raises(HTTPStatusError):
+        store.download_resource_content(info, str(tmp_path))
+    assert [r.path for r in server.requests()] == ["/m/x", "/x"]
+
+
 def test_a_corrupt_mirror_is_skipped(server: LoopbackServer, tmp_path: Path) -> None:
     server.route("/bad/x", serve(b"corrupted"))
     server.route("/x", serve(CONTENT))

@@ -24,7 +24,8 @@ the resource's path; the query string is kept, the fragment dropped. With
 ``mirrors=["https://m.example/cache"]``, ``http://origin:8080/a/b.tgz?v=1``
 is fetched from ``https://m.example/cache/a/b.tgz?v=1`` first, then from the
 next mirror, and last from the resource URL itself unless
-``fallback_to_origin`` is false.
+``fallback_to_origin`` is false. A URL is tried once, however many mirrors
+lead to it (a mirror given twice, the origin's own base URL).
 
 This module does not import ``requests``: a cache hit does not load the HTTP
 stack.
@@ -356,7 +357,7 @@ class HTTPSimpleStore(
         if settings.fallback_to_origin:
             urls.append(metadata.url)
         return _http.download(
-            urls,
+            list(dict.fromkeys(urls)),  # a URL failed once fails again
             dest,
             algorithm=metadata.algorithm,
             expected=metadata.digest,
