@@ -768,6 +768,8 @@ def test_lock_timeout_bounds_the_wait_for_another_process(
         ("-1", "must be more than 0"),
         ("nan", "must be more than 0"),
         ("soon", "not a number of seconds"),
+        ("1_0", "not a number of seconds"),
+        ("\uff11", "not a number of seconds"),  # a fullwidth 1
     ],
 )
 def test_a_bad_lock_timeout_is_a_usage_error(
@@ -1202,6 +1204,9 @@ def fetch_from(
     [
         ("--retries=-1", "argument --retries: must be at least 0, not -1"),
         ("--retries=x", "argument --retries: not a whole number: 'x'"),
+        ("--retries=1_0", "argument --retries: not a whole number: '1_0'"),
+        ("--retries=\u0663", "argument --retries: not a whole number: '\u0663'"),
+        ("--deadline=6_0", "argument --deadline: not a number of seconds: '6_0'"),
         ("--retries=101", "argument --retries: 101: must be in [0, 100]"),
         ("--deadline=0", "argument --deadline: must be more than 0, not '0'"),
         ("--deadline=inf", "argument --deadline: inf: must be finite and positive"),

@@ -732,7 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _whole_number(text: str, least: int) -> int:
     try:
-        value = int(text)
+        value = int(_plain_number(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < least:
@@ -761,12 +761,24 @@ def _demo_processes(text: str) -> int:
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
+        value = float(_plain_number(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
     return value
+
+
+def _plain_number(text: str) -> str:
+    """*text*, if it is a number as written in a shell script: ASCII, with no
+    ``_`` between digits (which Python's ``int`` and ``float`` take, as they
+    take fullwidth and Arabic-Indic digits).
+
+    :raises ValueError: it is not
+    """
+    if not text.isascii() or "_" in text:
+        raise ValueError(text)
+    return text
 
 
 def _directory(text: str) -> str:
