@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from e3_typed_store._cli import (
+    CACHE_DIR_VARIABLE,
     EXIT_BAD_QUERY,
     EXIT_CORRUPTED,
     EXIT_DESTINATION,
@@ -674,6 +675,30 @@ def test_a_leading_tilde_is_the_home_directory(
     assert list(work.iterdir()) == []  # no directory named "~"
     listing = cli("cache", "--cache-dir=~/env-cache", "list", env=at_home, cwd=work)
     assert listing.returncode == 0 and SHA256 in listing.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="XDG_CACHE_HOME: Linux")
+@pytest.mark.parametrize("value", ["", " ", "\t\n"])
+def test_a_blank_cache_dir_variable_is_not_set(
+    value: str, server: DemoServer, tmp_path: Path
+) -> None:
+    # A CI variable left blank, or holding a stray space: the default, not
+    # a directory named by white space in the current directory.
+    work, default = tmp_path / "work", tmp_path / "xdg" / "e3-typed-store"
+    work.mkdir()
+    result = cli(
+        "fetch",
+        server.url("payload.bin"),
+        "--sha256",
+        SHA256,
+        "--dest",
+        str(tmp_path / "d"),
+        env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), CACHE_DIR_VARIABLE: value},
+        cwd=work,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (default / "resources").is_dir()
+    assert list(work.iterdir()) == []
 
 
 def test_an_empty_directory_name_is_a_usage_error(

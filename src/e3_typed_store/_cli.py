@@ -80,13 +80,15 @@ E3_CACHE_NAMESPACE = "e3.store.cache.backend"
 def default_cache_dir() -> str:
     """Return the cache directory used when ``--cache-dir`` is not given.
 
-    ``$E3_TYPED_STORE_CACHE_DIR`` if set and not empty (a leading ``~`` or
+    ``$E3_TYPED_STORE_CACHE_DIR`` if set and not blank (a leading ``~`` or
     ``~user`` expanded: a value quoted in a configuration file or a CI variable
     reaches us as written), else the user cache directory of the platform
-    (``~/.cache/e3-typed-store`` on Linux).
+    (``~/.cache/e3-typed-store`` on Linux). A value of white space only (a
+    variable left blank in a CI configuration) is taken as not set, not as a
+    directory named by it.
     """
-    from_env = os.environ.get(CACHE_DIR_VARIABLE)
-    if from_env:
+    from_env = os.environ.get(CACHE_DIR_VARIABLE, "")
+    if from_env.strip():
         return os.path.expanduser(from_env)
     import platformdirs
 
