@@ -701,6 +701,19 @@ def test_a_blank_cache_dir_variable_is_not_set(
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a directory named by an escape")
+def test_a_verbose_log_line_escapes_control_characters(tmp_path: Path) -> None:
+    # A cache directory whose name holds a terminal escape, and whose
+    # entries are a link elsewhere: -v warns, naming it.
+    cache_dir = tmp_path / "c\x1b[31mred"
+    cache_dir.mkdir()
+    (cache_dir / "entries").symlink_to(tmp_path / "elsewhere")
+    result = cli("-v", "cache", "--cache-dir", str(cache_dir), "clear")
+    assert result.returncode == 0, result.stderr
+    assert "c\\x1b[31mred" in result.stderr  # shown as its escape
+    assert "\x1b" not in result.stderr  # never sent to the terminal
+
+
 def test_an_empty_directory_name_is_a_usage_error(
     server: DemoServer, cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -859,6 +859,12 @@ class _AboveTheBar(logging.StreamHandler[TextIO]):
     drawn again below it, where it would otherwise be followed by the line."""
 
     @override
+    def format(self, record: logging.LogRecord) -> str:
+        # As an error line is: a path's or a server's control characters
+        # reach no terminal, and a record is one line.
+        return one_line(super().format(record))
+
+    @override
     def emit(self, record: logging.LogRecord) -> None:
         # tqdm is imported by a download that may draw a bar; a cache hit
         # never loads it, and does not here.
