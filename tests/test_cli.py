@@ -1083,6 +1083,37 @@ def test_output_that_cannot_be_written_is_an_error_that_says_so(
     assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD
 
 
+@pytest.mark.skipif(os.name != "posix", reason="a shell closes stdout")
+def test_a_closed_stdout_is_an_error_when_there_is_a_result(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # `e3-typed-store fetch ... >&-`: the path printed is lost, and the
+    # command says so as a shell's own `echo` does, instead of exiting 0.
+    def closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", 'exec "$0" "$@" >&-', *PYTHON_CLI, *args],
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    common = ["--cache-dir", str(cache_dir)]
+    fetched = closed_stdout(
+        "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
+        "--dest", str(tmp_path / "dest"),
+    )  # fmt: skip
+    assert fetched.returncode == 1
+    assert fetched.stderr == (
+        "e3-typed-store: error: cannot write the output:"
+        " [Errno 9] standard output is closed\n"
+    )
+    assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD  # done
+    # A command whose results go to stderr (its totals) has nothing to lose.
+    cleared = closed_stdout("cache", *common, "clear")
+    assert (cleared.returncode, cleared.stderr) == (0, "removed 1 entries\n")
+
+
 def children_of(pid: int) -> list[int]:
     """The processes whose parent is *pid* (from /proc)."""
     found: list[int] = []

@@ -128,7 +128,14 @@ class _OutputError(Exception):
 
 
 def _out(line: str, *, end: str = "\n", flush: bool = False) -> None:
-    """Write *line* on standard output, the command's results."""
+    """Write *line* on standard output, the command's results.
+
+    Closed (``>&-``), it is an error, as it is to a shell's ``echo``: print
+    would drop the result without a word.
+    """
+    if sys.stdout is None:
+        closed = OSError(errno.EBADF, "standard output is closed")
+        raise _OutputError(closed)
     try:
         print(line, end=end, flush=flush)
     except OSError as exc:
