@@ -499,3 +499,23 @@ def test_the_error_of_failed_removals_survives_a_pickle(
     again = pickle.loads(pickle.dumps(raised.value))
     assert type(again) is type(raised.value)
     assert str(again) == str(raised.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_list_and_verify_agree_that_a_fifo_is_no_payload(tmp_path: Path) -> None:
+    # A FIFO in place of a kept copy: `verify` calls it missing, and so
+    # must `list` (it showed "0 B", an empty file), and `prune` evicts it.
+    store, cache = copy_store_of(tmp_path, "res.bin")
+    cache_dir = tmp_path / "cache"
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(info, str(tmp_path / "a"))
+    kept = cache.get(info.uid)
+    assert isinstance(kept, CachedResource)
+    os.unlink(kept.local_path)
+    os.mkfifo(kept.local_path)
+    common = ["cache", "--cache-dir", str(cache_dir)]
+    _, listed, _ = run_cli([*common, "list"])
+    _, verified, _ = run_cli([*common, "verify"])
+    assert listed.split("\t")[1] == verified.split("\t")[1] == "missing"
+    assert run_cli([*common, "prune", "--max-size", "1G"])[0] == 0
+    assert cache.get(info.uid) is None

@@ -6,6 +6,7 @@ Listing, verifying, pruning and clearing, for the command line: an entry is a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -60,12 +61,14 @@ def list_items(cache: FileCache) -> list[CachedItem]:
     items: list[CachedItem] = []
     for entry in cache.iter_entries():
         path = entry.value.local_path
-        try:
+        size: int | None = None
+        mtime: float | None = None
+        with contextlib.suppress(OSError):
             info = os.stat(path)
-            size: int | None = info.st_size
-            mtime: float | None = info.st_mtime
-        except OSError:
-            size, mtime = None, None
+            # What is no regular file (a FIFO, a directory) is no payload:
+            # missing, as verify_item says.
+            if stat.S_ISREG(info.st_mode):
+                size, mtime = info.st_size, info.st_mtime
         items.append(CachedItem(entry.uid, path, size, mtime, entry.expiry))
     return sorted(items, key=lambda item: (item.mtime or 0.0, item.uid))
 
