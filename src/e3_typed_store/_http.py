@@ -9,7 +9,8 @@ deadline, retries transient failures with exponential backoff (honouring
 server supports it, follows redirects itself (http and https only, a bounded
 number of hops, the redirect bodies never read), and never reads an error body
 beyond a short snippet for the log. Connections to a server are kept open
-from one download to the next, per thread (see :class:`_ThreadSessions`).
+from one download to the next, per thread (see :class:`_ThreadSessions`), until
+the thread ends or closes them (:func:`close_thread_connections`).
 Every failure leaves as a :class:`~e3_typed_store.errors.StoreError` subclass.
 
 This module is the only one, with the HTTP driver, that imports ``requests``.
@@ -71,6 +72,7 @@ __all__ = [
     "OverlappedDigest",
     "TransferPolicy",
     "backoff_seconds",
+    "close_thread_connections",
     "content_disposition_name",
     "download",
     "prepare_get",
@@ -679,9 +681,22 @@ class _ThreadSessions:
         self._local.session = made
         return made
 
+    def close(self) -> None:
+        """Close the calling thread's session and its connections, if any;
+        the next download makes a new one."""
+        session = getattr(self._local, "session", None)
+        if isinstance(session, requests.Session):
+            del self._local.session
+            session.close()
+
 
 _SESSIONS = _ThreadSessions()
 reset_in_forked_child(_SESSIONS.reset)
+
+
+def close_thread_connections() -> None:
+    """Close the connections the calling thread keeps open to servers."""
+    _SESSIONS.close()
 
 
 class _PartFile:

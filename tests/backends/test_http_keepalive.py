@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,10 @@ from pathlib import Path
 import pytest
 from typing_extensions import override
 
-from e3_typed_store.backends.http_simple_store import HTTPSimpleStoreConfiguration
+from e3_typed_store.backends.http_simple_store import (
+    HTTPSimpleStoreConfiguration,
+    close_connections,
+)
 from e3_typed_store.errors import DeadlineExceededError, DownloadError
 from tests.backends.fetching import TricklingServer, fetch_over_http, running
 from tests.httpserver import TRICKLED_HEAD, LoopbackServer
@@ -325,3 +330,56 @@ def test_a_body_longer_than_its_content_length_is_cut_and_costs_nothing_later(
     with serve(overlong=True) as server:
         for index in range(3):
             assert fetch(server.url, tmp_path / str(index)).read_bytes() == CONTENT
+
+
+def test_closed_connections_are_not_reused(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    assert fetch(server.url, tmp_path / "a").read_bytes() == CONTENT
+    close_connections()
+    close_connections()  # nothing left to close: no error
+    assert fetch(server.url, tmp_path / "b").read_bytes() == CONTENT
+    assert (server.gets, server.connections) == (2, 2)
+    assert fetch(server.url, tmp_path / "c").read_bytes() == CONTENT
+    assert server.connections == 2  # the new one is kept in turn
+
+
+def test_a_thread_closes_its_own_connections_only(
+    server: KeepAliveServer, tmp_path: Path
+) -> None:
+    # This thread's connection and another's: closing this thread's leaves
+    # the other's open and reused.
+    assert fetch(server.url, tmp_path / "m1").read_bytes() == CONTENT
+    started, closed = threading.Event(), threading.Event()
+    got: list[bytes] = []
+
+    def other() -> None:
+        got.append(fetch(server.url, tmp_path / "t1").read_bytes())
+        started.set()
+        closed.wait(30)
+        got.append(fetch(server.url, tmp_path / "t2").read_bytes())
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    assert started.wait(30)
+    assert server.connections == 2
+    close_connections()
+    closed.set()
+    worker.join(30)
+    assert got == [CONTENT, CONTENT]
+    assert (server.gets, server.connections) == (3, 2)  # the other's reused
+    assert fetch(server.url, tmp_path / "m2").read_bytes() == CONTENT
+    assert server.connections == 3  # this thread's was closed
+
+
+def test_closing_without_a_download_imports_no_http_stack() -> None:
+    code = (
+        "import sys\n"
+        "from e3_typed_store.backends.http_simple_store import close_connections\n"
+        "close_connections()\n"
+        "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
