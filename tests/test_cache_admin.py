@@ -519,3 +519,24 @@ def test_list_and_verify_agree_that_a_fifo_is_no_payload(tmp_path: Path) -> None
     assert listed.split("\t")[1] == verified.split("\t")[1] == "missing"
     assert run_cli([*common, "prune", "--max-size", "1G"])[0] == 0
     assert cache.get(info.uid) is None
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_clear_names_every_lock_file_it_could_not_remove(
+    shared_cache: tuple[Path, list[str]],
+) -> None:
+    # An immutable lock directory stops root too: no lock file can go.
+    cache_dir, uids = shared_cache
+    locks = cache_dir / "locks"
+    locked = sorted(locks.iterdir())
+    assert len(locked) == len(uids)
+    if subprocess.run(["chattr", "+i", str(locks)], check=False).returncode:
+        pytest.skip("this file system has no immutable flag")
+    try:
+        with pytest.raises(OSError) as raised:
+            clear_cache(FileCache({"cache_dir": str(cache_dir)}))
+    finally:
+        subprocess.run(["chattr", "-i", str(locks)], check=True)
+    for path in locked:
+        assert str(raised.value).count(str(path)) == 1
+    assert not (cache_dir / "resources" / uids[0]).exists()  # the rest went

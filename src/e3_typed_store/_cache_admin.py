@@ -17,7 +17,8 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from e3_typed_store._content import ContentStore, RemovalsFailedError
+from e3_typed_store._content import ContentStore
+from e3_typed_store._fs import RemovalsFailedError
 from e3_typed_store._hashing import file_digest
 from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
 from e3_typed_store.cache.backends.filecache import FileCache

@@ -28,31 +28,15 @@ from e3_typed_store._fs import (
     SAFE_COMPONENT_FORMS,
     is_within,
     place_in,
+    raise_removals_failed,
     safe_component,
     unique_temp_name,
 )
-from e3_typed_store._types import ALGORITHMS, Algorithm, override
+from e3_typed_store._types import ALGORITHMS, Algorithm
 
-__all__ = ["ContentStore", "FileStamp", "KeptCopy", "RemovalsFailedError"]
+__all__ = ["ContentStore", "FileStamp", "KeptCopy"]
 
 _logger = logging.getLogger("e3.store")
-
-
-class RemovalsFailedError(OSError):
-    """Removals failed; each is in :attr:`problems`, already logged."""
-
-    def __init__(self, problems: list[str]) -> None:
-        if len(problems) == 1:
-            super().__init__(problems[0])
-        else:
-            # No count: one problem may name several paths (a cache's clear).
-            super().__init__("removals failed: " + "; ".join(problems))
-        self.problems = problems
-
-    @override
-    def __reduce__(self) -> tuple[type[RemovalsFailedError], tuple[list[str]]]:
-        # Rebuilt from its list (OSError's own would pass the message).
-        return (type(self), (self.problems,))
 
 
 _NOT_NAMES = frozenset({"", ".", ".."})
@@ -315,10 +299,7 @@ class ContentStore:
                 except OSError as exc:
                     _logger.warning("%s", exc)
                     failed.append(exc)
-        if len(failed) == 1:
-            raise failed[0]
-        if failed:
-            raise RemovalsFailedError([str(exc) for exc in failed])
+        raise_removals_failed(failed)
 
     def dir_names(self) -> list[str]:
         """The names of the directories of kept copies (links where one goes too).

@@ -11,20 +11,51 @@ import threading
 from collections.abc import Generator
 from contextlib import contextmanager
 
+from e3_typed_store._types import override
+
 __all__ = [
     "MAX_NAME_BYTES",
     "SAFE_COMPONENT_FORMS",
+    "RemovalsFailedError",
     "SparseWriter",
     "create_unnamed",
     "is_within",
     "noting_published",
     "place_in",
     "publish",
+    "raise_removals_failed",
     "remove_temp",
     "safe_component",
     "safe_file_name",
     "unique_temp_name",
 ]
+
+
+class RemovalsFailedError(OSError):
+    """Removals failed; each is in :attr:`problems`, already logged."""
+
+    def __init__(self, problems: list[str]) -> None:
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            # No count: one problem may name several paths (a cache's clear).
+            super().__init__("removals failed: " + "; ".join(problems))
+        self.problems = problems
+
+    @override
+    def __reduce__(self) -> tuple[type[RemovalsFailedError], tuple[list[str]]]:
+        # Rebuilt from its list (OSError's own would pass the message).
+        return (type(self), (self.problems,))
+
+
+def raise_removals_failed(failed: list[OSError]) -> None:
+    """Raise what *failed*, if anything: the one error itself, or a
+    :class:`RemovalsFailedError` naming each of several."""
+    if len(failed) == 1:
+        raise failed[0]
+    if failed:
+        raise RemovalsFailedError([str(exc) for exc in failed])
+
 
 # Lower case only: on a case-insensitive filesystem (macOS' and Windows'
 # defaults) "Foo" and "foo" would be one file.

@@ -13,7 +13,7 @@ import time
 from collections.abc import Generator
 from contextlib import ExitStack, contextmanager
 
-from e3_typed_store._fs import safe_component
+from e3_typed_store._fs import raise_removals_failed, safe_component
 from e3_typed_store._runtime import reset_in_forked_child
 from e3_typed_store.errors import StoreError
 
@@ -250,7 +250,8 @@ def remove_idle_locks(
     :param now: the current time (tests pass their own)
     :return: how many files were removed
     :raises OSError: a file cannot be opened or removed (the others are
-        removed first; the error is the first one met)
+        removed first); several, a
+        :class:`~e3_typed_store._fs.RemovalsFailedError` naming each
     """
     if _foreign_dir(lock_dir):
         _logger.warning("%s is not a directory of the cache, left alone", lock_dir)
@@ -260,7 +261,7 @@ def remove_idle_locks(
     except (FileNotFoundError, NotADirectoryError):
         return 0
     removed = 0
-    failed: OSError | None = None
+    failed: list[OSError] = []
     now = time.time() if now is None else now
     for entry in entries:
         if entry.name.endswith(_SUFFIX) and (
@@ -274,9 +275,8 @@ def remove_idle_locks(
                 removed += _remove_if_idle(entry.path)
             except OSError as exc:
                 _logger.warning("cannot remove the lock file %s: %s", entry.path, exc)
-                failed = failed or exc
-    if failed is not None:
-        raise failed
+                failed.append(exc)
+    raise_removals_failed(failed)
     return removed
 
 
