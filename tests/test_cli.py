@@ -1109,9 +1109,39 @@ def test_a_closed_stdout_is_an_error_when_there_is_a_result(
         " [Errno 9] standard output is closed\n"
     )
     assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD  # done
+    # Every entry is verified and the bad ones removed all the same: the
+    # first result lost does not stop the work.
+    other = closed_stdout(
+        "fetch", server.url("other.bin"), "--sha256", hashlib.sha256(OTHER).hexdigest(),
+        *common, "--dest", str(tmp_path / "dest"),
+    )  # fmt: skip
+    assert other.returncode == 1
+    for copy in (cache_dir / "resources").glob("*/payload/*.bin"):
+        copy.write_bytes(b"corrupted")
+    verified = closed_stdout("cache", *common, "verify", "--remove")
+    assert verified.returncode == 1
+    assert "standard output is closed" in verified.stderr
+    assert cli("cache", *common, "list").stdout == ""  # both removed
     # A command whose results go to stderr (its totals) has nothing to lose.
+    assert fetch(server, cache_dir, tmp_path / "again").returncode == 0
     cleared = closed_stdout("cache", *common, "clear")
     assert (cleared.returncode, cleared.stderr) == (0, "removed 1 entries\n")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a shell closes stdout")
+def test_the_demo_with_a_closed_stdout_says_its_report_was_lost() -> None:
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', *PYTHON_CLI, "demo", "--processes", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        "e3-typed-store: error: cannot write the output:"
+        " [Errno 9] standard output is closed\n",
+    )
 
 
 def children_of(pid: int) -> list[int]:

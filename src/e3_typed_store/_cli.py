@@ -127,19 +127,32 @@ class _OutputError(Exception):
         self.error = error
 
 
+# The first failure to write a result, but for a reader gone: the command
+# does its work all the same, its output dropped, and says so at the end.
+_LOST_OUTPUT: list[OSError] = []
+
+
 def _out(line: str, *, end: str = "\n", flush: bool = False) -> None:
     """Write *line* on standard output, the command's results.
 
-    Closed (``>&-``), it is an error, as it is to a shell's ``echo``: print
-    would drop the result without a word.
+    Its reader gone (EPIPE), the command stops: an :class:`_OutputError`.
+    Closed (``>&-``: print would drop the result without a word) or not
+    writable otherwise (a full disk), the rest of the output is dropped, the
+    command goes on, and :func:`main` reports the error, as a shell's
+    ``echo`` does.
     """
+    if _LOST_OUTPUT:
+        return
     if sys.stdout is None:
-        closed = OSError(errno.EBADF, "standard output is closed")
-        raise _OutputError(closed)
+        _LOST_OUTPUT.append(OSError(errno.EBADF, "standard output is closed"))
+        return
     try:
         print(line, end=end, flush=flush)
     except OSError as exc:
-        raise _OutputError(exc) from exc
+        if exc.errno == errno.EPIPE:
+            raise _OutputError(exc) from exc
+        _LOST_OUTPUT.append(exc)
+        _drop_output(sys.stdout)
 
 
 def _flush_output() -> None:
@@ -581,7 +594,7 @@ def _check_driver(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from e3_typed_store._demo import run_demo
 
-    return run_demo(processes=args.processes)
+    return run_demo(processes=args.processes, out=_out)
 
 
 # --- parser -------------------------------------------------------------------
@@ -832,10 +845,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors=_OUTPUT_ERRORS)
+    _LOST_OUTPUT.clear()
     try:
         with _terminated_as_interrupted():
             code: int = args.handler(args)
             _flush_output()
+            if _LOST_OUTPUT:
+                raise _OutputError(_LOST_OUTPUT[0])
     except _OutputError as exc:
         _drop_output(sys.stdout)
         if exc.error.errno == errno.EPIPE:

@@ -113,8 +113,9 @@ def _fetch(
 class _Steps:
     """Run and report steps; remember whether each held."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Callable[[str], None]) -> None:
         self.failed: list[str] = []
+        self.out = out
 
     def run(self, title: str, step: Callable[[], str]) -> None:
         start = time.perf_counter()
@@ -126,7 +127,7 @@ class _Steps:
         except Exception as exc:  # noqa: BLE001 - a demo reports, it does not crash
             outcome, held = f"FAILED: {type(exc).__name__}: {exc}", False
         elapsed = (time.perf_counter() - start) * 1000
-        print(
+        self.out(
             f"[{'ok' if held else 'FAIL'}] {title} ({elapsed:.1f} ms)\n      {outcome}"
         )
         if not held:
@@ -143,11 +144,12 @@ def _read(path: str) -> bytes:
         return stream.read()
 
 
-def run_demo(processes: int = 4) -> int:
+def run_demo(processes: int = 4, out: Callable[[str], None] = print) -> int:
     """Run the demo, print what happened; return 0 only if every step held.
 
     :param processes: how many processes fetch one resource at once, from 1
         to :data:`MAX_PROCESSES`
+    :param out: what writes each line of the report
     :raises ValueError: *processes* is out of that range (checked before
         anything starts)
     """
@@ -168,8 +170,8 @@ def run_demo(processes: int = 4) -> int:
     cache_dir = os.path.join(work, "cache")
     digest = hashlib.sha256(payload).hexdigest()
     url = server.url("payload.bin")
-    steps = _Steps()
-    print(f"loopback server at {url.rsplit('/', 1)[0]}, working in {work}")
+    steps = _Steps(out)
+    out(f"loopback server at {url.rsplit('/', 1)[0]}, working in {work}")
     try:
 
         def cold() -> str:
@@ -250,9 +252,9 @@ def run_demo(processes: int = 4) -> int:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     if steps.failed:
-        print(f"demo FAILED: {', '.join(steps.failed)}")
+        out(f"demo FAILED: {', '.join(steps.failed)}")
         return 1
-    print("demo OK: every step held")
+    out("demo OK: every step held")
     return 0
 
 
