@@ -650,6 +650,19 @@ def test_a_url_is_asked_once_however_often_the_mirrors_name_it(
     assert [r.path for r in server.requests()] == ["/m/x", "/x"]
 
 
+@pytest.mark.parametrize("suffix", ["#part", "?", "?#part"])
+def test_a_url_that_differs_only_in_what_is_not_sent_is_asked_once(
+    suffix: str, server: LoopbackServer, tmp_path: Path
+) -> None:
+    # The origin's own base URL as a mirror leads to the URL as it is sent:
+    # no fragment, no empty query.
+    store = HTTPSimpleStore({**FAST, "mirrors": [server.base]}, None)
+    info = store.get_resource_metadata({"url": server.url("/x") + suffix, "sha": SHA1})
+    with pytest.raises(HTTPStatusError):
+        store.download_resource_content(info, str(tmp_path))
+    assert len(server.requests()) == 1
+
+
 def test_a_corrupt_mirror_is_skipped(server: LoopbackServer, tmp_path: Path) -> None:
     server.route("/bad/x", serve(b"corrupted"))
     server.route("/x", serve(CONTENT))

@@ -24,8 +24,9 @@ the resource's path; the query string is kept, the fragment dropped. With
 ``mirrors=["https://m.example/cache"]``, ``http://origin:8080/a/b.tgz?v=1``
 is fetched from ``https://m.example/cache/a/b.tgz?v=1`` first, then from the
 next mirror, and last from the resource URL itself unless
-``fallback_to_origin`` is false. A URL is tried once, however many mirrors
-lead to it (a mirror given twice, the origin's own base URL).
+``fallback_to_origin`` is false. A URL is tried (with its retries) once,
+however many mirrors lead to it (a mirror given twice, the origin's own base
+URL), and whatever it holds that is not sent (a fragment, an empty query).
 
 Connections: a download leaves its connection to the server open for the
 next download from it, in a pool of the calling thread (a thread never uses
@@ -362,8 +363,12 @@ class HTTPSimpleStore(
         urls = [mirror_url(base, metadata.url) for base in settings.mirrors]
         if settings.fallback_to_origin:
             urls.append(metadata.url)
+        # Each request once, at its first place: a URL that failed fails again.
+        first: dict[str, str] = {}
+        for url in urls:
+            first.setdefault(_as_requested(url), url)
         return _http.download(
-            list(dict.fromkeys(urls)),  # a URL failed once fails again
+            list(first.values()),
             dest,
             algorithm=metadata.algorithm,
             expected=metadata.digest,
@@ -391,6 +396,11 @@ def mirror_url(base: str, url: str) -> str:
     resource = urlsplit(url)
     path = mirror.path.rstrip("/") + "/" + resource.path.lstrip("/")
     return urlunsplit((mirror.scheme, mirror.netloc, path, resource.query, ""))
+
+
+def _as_requested(url: str) -> str:
+    """*url* as a request asks for it: no fragment, no empty query mark."""
+    return urlunsplit(urlsplit(url)._replace(fragment=""))
 
 
 def close_connections() -> None:
