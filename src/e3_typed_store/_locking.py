@@ -264,8 +264,12 @@ def remove_idle_locks(
     failed: list[OSError] = []
     now = time.time() if now is None else now
     for entry in entries:
+        # A directory where a lock file goes is left alone, and named (no
+        # FIFO: opening one would block).
         if entry.name.endswith(_SUFFIX) and (
-            entry.is_file(follow_symlinks=False) or entry.is_symlink()
+            entry.is_file(follow_symlinks=False)
+            or entry.is_symlink()
+            or entry.is_dir(follow_symlinks=False)
         ):
             if entry.name.removesuffix(_SUFFIX) in sparing:
                 continue
