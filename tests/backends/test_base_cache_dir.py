@@ -828,3 +828,64 @@ def test_whatever_stands_at_the_digest_file_is_replaced(
     assert marker.read_bytes() == b"sha256"
     assert outside.read_bytes() == b"not the store's"
     assert isinstance(cache.get(info.uid), CachedResource)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")
+def test_a_link_planted_at_the_kept_copy_is_never_placed(
+    source: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The link's target is the resource when the hit is checked; placed in
+    # dest, the link would show whatever its target holds later.
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    first = Path(store.fetch_resource(info, str(tmp_path / "first")))
+    kept = cache.get(info.uid)
+    assert isinstance(kept, CachedResource)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(PAYLOAD)
+    Path(kept.local_path).unlink()
+    Path(kept.local_path).symlink_to(outside)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        placed = Path(store.fetch_resource(info, str(tmp_path / "second")))
+    assert not placed.is_symlink()
+    assert store.downloads == 2  # not a hit: downloaded again
+    outside.write_bytes(b"#!/bin/sh\necho changed later\n")
+    assert placed.read_bytes() == first.read_bytes() == PAYLOAD
+    assert any("symbolic link" in r.getMessage() for r in caplog.records)
+    assert not Path(kept.local_path).is_symlink()  # the new copy replaced it
+
+
+class _SwappedAfterTheCheck(DigestInfo):
+    """Metadata whose check of a kept copy is followed at once by another
+    writer putting a link to a file of its own in the copy's place."""
+
+    def __init__(self, name: str, sha256: str, outside: Path) -> None:
+        super().__init__(name, sha256)
+        self.outside = outside
+        self.swaps = 0
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        verdict = super().verify(resource_path)
+        if verdict and "resources" in Path(resource_path).parts and not self.swaps:
+            self.swaps += 1
+            os.unlink(resource_path)
+            os.symlink(self.outside, resource_path)
+        return verdict
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")
+def test_a_link_put_in_place_of_the_kept_copy_after_its_check_is_not_placed(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(PAYLOAD)
+    store = CopyStore(CopyConfig(str(source)), FileCache({"cache_dir": str(cache_dir)}))
+    info = _SwappedAfterTheCheck("res.bin", sha256_of(PAYLOAD), outside)
+    store.fetch_resource(info, str(tmp_path / "first"))
+    placed = Path(store.fetch_resource(info, str(tmp_path / "second")))
+    assert info.swaps == 1
+    assert not placed.is_symlink()
+    outside.write_bytes(b"changed later")
+    assert placed.read_bytes() == PAYLOAD

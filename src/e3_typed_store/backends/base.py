@@ -666,6 +666,12 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         local_path = _entry_local_path(entry, uid)
         if local_path is None:
             logger.warning("invalid cache entry for %s, discarded: %r", uid, entry)
+        elif os.path.islink(local_path):
+            # Planted: placed in dest, the link would name whatever its
+            # target holds later, checked or not.
+            logger.warning(
+                "cached file of %s is a symbolic link, discarded: %s", uid, local_path
+            )
         elif not os.path.isfile(local_path):
             logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
         elif self._trusted(uid, local_path):
@@ -884,7 +890,14 @@ def _unplaceable(location: str, uid: str, dest: str, exc: OSError) -> Destinatio
 
 # Opening a cached file only to hold it: never blocking on a FIFO planted
 # in its place, never inherited.
-_HOLD_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+# Not through a symbolic link: one put in the copy's place once it was
+# checked is no file verified (a miss).
+_HOLD_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
 
 
 def _is_file(path: str, fd: int) -> bool:
