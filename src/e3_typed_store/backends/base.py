@@ -419,8 +419,10 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
     def download_resource_content(self, metadata: InfoT, dest: str) -> str | None:
         """Download a resource identified by its metadata in dest.
 
-        The resource is validated with ``metadata.verify`` once the download
-        is completed. A driver may raise a :class:`StoreError` to say why it
+        The driver validates the resource with ``metadata.verify`` once the
+        download is completed, before the file appears under its name in
+        *dest*: the store does not hash a fresh download again (it verifies
+        a kept copy at its hits). A driver may raise a :class:`StoreError` to say why it
         failed; returning None is accepted too, as in e3-core. Any other
         exception it raises reaches callers as a :class:`StoreError` whose
         ``__cause__`` it is.
