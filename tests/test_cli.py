@@ -714,6 +714,26 @@ def test_a_verbose_log_line_escapes_control_characters(tmp_path: Path) -> None:
     assert "\x1b" not in result.stderr  # never sent to the terminal
 
 
+def test_the_cache_directory_may_follow_the_cache_action(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # As fetch takes it after its URL: `cache list --cache-dir DIR`.
+    assert fetch(server, cache_dir, tmp_path / "dest").returncode == 0
+    listed = cli("cache", "list", "--cache-dir", str(cache_dir))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(SHA256)
+    # Given twice, the one after the action is the one used.
+    other = tmp_path / "other"
+    both = cli("cache", f"--cache-dir={other}", "list", f"--cache-dir={cache_dir}")
+    assert both.stdout.startswith(SHA256)
+    assert cli("cache", "--cache-dir", str(other), "list").stdout == ""
+    verified = cli("cache", "verify", "--remove", "--cache-dir", str(cache_dir))
+    assert verified.returncode == 0 and "\tok\t" in verified.stdout
+    cleared = cli("cache", "clear", "--cache-dir", str(cache_dir))
+    assert cleared.stderr == "removed 1 entries\n"
+    assert cli("cache", "list", "--cache-dir", str(cache_dir)).stdout == ""
+
+
 def test_an_empty_directory_name_is_a_usage_error(
     server: DemoServer, cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -722,6 +722,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="evict entries downloaded longer than AGE ago (30d, 12h, ...)",
     )
+    # Also after the action (`cache list --cache-dir DIR`), as fetch takes it;
+    # not given there, the one before it, or the default, stands.
+    for action in cache_commands.choices.values():
+        action.add_argument(
+            "--cache-dir",
+            type=_directory,
+            default=argparse.SUPPRESS,
+            metavar="DIR",
+            help=cache_dir_help,
+        )
     cache.set_defaults(handler=_cache)
 
     drivers = commands.add_parser(
