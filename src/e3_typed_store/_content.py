@@ -160,10 +160,15 @@ class ContentStore:
             os.makedirs(payload_dir)
             os.link(path, kept)
         except OSError:
+            # A directory no fetch made at the copy's name would keep every
+            # copy out; then the copy replaces whatever else stands there,
+            # and an older copy of another name goes (a planted tree too).
+            if _is_directory(kept):
+                _remove_tree(kept)
             kept = place_in(path, payload_dir, name)
             for other in os.listdir(payload_dir):
                 if other != name and not other.startswith("."):
-                    os.unlink(os.path.join(payload_dir, other))
+                    _remove_tree(os.path.join(payload_dir, other))
             same = os.path.samefile(kept, path)
         else:
             same = True
@@ -395,6 +400,14 @@ def _no_link_in_place(path: str) -> None:
         return
     if not stat.S_ISDIR(info.st_mode):
         os.unlink(path)
+
+
+def _is_directory(path: str) -> bool:
+    """Whether *path* is a directory itself (not a link to one)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _remove_tree(path: str) -> None:

@@ -889,3 +889,28 @@ def test_a_link_put_in_place_of_the_kept_copy_after_its_check_is_not_placed(
     assert not placed.is_symlink()
     outside.write_bytes(b"changed later")
     assert placed.read_bytes() == PAYLOAD
+
+
+@pytest.mark.parametrize("name", ["res.bin", "other.bin"])
+def test_a_directory_planted_among_the_kept_copies_does_not_keep_caching_off(
+    source: Path, cache_dir: Path, tmp_path: Path, name: str
+) -> None:
+    # At the copy's own name, or beside it: the copy could never be kept
+    # again, and every fetch downloaded.
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(info, str(tmp_path / "first"))
+    kept = cache.get(info.uid)
+    assert isinstance(kept, CachedResource)
+    payload_dir = Path(kept.local_path).parent
+    Path(kept.local_path).unlink()
+    (payload_dir / name / "inside").mkdir(parents=True)
+    assert cache.delete(info.uid) is None  # a miss: the copy is kept anew
+    store.fetch_resource(info, str(tmp_path / "second"))
+    again = cache.get(info.uid)
+    assert isinstance(again, CachedResource)
+    assert ContentStore(str(cache_dir)).holds(again.local_path)
+    assert os.listdir(payload_dir) == ["res.bin"]
+    store.fetch_resource(info, str(tmp_path / "third"))
+    assert store.downloads == 2  # the third is a hit
