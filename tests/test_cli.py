@@ -1024,32 +1024,36 @@ def test_verbose_log_lines_are_not_written_after_the_progress_bar(
     assert all(line.startswith("e3-typed-store: ") for line in logged), lines
 
 
+def in_shell(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line from a shell that applies *redirect* to it
+    (``>&-`` closes its stdout, ``2>&-`` its stderr)."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$0" "$@" {redirect}', *PYTHON_CLI, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
 def test_with_stderr_closed_stdout_holds_results_only(
     server: DemoServer, cache_dir: Path, tmp_path: Path
 ) -> None:
     # `path=$(e3-typed-store fetch ... 2>&-)` must not read an error as a path.
-    def closed_stderr(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["sh", "-c", 'exec "$0" "$@" 2>&-', *PYTHON_CLI, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-
-    refused = closed_stderr("fetch", server.url("payload.bin"), "--sha256", "00")
+    refused = in_shell("2>&-", "fetch", server.url("payload.bin"), "--sha256", "00")
     assert (refused.returncode, refused.stdout) == (EXIT_BAD_QUERY, "")
     common = ["--cache-dir", str(cache_dir)]
-    fetched = closed_stderr(
+    fetched = in_shell(
+        "2>&-",
         "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
         "--dest", str(tmp_path / "dest"),
     )  # fmt: skip
     assert fetched.returncode == 0
     assert fetched.stdout == f"{tmp_path / 'dest' / 'payload.bin'}\n"
-    listed = closed_stderr("cache", *common, "list")
+    listed = in_shell("2>&-", "cache", *common, "list")
     assert listed.returncode == 0
     assert len(listed.stdout.splitlines()) == 1  # the entry; not the total
-    cleared = closed_stderr("cache", *common, "clear")
+    cleared = in_shell("2>&-", "cache", *common, "clear")
     assert (cleared.returncode, cleared.stdout) == (0, "")
 
 
@@ -1109,17 +1113,9 @@ def test_a_closed_stdout_is_an_error_when_there_is_a_result(
 ) -> None:
     # `e3-typed-store fetch ... >&-`: the path printed is lost, and the
     # command says so as a shell's own `echo` does, instead of exiting 0.
-    def closed_stdout(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["sh", "-c", 'exec "$0" "$@" >&-', *PYTHON_CLI, *args],
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-
     common = ["--cache-dir", str(cache_dir)]
-    fetched = closed_stdout(
+    fetched = in_shell(
+        ">&-",
         "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
         "--dest", str(tmp_path / "dest"),
     )  # fmt: skip
@@ -1131,32 +1127,27 @@ def test_a_closed_stdout_is_an_error_when_there_is_a_result(
     assert (tmp_path / "dest" / "payload.bin").read_bytes() == PAYLOAD  # done
     # Every entry is verified and the bad ones removed all the same: the
     # first result lost does not stop the work.
-    other = closed_stdout(
+    other = in_shell(
+        ">&-",
         "fetch", server.url("other.bin"), "--sha256", hashlib.sha256(OTHER).hexdigest(),
         *common, "--dest", str(tmp_path / "dest"),
     )  # fmt: skip
     assert other.returncode == 1
     for copy in (cache_dir / "resources").glob("*/payload/*.bin"):
         copy.write_bytes(b"corrupted")
-    verified = closed_stdout("cache", *common, "verify", "--remove")
+    verified = in_shell(">&-", "cache", *common, "verify", "--remove")
     assert verified.returncode == 1
     assert "standard output is closed" in verified.stderr
     assert cli("cache", *common, "list").stdout == ""  # both removed
     # A command whose results go to stderr (its totals) has nothing to lose.
     assert fetch(server, cache_dir, tmp_path / "again").returncode == 0
-    cleared = closed_stdout("cache", *common, "clear")
+    cleared = in_shell(">&-", "cache", *common, "clear")
     assert (cleared.returncode, cleared.stderr) == (0, "removed 1 entries\n")
 
 
 @pytest.mark.skipif(os.name != "posix", reason="a shell closes stdout")
 def test_the_demo_with_a_closed_stdout_says_its_report_was_lost() -> None:
-    done = subprocess.run(
-        ["sh", "-c", 'exec "$0" "$@" >&-', *PYTHON_CLI, "demo", "--processes", "1"],
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    done = in_shell(">&-", "demo", "--processes", "1")
     assert (done.returncode, done.stderr) == (
         1,
         "e3-typed-store: error: cannot write the output:"

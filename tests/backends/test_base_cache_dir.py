@@ -830,30 +830,39 @@ def test_whatever_stands_at_the_digest_file_is_replaced(
     assert isinstance(cache.get(info.uid), CachedResource)
 
 
+def fetched_once(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> tuple[CopyStore, FileCache, DigestInfo, Path]:
+    """A store whose cache keeps a copy of ``res.bin``, fetched once into
+    ``first``; its metadata, and the path of that copy."""
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    store = CopyStore(CopyConfig(str(source)), cache)
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(info, str(tmp_path / "first"))
+    kept = cache.get(info.uid)
+    assert isinstance(kept, CachedResource)
+    return store, cache, info, Path(kept.local_path)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")
 def test_a_link_planted_at_the_kept_copy_is_never_placed(
     source: Path, cache_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The link's target is the resource when the hit is checked; placed in
     # dest, the link would show whatever its target holds later.
-    cache = FileCache({"cache_dir": str(cache_dir)})
-    store = CopyStore(CopyConfig(str(source)), cache)
-    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
-    first = Path(store.fetch_resource(info, str(tmp_path / "first")))
-    kept = cache.get(info.uid)
-    assert isinstance(kept, CachedResource)
+    store, _, info, kept = fetched_once(source, cache_dir, tmp_path)
     outside = tmp_path / "outside.bin"
     outside.write_bytes(PAYLOAD)
-    Path(kept.local_path).unlink()
-    Path(kept.local_path).symlink_to(outside)
+    kept.unlink()
+    kept.symlink_to(outside)
     with caplog.at_level(logging.WARNING, logger="e3.store"):
         placed = Path(store.fetch_resource(info, str(tmp_path / "second")))
     assert not placed.is_symlink()
     assert store.downloads == 2  # not a hit: downloaded again
     outside.write_bytes(b"#!/bin/sh\necho changed later\n")
-    assert placed.read_bytes() == first.read_bytes() == PAYLOAD
+    assert placed.read_bytes() == PAYLOAD
     assert any("symbolic link" in r.getMessage() for r in caplog.records)
-    assert not Path(kept.local_path).is_symlink()  # the new copy replaced it
+    assert not kept.is_symlink()  # the new copy replaced it
 
 
 class _SwappedAfterTheCheck(DigestInfo):
@@ -897,14 +906,9 @@ def test_a_directory_planted_among_the_kept_copies_does_not_keep_caching_off(
 ) -> None:
     # At the copy's own name, or beside it: the copy could never be kept
     # again, and every fetch downloaded.
-    cache = FileCache({"cache_dir": str(cache_dir)})
-    store = CopyStore(CopyConfig(str(source)), cache)
-    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
-    store.fetch_resource(info, str(tmp_path / "first"))
-    kept = cache.get(info.uid)
-    assert isinstance(kept, CachedResource)
-    payload_dir = Path(kept.local_path).parent
-    Path(kept.local_path).unlink()
+    store, cache, info, kept = fetched_once(source, cache_dir, tmp_path)
+    payload_dir = kept.parent
+    kept.unlink()
     (payload_dir / name / "inside").mkdir(parents=True)
     assert cache.delete(info.uid) is None  # a miss: the copy is kept anew
     store.fetch_resource(info, str(tmp_path / "second"))
