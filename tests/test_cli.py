@@ -147,7 +147,8 @@ def test_a_cache_that_records_nothing_is_said_so(
 
 WARNING = (
     "e3-typed-store: warning: {}: the cache could not keep a copy of it"
-    " (e3-typed-store -v fetch says why); a later fetch may download it again\n"
+    " (e3-typed-store -v says why, run when it cannot); a later fetch"
+    " may download it again\n"
 )
 
 
@@ -1042,6 +1043,10 @@ def test_with_stderr_closed_stdout_holds_results_only(
     # `path=$(e3-typed-store fetch ... 2>&-)` must not read an error as a path.
     refused = in_shell("2>&-", "fetch", server.url("payload.bin"), "--sha256", "00")
     assert (refused.returncode, refused.stdout) == (EXIT_BAD_QUERY, "")
+    # A usage error too: argparse wrote its usage on stdout.
+    for usage_error in (["fetch", server.url("payload.bin")], ["cache", "nope"], []):
+        misused = in_shell("2>&-", *usage_error)
+        assert (misused.returncode, misused.stdout) == (EXIT_USAGE, ""), usage_error
     common = ["--cache-dir", str(cache_dir)]
     fetched = in_shell(
         "2>&-",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from e3_typed_store._content import ContentStore
 from e3_typed_store._locking import WAIT_LOGGER
@@ -281,8 +281,8 @@ def _fetch(args: argparse.Namespace) -> int:
         # under -v: the fetch succeeded, but a later one may download again.
         _note(
             f"{PROG}: warning: {one_line(args.cache_dir)}: the cache could not keep"
-            f" a copy of it ({PROG} -v fetch says why); a later fetch may download"
-            " it again"
+            f" a copy of it ({PROG} -v says why, run when it cannot); a later fetch"
+            " may download it again"
         )
     return 0
 
@@ -600,9 +600,22 @@ def _demo(args: argparse.Namespace) -> int:
 # --- parser -------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is written on stderr only:
+    argparse writes its usage on stdout when stderr is closed (``2>&-``),
+    where ``path=$(...)`` would read it. Its subcommands' parsers are of this
+    class too."""
+
+    @override
+    def error(self, message: str) -> NoReturn:
+        if sys.stderr is not None:
+            self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the command line."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Fetch resources by digest into a verified local cache.",
     )

@@ -267,8 +267,9 @@ def _workers_deaf_to_ctrl_c() -> Generator[None]:
     itself says it was interrupted in one line and stops them. An ignored
     signal stays ignored across the exec of a spawned process, and Python then
     installs no handler of its own. (A signal mask would not do: the spawned
-    process starts with none.) A Ctrl-C during the block, the milliseconds the
-    workers take to start, is ignored by the demo too.
+    process starts with none.) A Ctrl-C during the block, while the workers
+    start (milliseconds each, about a second for 64), is ignored by the demo
+    too.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set a handler
