@@ -424,9 +424,11 @@ def test_cache_prune(server: DemoServer, cache_dir: Path, tmp_path: Path) -> Non
         str(cache_dir),
     )
     assert other.returncode == 0, other.stderr
-    # Make payload.bin the older one.
+    # Make payload.bin the one used longer ago: its copy and the directory
+    # whose time records its last use.
     kept = next((cache_dir / "resources").rglob("payload.bin"))
-    os.utime(kept, (1_000_000, 1_000_000))
+    for path in (kept, kept.parent.parent):
+        os.utime(path, (1_000_000, 1_000_000))
     pruned = cli(
         "cache", "--cache-dir", str(cache_dir), "prune", "--max-size", f"{len(OTHER)}"
     )
@@ -440,6 +442,33 @@ def test_cache_prune(server: DemoServer, cache_dir: Path, tmp_path: Path) -> Non
     aged = cli("cache", "--cache-dir", str(cache_dir), "prune", "--older-than", "0s")
     assert aged.returncode == 0 and "evicted" in aged.stdout
     assert "0 entries" in cli("cache", "--cache-dir", str(cache_dir), "list").stderr
+
+
+def test_prune_evicts_the_least_recently_used_first(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # payload.bin was downloaded first, but served since: other.bin goes.
+    other_sha = hashlib.sha256(OTHER).hexdigest()
+    assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
+    other = cli(
+        "fetch", server.url("other.bin"), "--sha256", other_sha,
+        "--dest", str(tmp_path / "a"), "--cache-dir", str(cache_dir),
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    for uid, when in ((SHA256, 1_000_000), (other_sha, 2_000_000)):
+        used = cache_dir / "resources" / uid
+        for path in (used, *used.rglob("*.bin")):
+            os.utime(path, (when, when))
+    assert fetch(server, cache_dir, tmp_path / "b").returncode == 0  # a hit
+    assert server.count("payload.bin") == 1
+    listed = cli("cache", "--cache-dir", str(cache_dir), "list").stdout
+    assert [line.split("\t")[0] for line in listed.splitlines()] == [other_sha, SHA256]
+    pruned = cli(
+        "cache", "--cache-dir", str(cache_dir), "prune", "--max-size", f"{len(PAYLOAD)}"
+    )
+    assert pruned.stdout.startswith(f"evicted\t{other_sha}"), pruned.stdout
+    aged = cli("cache", "--cache-dir", str(cache_dir), "prune", "--older-than", "1d")
+    assert aged.stdout == ""  # used just now
 
 
 @pytest.mark.parametrize("bad", ["--max-size=lots", "--older-than=soon"])

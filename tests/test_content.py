@@ -261,3 +261,34 @@ def test_no_inode_left_for_the_digest_file_costs_it_not_the_copy(
                 assert "cannot record the digest" in caplog.text
                 outcomes.add("kept without its digest file")
     assert outcomes == {"not kept", "kept", "kept without its digest file"}
+
+
+def test_a_use_is_recorded_at_most_once_an_hour(
+    content: ContentStore, download: Path
+) -> None:
+    content.keep("uid", str(download))
+    kept = content.last_use("uid")
+    assert kept is not None
+    content.note_use("uid")  # just kept: no write
+    assert content.last_use("uid") == kept
+    uid_dir = Path(content.root, ContentStore.dir_name("uid"))
+    os.utime(uid_dir, (1_000_000, 1_000_000))
+    content.note_use("uid")
+    used = content.last_use("uid")
+    assert used is not None and used > 2_000_000  # now, not 1970 any more
+    assert content.last_use("nothing kept") is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")
+def test_a_use_is_never_recorded_through_a_link(
+    content: ContentStore, tmp_path: Path
+) -> None:
+    # A link planted where the uid's directory goes: its target's time stays.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.utime(outside, (1_000_000, 1_000_000))
+    Path(content.root).mkdir(parents=True, exist_ok=True)
+    Path(content.root, ContentStore.dir_name("uid")).symlink_to(outside)
+    content.note_use("uid")
+    assert outside.stat().st_mtime == 1_000_000
+    assert content.last_use("uid") is None

@@ -47,18 +47,22 @@ class CachedItem:
     path: str
     #: Bytes of the payload; None when it is missing.
     size: int | None
-    #: When the payload was written (seconds since the epoch); None when missing.
+    #: When the payload was last used (seconds since the epoch): kept or
+    #: served by a hit, to the hour (see :meth:`ContentStore.note_use`); for
+    #: a file the cache does not keep itself, when it was written. None when
+    #: missing.
     mtime: float | None
     expiry: float
 
 
 def list_items(cache: FileCache) -> list[CachedItem]:
-    """List the valid, unexpired entries of *cache*, oldest payload first.
+    """List the valid, unexpired entries of *cache*, least recently used first.
 
     :param cache: the cache to list
     :raises NotADirectoryError: ``cache_dir`` is no directory
     """
     _check_cache_dir(cache)
+    content = ContentStore(cache.cache_dir)
     items: list[CachedItem] = []
     for entry in cache.iter_entries():
         path = entry.value.local_path
@@ -70,6 +74,8 @@ def list_items(cache: FileCache) -> list[CachedItem]:
             # missing, as verify_item says.
             if stat.S_ISREG(info.st_mode):
                 size, mtime = info.st_size, info.st_mtime
+                if content.holds(path):
+                    mtime = max(mtime, content.last_use(entry.uid) or mtime)
         items.append(CachedItem(entry.uid, path, size, mtime, entry.expiry))
     return sorted(items, key=lambda item: (item.mtime or 0.0, item.uid))
 
@@ -254,7 +260,8 @@ def prune(
     older_than: float | None,
     now: float | None = None,
 ) -> list[CachedItem]:
-    """Evict entries older than *older_than*, then the oldest down to *max_size*.
+    """Evict the entries not used for longer than *older_than*, then the least
+    recently used down to *max_size* (see :attr:`CachedItem.mtime`).
 
     Entries whose payload is missing are evicted too, and so are the kept
     copies that no entry names any more (an entry that expired, one lost),

@@ -708,7 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache_commands = cache.add_subparsers(
         dest="cache_command", required=True, metavar="ACTION"
     )
-    cache_commands.add_parser("list", help="list entries with their size and age")
+    cache_commands.add_parser(
+        "list", help="list entries with their size and the age of their last use"
+    )
     verify = cache_commands.add_parser(
         "verify", help="re-hash every entry and report bad ones"
     )
@@ -719,7 +721,8 @@ def build_parser() -> argparse.ArgumentParser:
         "clear", help="remove every entry, kept copy and idle lock file"
     )
     prune = cache_commands.add_parser(
-        "prune", help="evict entries, oldest first, down to the bounds given"
+        "prune",
+        help="evict entries, least recently used first, down to the bounds given",
     )
     prune.add_argument(
         "--max-size",
@@ -733,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_age,
         default=None,
         metavar="AGE",
-        help="evict entries downloaded longer than AGE ago (30d, 12h, ...)",
+        help="evict entries not used for longer than AGE (30d, 12h, ...)",
     )
     # Also after the action (`cache list --cache-dir DIR`), as fetch takes it;
     # not given there, the one before it, or the default, stands.

@@ -21,6 +21,7 @@ import logging
 import os
 import stat
 import sys
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,10 +35,14 @@ from e3_typed_store._fs import (
 )
 from e3_typed_store._types import ALGORITHMS, Algorithm
 
-__all__ = ["ContentStore", "FileStamp", "KeptCopy"]
+__all__ = ["USE_GRANULARITY", "ContentStore", "FileStamp", "KeptCopy"]
 
 _logger = logging.getLogger("e3.store")
 
+
+#: How finely :meth:`ContentStore.note_use` records uses, in seconds: a hit
+#: writes to the cache at most once an hour per copy.
+USE_GRANULARITY = 3600.0
 
 _NOT_NAMES = frozenset({"", ".", ".."})
 
@@ -376,6 +381,32 @@ class ContentStore:
         """
         if self._own_root():
             _remove_tree(os.path.join(self.root, name))
+
+    def note_use(self, uid: str) -> None:
+        """Record that the copy of *uid* was just served, for
+        :meth:`last_use`: at most once per :data:`USE_GRANULARITY` seconds,
+        as the directory's mtime. Nothing is said when it cannot be (a
+        read-only cache): a hit never fails for it.
+        """
+        uid_dir = self._uid_dir(uid)
+        try:
+            info = os.lstat(uid_dir)
+            if stat.S_ISDIR(info.st_mode) and (
+                time.time() - info.st_mtime > USE_GRANULARITY
+            ):
+                os.utime(uid_dir)
+        except OSError:
+            pass
+
+    def last_use(self, uid: str) -> float | None:
+        """When the copy of *uid* was last kept or served (to
+        :data:`USE_GRANULARITY`), in seconds since the epoch; None when
+        nothing is kept for it."""
+        try:
+            info = os.lstat(self._uid_dir(uid))
+        except OSError:
+            return None
+        return info.st_mtime if stat.S_ISDIR(info.st_mode) else None
 
     def forget_stamp(self, uid: str) -> None:
         """Drop the verification stamp of *uid*, if any.

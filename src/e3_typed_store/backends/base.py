@@ -484,6 +484,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 placed = self._place_hit(uid, hit, dest, unusable)
                 if placed is not None:
                     logger.info("%s: from the cache: %s", uid, placed)
+                    if self._content is not None and self._content.holds(hit):
+                        self._content.note_use(uid)  # for `cache prune`
                     return placed
             if self.options.is_offline():
                 if hit is not None or self._has_entry(uid):
