@@ -69,11 +69,14 @@ def cli(
 
 def fetch(
     server: DemoServer,
-    cache_dir: Path,
+    cache_dir: Path | None,
     dest: Path,
     *extra: str,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Fetch payload.bin into *dest*; the default cache directory for None."""
+    chosen = () if cache_dir is None else ("--cache-dir", str(cache_dir))
     return cli(
         "fetch",
         server.url("payload.bin"),
@@ -81,10 +84,10 @@ def fetch(
         SHA256,
         "--dest",
         str(dest),
-        "--cache-dir",
-        str(cache_dir),
+        *chosen,
         *extra,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -205,14 +208,8 @@ def test_other_digests(
 
 def test_cache_dir_from_the_environment(server: DemoServer, tmp_path: Path) -> None:
     env_cache = tmp_path / "env-cache"
-    result = cli(
-        "fetch",
-        server.url("payload.bin"),
-        "--sha256",
-        SHA256,
-        "--dest",
-        str(tmp_path / "d"),
-        env={"E3_TYPED_STORE_CACHE_DIR": str(env_cache)},
+    result = fetch(
+        server, None, tmp_path / "d", env={"E3_TYPED_STORE_CACHE_DIR": str(env_cache)}
     )
     assert result.returncode == 0, result.stderr
     assert (env_cache / "resources").is_dir()
@@ -716,13 +713,10 @@ def test_a_blank_cache_dir_variable_is_not_set(
     # a directory named by white space in the current directory.
     work, default = tmp_path / "work", tmp_path / "xdg" / "e3-typed-store"
     work.mkdir()
-    result = cli(
-        "fetch",
-        server.url("payload.bin"),
-        "--sha256",
-        SHA256,
-        "--dest",
-        str(tmp_path / "d"),
+    result = fetch(
+        server,
+        None,
+        tmp_path / "d",
         env={"XDG_CACHE_HOME": str(tmp_path / "xdg"), CACHE_DIR_VARIABLE: value},
         cwd=work,
     )
