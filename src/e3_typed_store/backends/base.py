@@ -422,10 +422,10 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         The driver validates the resource with ``metadata.verify`` once the
         download is completed, before the file appears under its name in
         *dest*: the store does not hash a fresh download again (it verifies
-        a kept copy at its hits). A driver may raise a :class:`StoreError` to say why it
-        failed; returning None is accepted too, as in e3-core. Any other
-        exception it raises reaches callers as a :class:`StoreError` whose
-        ``__cause__`` it is.
+        a kept copy at its hits). A driver may raise a :class:`StoreError` to
+        say why it failed; returning None is accepted too, as in e3-core. Any
+        other exception it raises reaches callers as a :class:`StoreError`
+        whose ``__cause__`` it is.
 
         :param metadata: resource metadata
         :param dest: directory where the resource will be stored
