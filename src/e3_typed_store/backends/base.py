@@ -668,15 +668,17 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         if entry is None:
             return None
         local_path = _entry_local_path(entry, uid)
+        # One lstat tells a link from a regular file from nothing there.
+        mode = None if local_path is None else _mode_of(local_path)
         if local_path is None:
             logger.warning("invalid cache entry for %s, discarded: %r", uid, entry)
-        elif os.path.islink(local_path):
+        elif mode is not None and stat.S_ISLNK(mode):
             # Planted: placed in dest, the link would name whatever its
             # target holds later, checked or not.
             logger.warning(
                 "cached file of %s is a symbolic link, discarded: %s", uid, local_path
             )
-        elif not os.path.isfile(local_path):
+        elif mode is None or not stat.S_ISREG(mode):
             logger.warning("cached file of %s is gone, discarded: %s", uid, local_path)
         elif self._trusted(uid, local_path):
             return local_path
@@ -902,6 +904,14 @@ _HOLD_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_NOFOLLOW", 0)
 )
+
+
+def _mode_of(path: str) -> int | None:
+    """The mode of *path* itself (a link is not followed); None if nothing is there."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return None
 
 
 def _is_file(path: str, fd: int) -> bool:
