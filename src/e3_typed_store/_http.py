@@ -118,8 +118,10 @@ _DIGEST_BATCH_BYTES = 256 << 10
 # Batches waiting for the worker: bounds memory to a few batches.
 _DIGEST_QUEUE_BATCHES = 4
 # Content up to this size is hashed inline; larger content, by a digest
-# worker from its first byte (see OverlappedDigest).
-_INLINE_DIGEST_BYTES = 256 << 10
+# worker from its first byte (see OverlappedDigest). Measured on the
+# benchmark's 2 vCPUs (docs/performance.md), inline was the faster up to
+# 8 MiB (1 MiB: 8 % less time), the worker from 16 MiB on.
+INLINE_DIGEST_BYTES = 8 << 20
 # Digest workers kept waiting for the next download (see DigestWorkers).
 _IDLE_DIGEST_WORKERS = 4
 # Reads of a TLS body (see tls_read_size): the first asks for this many bytes,
@@ -499,10 +501,12 @@ class OverlappedDigest:
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
     while the next is received and written. The queue is bounded: memory stays
     at a few chunks however fast the network is. Content of at most
-    :data:`_INLINE_DIGEST_BYTES` is hashed inline: handing so few chunks over
-    costs about what the overlap saves. Larger content goes to a worker from
-    its first byte (see :meth:`expect`); content of unknown size, after its
-    first :data:`_INLINE_DIGEST_BYTES`. The worker comes from
+    :data:`INLINE_DIGEST_BYTES` is hashed inline, as it is read: a body that
+    small is often all received before the first read returns, so a worker
+    has little left to overlap, and waking it, on a machine whose cores the
+    server shares, cost more than hashing inline. Larger content goes to a
+    worker from its first byte (see :meth:`expect`); content of unknown size,
+    after its first :data:`INLINE_DIGEST_BYTES`. The worker comes from
     :data:`DIGEST_WORKERS`.
     """
 
@@ -512,7 +516,7 @@ class OverlappedDigest:
             _DIGEST_QUEUE_BATCHES
         )
         self._failure: BaseException | None = None
-        self._inline_left = _INLINE_DIGEST_BYTES
+        self._inline_left = INLINE_DIGEST_BYTES
         # Bytes of the content not given yet, when its size is known: the
         # last batch goes to the worker at once, to be hashed while the
         # caller writes it, rather than when the caller closes the digest.
@@ -528,7 +532,7 @@ class OverlappedDigest:
         :param total: the size of the content, None if unknown
         """
         if total is not None:
-            self._inline_left = total if total <= _INLINE_DIGEST_BYTES else 0
+            self._inline_left = total if total <= INLINE_DIGEST_BYTES else 0
         self._unseen = total
 
     def drain(self) -> None:

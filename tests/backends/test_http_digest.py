@@ -10,15 +10,16 @@ import pytest
 from e3_typed_store import _http
 from e3_typed_store._http import DigestWorkers, OverlappedDigest
 
-_BIG = bytes(range(256)) * 4096  # 1 MiB: past what is hashed inline
+# As much as is hashed inline: a digest of more goes to a worker.
+_BIG = bytes(range(256)) * (_http.INLINE_DIGEST_BYTES // 256)
 
 
 def test_the_digest_of_chunks_handed_to_a_worker() -> None:
     digest = OverlappedDigest("sha256")
     digest.expect(None)
-    for _ in range(8):
+    for _ in range(3):
         digest.update(_BIG)
-    assert digest.hexdigest() == hashlib.sha256(_BIG * 8).hexdigest()
+    assert digest.hexdigest() == hashlib.sha256(_BIG * 3).hexdigest()
 
 
 @pytest.mark.parametrize("last", [1, 100_000, len(_BIG)])
