@@ -8,7 +8,7 @@ from bench import fetch as f
 from bench import procs
 from bench.cacheops import BACKENDS, op_name
 from bench.data import DataFile
-from bench.native import NATIVE_FETCH, NATIVE_RAW
+from bench.native import NATIVE_FETCH, NATIVE_INLINE, NATIVE_RAW
 from bench.report import Results, Target, fmt_time
 from bench.timing import Sample, median
 
@@ -23,6 +23,9 @@ _FETCH_RATIOS = [
     ("e3-typed-store cold / native overlapped fetch (C)", f.OURS_COLD, NATIVE_FETCH),
     ("native overlapped fetch (C) / raw transfer", NATIVE_FETCH, f.RAW),
     ("native raw transfer (C) / raw transfer", NATIVE_RAW, f.RAW),
+    ("native inline fetch (C) / raw transfer", NATIVE_INLINE, f.RAW),
+    ("native overlapped fetch (C) / native raw (C)", NATIVE_FETCH, NATIVE_RAW),
+    ("native inline fetch (C) / native raw (C)", NATIVE_INLINE, NATIVE_RAW),
     ("sha256 in memory / raw transfer", f.HASH_MEMORY, f.RAW),
     ("e3-core cold / raw transfer", f.E3_COLD, f.RAW),
     ("raw transfer / write pass", f.RAW, f.WRITE),
@@ -163,7 +166,9 @@ def _fetch(results: Results, largest: DataFile) -> None:
 def _what_the_machine_allows(results: Results, labels: list[str]) -> str:
     """For a cold fetch slower than its limit against the raw transfer: how the
     native bound of the same design (C, bench/native.py) and a bare SHA-256
-    pass in memory did against the same raw transfer, at the sizes missed.
+    pass in memory did against the same raw transfer, at the sizes missed, and
+    how the bound's fetches, overlapped and inline, did against its own raw
+    transfer (the same target, for a client in C).
     """
     parts = []
     for label in labels:
@@ -171,11 +176,16 @@ def _what_the_machine_allows(results: Results, labels: list[str]) -> str:
         raw = _med(samples.get(f.RAW))
         native = _ratio(_med(samples.get(NATIVE_FETCH)), raw)
         memory = _ratio(_med(samples.get(f.HASH_MEMORY)), raw)
+        native_raw = _med(samples.get(NATIVE_RAW))
+        own = _ratio(_med(samples.get(NATIVE_FETCH)), native_raw)
+        own_inline = _ratio(_med(samples.get(NATIVE_INLINE)), native_raw)
         shown = [
             f"{what} {value:.2f}x"
             for what, value in (
                 ("the native bound", native),
                 ("a sha256 pass in memory alone", memory),
+                ("the native bound against its own raw transfer", own),
+                ("inline", own_inline),
             )
             if value is not None
         ]

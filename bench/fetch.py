@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 
 from bench.data import DataFile
-from bench.native import NATIVE_FETCH, NATIVE_RAW, NativeClient
+from bench.native import NATIVE_FETCH, NATIVE_INLINE, NATIVE_RAW, Mode, NativeClient
 from bench.timing import Contender
 
 __all__ = [
@@ -63,6 +63,7 @@ FETCH_NAMES = [
     CURL,
     NATIVE_RAW,
     NATIVE_FETCH,
+    NATIVE_INLINE,
     HASH_SHA256,
     HASH_SHA1,
     HASH_MEMORY,
@@ -435,27 +436,32 @@ def _memory_hash(data: DataFile) -> Contender:
 def _native(
     native: NativeClient | str, url: str, work: str, data: DataFile
 ) -> list[Contender]:
-    """The native bound's raw transfer and overlapped fetch (bench/native.py),
-    timed by the bound itself from its request to its file closed and its
-    digest final.
+    """The native bound's raw transfer and its fetches, overlapped and inline
+    (bench/native.py), timed by the bound itself from its request to its file
+    closed and its digest final.
     """
+    modes: list[tuple[str, Mode]] = [
+        (NATIVE_RAW, "raw"),
+        (NATIVE_FETCH, "sha256"),
+        (NATIVE_INLINE, "inline"),
+    ]
     if isinstance(native, str):
-        return [
-            Contender(name, lambda: None, skipped=native)
-            for name in (NATIVE_RAW, NATIVE_FETCH)
-        ]
+        return [Contender(name, lambda: None, skipped=native) for name, _ in modes]
     contenders = []
-    for name, hashed in ((NATIVE_RAW, False), (NATIVE_FETCH, True)):
+    for name, mode in modes:
         dirs = _Dirs(work, "native")
         out: list[str] = []
 
         def run(
-            hashed: bool = hashed, dirs: _Dirs = dirs, out: list[str] = out
+            name: str = name,
+            mode: Mode = mode,
+            dirs: _Dirs = dirs,
+            out: list[str] = out,
         ) -> float:
             target = os.path.join(dirs.current, data.name)
-            seconds, digest = native.transfer(url, target, hashed)
-            if hashed and digest != data.sha256:
-                raise RuntimeError(f"{NATIVE_FETCH}: wrong digest {digest}")
+            seconds, digest = native.transfer(url, target, mode)
+            if mode != "raw" and digest != data.sha256:
+                raise RuntimeError(f"{name}: wrong digest {digest}")
             out[:] = [target]
             return seconds
 

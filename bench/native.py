@@ -2,7 +2,9 @@
 
 ``native/fetch_bound.c`` receives a body and writes it to a file while a
 second thread hashes it with OpenSSL, as this library's digest worker does,
-with no Python, HTTP library or cache in the way. Timed in the same run, it
+with no Python, HTTP library or cache in the way; or it hashes each block
+itself once written, as this library does with small bodies (its inline
+mode). Timed in the same run, it
 says what any implementation of that design reaches on this machine, so a
 missed target can be told apart from a slow implementation. Its raw mode (no
 hash) checks the other way that the Python raw transfer, the denominator of
@@ -20,12 +22,15 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 __all__ = [
     "NATIVE_FETCH",
+    "NATIVE_INLINE",
     "NATIVE_RAW",
     "SOURCE",
+    "Mode",
     "NativeClient",
     "NativeUnavailableError",
     "build",
@@ -34,6 +39,10 @@ __all__ = [
 
 NATIVE_RAW = "native raw transfer (C, no hash)"
 NATIVE_FETCH = "native overlapped fetch (C, OpenSSL sha256 thread)"
+NATIVE_INLINE = "native inline fetch (C, OpenSSL sha256 in the reading thread)"
+# What the bound does with a body: nothing more, hash it on a second thread,
+# hash it in the thread that reads it.
+Mode = Literal["raw", "sha256", "inline"]
 SOURCE = Path(__file__).resolve().parent / "native" / "fetch_bound.c"
 _BUILD_SECONDS = 120
 _ANSWER_SECONDS = 120
@@ -98,10 +107,11 @@ class NativeClient:
             bufsize=0,  # answers are read from the pipe itself, with a deadline
         )
 
-    def transfer(self, url: str, out: str, hashed: bool) -> tuple[float, str | None]:
+    def transfer(self, url: str, out: str, mode: Mode) -> tuple[float, str | None]:
         """GET *url* into the file *out*; return (seconds, hex digest or None).
 
-        :param hashed: hash the body with SHA-256 on a second thread
+        :param mode: ``raw``: no hash; ``sha256``: a SHA-256 on a second
+            thread; ``inline``: a SHA-256 in the thread that reads
         :raises RuntimeError: the bound reported an error, answered another
             request, took too long (it is then stopped), or stopped
         """
@@ -112,7 +122,7 @@ class NativeClient:
             raise ValueError(f"white space in {path!r} or {out!r}")
         self._requests += 1
         request = str(self._requests)
-        line = f"{request} {'sha256' if hashed else 'raw'} {path} {out}\n"
+        line = f"{request} {mode} {path} {out}\n"
         stdin = self._process.stdin
         if stdin is None:
             raise RuntimeError("the native bound has no pipes")

@@ -326,9 +326,13 @@ _METHOD = """\
   connection for the whole run, as the raw transfer does, and times itself
   from its request to its file closed and its digest final (leaving out the
   pipe to the benchmark's process, about 0.1 ms per request). *native raw
-  transfer*: the same without the hash. The overlapped fetch says what any
-  implementation of this design reaches on this machine in this run; the raw
-  one, that the Python raw transfer is not slower than the machine.
+  transfer*: the same without the hash. *native inline fetch*: the same
+  with the receiving thread hashing each buffer once written, and no second
+  thread (as this library hashes bodies of up to 8 MiB). The overlapped fetch
+  says what any implementation of this design reaches on this machine in this
+  run; the raw one, that the Python raw transfer is not slower than the
+  machine; the two fetches against the native raw transfer, how a client in C
+  does against the cold-fetch target.
 - *hash pass*: hashlib over the served file (in the page cache), 1 MiB reads:
   what one verification pass costs at hashlib speed. *sha256 in memory*: one
   `hashlib.sha256` over the payload already in memory, no file: the floor of

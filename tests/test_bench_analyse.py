@@ -11,7 +11,7 @@ from __future__ import annotations
 from bench import fetch as f
 from bench.analyse import analyse
 from bench.data import DataFile
-from bench.native import NATIVE_FETCH
+from bench.native import NATIVE_FETCH, NATIVE_INLINE, NATIVE_RAW
 from bench.report import Results, Target
 from bench.timing import Sample
 
@@ -79,6 +79,20 @@ def test_a_miss_says_what_the_native_bound_and_a_bare_hash_took() -> None:
     assert target.detail.endswith(
         ". Against the same raw transfer: 64 MiB: the native bound 1.40x,"
         " a sha256 pass in memory alone 1.30x"
+    )
+
+
+def test_a_miss_says_how_the_native_bound_did_against_its_own_raw_transfer() -> None:
+    # The same target for a client in C: its fetches, overlapped (1.6) and
+    # inline (1.5), against its raw transfer (0.8): 2.00x and 1.88x.
+    target = cold_fetch_target(
+        [1.5] * 4,
+        [1.0] * 4,
+        **{NATIVE_RAW: [0.8] * 4, NATIVE_FETCH: [1.6] * 4, NATIVE_INLINE: [1.5] * 4},
+    )
+    assert target.detail.endswith(
+        "64 MiB: the native bound 1.60x, the native bound against its own raw"
+        " transfer 2.00x, inline 1.88x"
     )
 
 

@@ -101,22 +101,26 @@ def test_it_writes_the_body_and_hashes_it_request_after_request(
     bound: native.NativeClient, server: LoopbackServer, tmp_path: Path
 ) -> None:
     hashed, raw = tmp_path / "hashed", tmp_path / "raw"
-    seconds, digest = bound.transfer(server.url("/data.bin"), str(hashed), True)
+    seconds, digest = bound.transfer(server.url("/data.bin"), str(hashed), "sha256")
     assert digest == hashlib.sha256(PAYLOAD).hexdigest()
     assert hashed.read_bytes() == PAYLOAD
     assert seconds > 0
     # The server closed the first connection: the bound connects again.
-    seconds, digest = bound.transfer(server.url("/data.bin"), str(raw), False)
+    seconds, digest = bound.transfer(server.url("/data.bin"), str(raw), "raw")
     assert digest is None
     assert raw.read_bytes() == PAYLOAD
-    assert len(server.requests("/data.bin")) == 2
+    inline = tmp_path / "inline"
+    seconds, digest = bound.transfer(server.url("/data.bin"), str(inline), "inline")
+    assert digest == hashlib.sha256(PAYLOAD).hexdigest()
+    assert inline.read_bytes() == PAYLOAD
+    assert len(server.requests("/data.bin")) == 3
 
 
 def test_an_error_status_is_an_error(
     bound: native.NativeClient, server: LoopbackServer, tmp_path: Path
 ) -> None:
     with pytest.raises(RuntimeError, match=r"not a 200 answer: HTTP/1\.1 404"):
-        bound.transfer(server.url("/missing"), str(tmp_path / "out"), True)
+        bound.transfer(server.url("/missing"), str(tmp_path / "out"), "sha256")
 
 
 def test_after_a_failure_on_a_kept_connection_each_answer_is_its_own(
@@ -128,16 +132,20 @@ def test_after_a_failure_on_a_kept_connection_each_answer_is_its_own(
     client = native.NativeClient(executable, kept_alive, answer_seconds=10)
     try:
         with pytest.raises(RuntimeError) as refused:
-            client.transfer(kept_alive + "/missing", str(tmp_path / "out"), True)
+            client.transfer(kept_alive + "/missing", str(tmp_path / "out"), "sha256")
         assert str(refused.value) == (
             "the native bound: error not a 200 answer: HTTP/1.1 404 Not Found"
         )
-        _, digest = client.transfer(kept_alive + "/data.bin", str(tmp_path / "a"), True)
+        _, digest = client.transfer(
+            kept_alive + "/data.bin", str(tmp_path / "a"), "sha256"
+        )
         assert digest == hashlib.sha256(PAYLOAD).hexdigest()
         unwritable = tmp_path / "no-such-dir" / "out"
         with pytest.raises(RuntimeError, match="No such file"):
-            client.transfer(kept_alive + "/data.bin", str(unwritable), True)
-        _, digest = client.transfer(kept_alive + "/data.bin", str(tmp_path / "b"), True)
+            client.transfer(kept_alive + "/data.bin", str(unwritable), "sha256")
+        _, digest = client.transfer(
+            kept_alive + "/data.bin", str(tmp_path / "b"), "sha256"
+        )
         assert digest == hashlib.sha256(PAYLOAD).hexdigest()
         assert (tmp_path / "b").read_bytes() == PAYLOAD
     finally:
@@ -158,7 +166,7 @@ def test_the_benchmarks_fallback_server_is_read(
         try:
             for name in ("a", "b"):
                 _, digest = client.transfer(
-                    fallback.url("data.bin"), str(tmp_path / name), True
+                    fallback.url("data.bin"), str(tmp_path / name), "sha256"
                 )
                 assert digest == hashlib.sha256(PAYLOAD).hexdigest()
         finally:
@@ -183,8 +191,8 @@ def test_a_body_cut_short_is_an_error_and_the_next_request_works(
     server.route("/short", cut_short)
     expected = f"body ended at byte {len(PAYLOAD)} of {len(PAYLOAD) + 100}"
     with pytest.raises(RuntimeError, match=expected):
-        bound.transfer(server.url("/short"), str(tmp_path / "short"), True)
-    _, digest = bound.transfer(server.url("/data.bin"), str(tmp_path / "out"), True)
+        bound.transfer(server.url("/short"), str(tmp_path / "short"), "sha256")
+    _, digest = bound.transfer(server.url("/data.bin"), str(tmp_path / "out"), "sha256")
     assert digest == hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -193,7 +201,7 @@ def test_a_body_without_a_length_is_refused(
 ) -> None:
     server.route("/unsized", no_length)
     with pytest.raises(RuntimeError, match="no Content-Length"):
-        bound.transfer(server.url("/unsized"), str(tmp_path / "out"), True)
+        bound.transfer(server.url("/unsized"), str(tmp_path / "out"), "sha256")
 
 
 def test_a_stalled_server_kills_the_bound(
@@ -203,9 +211,9 @@ def test_a_stalled_server_kills_the_bound(
     client = native.NativeClient(executable, server.base, answer_seconds=0.5)
     try:
         with pytest.raises(RuntimeError, match=r"took over 0\.5 s"):
-            client.transfer(server.url("/stalled"), str(tmp_path / "out"), True)
+            client.transfer(server.url("/stalled"), str(tmp_path / "out"), "sha256")
         with pytest.raises(RuntimeError, match="stopped: exit status -9"):
-            client.transfer(server.url("/data.bin"), str(tmp_path / "out"), True)
+            client.transfer(server.url("/data.bin"), str(tmp_path / "out"), "sha256")
     finally:
         client.close()
 
@@ -215,16 +223,16 @@ def test_an_unwritable_output_is_an_error(
 ) -> None:
     target = tmp_path / "no-such-dir" / "out"
     with pytest.raises(RuntimeError, match=re.escape(f"open {target}: No such file")):
-        bound.transfer(server.url("/data.bin"), str(target), True)
+        bound.transfer(server.url("/data.bin"), str(target), "sha256")
 
 
 def test_a_url_of_another_server_or_with_spaces_is_refused(
     bound: native.NativeClient, server: LoopbackServer, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="is not served at"):
-        bound.transfer("http://127.0.0.1:1/data.bin", str(tmp_path / "out"), True)
+        bound.transfer("http://127.0.0.1:1/data.bin", str(tmp_path / "out"), "sha256")
     with pytest.raises(ValueError, match="white space"):
-        bound.transfer(server.url("/data.bin"), str(tmp_path / "a b"), True)
+        bound.transfer(server.url("/data.bin"), str(tmp_path / "a b"), "sha256")
 
 
 def test_without_a_compiler_the_rows_say_why(

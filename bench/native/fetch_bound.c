@@ -4,11 +4,13 @@
  * One thread receives the body and writes it to a file; with "sha256", a
  * second thread hashes what was received (OpenSSL), as this library's digest
  * worker does. No Python, no HTTP library, no cache: what any implementation
- * of an overlapped download-and-hash could reach on this machine. With "raw",
- * nothing is hashed: the native raw transfer.
+ * of an overlapped download-and-hash could reach on this machine. With
+ * "inline", the receiving thread hashes each block after writing it, as this
+ * library does for small bodies. With "raw", nothing is hashed: the native
+ * raw transfer.
  *
  * Protocol, one line per request on stdin:
- *     <id> <raw|sha256> <url path> <output file>
+ *     <id> <raw|sha256|inline> <url path> <output file>
  * answered by one line on stdout, which repeats the request's id:
  *     <id> ok <seconds> <hex digest, or "-" for raw>
  *     <id> error <reason, on one line>
@@ -195,6 +197,8 @@ static long read_head(int sock, char *head, size_t *head_size, long long *length
     return (long)(size - *head_size);
 }
 
+enum { RAW, THREAD, INLINE };
+
 static int fetch(int *sock, int port, int hashing, const char *path,
                  const char *out_path, double *seconds, char *hex)
 {
@@ -236,14 +240,14 @@ static int fetch(int *sock, int port, int hashing, const char *path,
     ring.finished = 0;
     EVP_DigestInit_ex(ring.digest, EVP_sha256(), NULL);
     pthread_t hasher;
-    if (hashing && pthread_create(&hasher, NULL, hash_slots, NULL) != 0) {
+    if (hashing == THREAD && pthread_create(&hasher, NULL, hash_slots, NULL) != 0) {
         close(out);
         return drop(sock, fail("pthread_create failed"));
     }
     int result = 0;
     long long received = 0;
     while (received < length) {
-        unsigned index = next_slot(hashing);
+        unsigned index = next_slot(hashing == THREAD);
         ssize_t got;
         if (early > 0) {
             memcpy(ring.slot[index], head + head_size, (size_t)early);
@@ -270,9 +274,11 @@ static int fetch(int *sock, int port, int hashing, const char *path,
         if (result != 0)
             break;
         received += got;
-        hand_over(hashing, index, (size_t)got);
+        if (hashing == INLINE)
+            EVP_DigestUpdate(ring.digest, ring.slot[index], (size_t)got);
+        hand_over(hashing == THREAD, index, (size_t)got);
     }
-    if (hashing) {
+    if (hashing == THREAD) {
         pthread_mutex_lock(&ring.lock);
         ring.finished = 1;
         pthread_cond_signal(&ring.more);
@@ -287,7 +293,7 @@ static int fetch(int *sock, int port, int hashing, const char *path,
     unsigned value_size = 0;
     EVP_DigestFinal_ex(ring.digest, value, &value_size);
     *seconds = now() - started;
-    if (!hashing) {
+    if (hashing == RAW) {
         strcpy(hex, "-");
     } else {
         for (unsigned i = 0; i < value_size; i++)
@@ -313,11 +319,15 @@ int main(int argc, char **argv)
     while (fgets(line, sizeof line, stdin) != NULL) {
         double seconds = 0;
         char hex[2 * EVP_MAX_MD_SIZE + 1];
-        if (sscanf(line, "%31s %15s %4095s %4095s", id, mode, path, out_path) != 4
-            || (strcmp(mode, "raw") != 0 && strcmp(mode, "sha256") != 0)) {
+        int fields = sscanf(line, "%31s %15s %4095s %4095s", id, mode, path, out_path);
+        int hashing = fields != 4                     ? -1
+                      : strcmp(mode, "raw") == 0      ? RAW
+                      : strcmp(mode, "sha256") == 0   ? THREAD
+                      : strcmp(mode, "inline") == 0   ? INLINE
+                                                      : -1;
+        if (hashing < 0) {
             printf("%s error unreadable request\n", sscanf(line, "%31s", id) == 1 ? id : "-");
-        } else if (fetch(&sock, port, strcmp(mode, "sha256") == 0, path, out_path,
-                         &seconds, hex) != 0) {
+        } else if (fetch(&sock, port, hashing, path, out_path, &seconds, hex) != 0) {
             printf("%s error %s\n", id, failure);
         } else {
             printf("%s ok %.9f %s\n", id, seconds, hex);
