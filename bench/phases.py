@@ -56,12 +56,12 @@ _PHASES: list[tuple[str, str, str]] = [
     (
         "e3_typed_store._http",
         "_stream_body",
-        "  body read and written, chunks handed to the digest",
+        "  body read, written, hashed (to 8 MiB) or handed over",
     ),
     (
         "e3_typed_store._http:_PartFile",
         "finish",
-        "  digest finished (waiting for the worker)",
+        "  digest finished (waiting for a worker past 8 MiB)",
     ),
     ("e3_typed_store._http:_PartFile", "commit", "  file named in dest"),
     (
