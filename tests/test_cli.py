@@ -39,6 +39,16 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 SHA512 = hashlib.sha512(PAYLOAD).hexdigest()
 PYTHON_CLI = (sys.executable, "-m", "e3_typed_store")
+# The same, with SIGHUP at its default whatever the tests inherited: under
+# nohup the command would rightly keep ignoring it (see the nohup test), and
+# a shell cannot undo an ignored signal (POSIX), so Python does, then execs.
+PYTHON_CLI_HUP_DEFAULT = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys\n"
+    "if hasattr(signal, 'SIGHUP'): signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'e3_typed_store', *sys.argv[1:]])",
+)
 
 
 @pytest.fixture
@@ -885,9 +895,7 @@ def test_a_fetch_ended_by_a_signal_leaves_nothing(
         made = tmp_path / "new" / "dest"
         child = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "e3_typed_store",
+                *PYTHON_CLI_HUP_DEFAULT,
                 "fetch",
                 server.url("/slow.bin"),
                 "--sha256",
