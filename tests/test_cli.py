@@ -39,14 +39,18 @@ SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
 SHA512 = hashlib.sha512(PAYLOAD).hexdigest()
 PYTHON_CLI = (sys.executable, "-m", "e3_typed_store")
-# The same, with SIGHUP at its default whatever the tests inherited: under
-# nohup the command would rightly keep ignoring it (see the nohup test), and
-# a shell cannot undo an ignored signal (POSIX), so Python does, then execs.
-PYTHON_CLI_HUP_DEFAULT = (
+# The same, with SIGHUP and SIGINT at their defaults whatever the tests
+# inherited: under nohup, or in a background job of a shell script (SIGINT
+# ignored), the command would rightly keep ignoring them (see the nohup
+# test), and a shell cannot undo an ignored signal (POSIX): Python does, then
+# execs the command.
+PYTHON_CLI_SIGNALS_DEFAULT = (
     sys.executable,
     "-c",
     "import os, signal, sys\n"
-    "if hasattr(signal, 'SIGHUP'): signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+    "for name in ('SIGHUP', 'SIGINT'):\n"
+    "    if hasattr(signal, name):\n"
+    "        signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
     "os.execv(sys.executable, [sys.executable, '-m', 'e3_typed_store', *sys.argv[1:]])",
 )
 
@@ -895,7 +899,7 @@ def test_a_fetch_ended_by_a_signal_leaves_nothing(
         made = tmp_path / "new" / "dest"
         child = subprocess.Popen(
             [
-                *PYTHON_CLI_HUP_DEFAULT,
+                *PYTHON_CLI_SIGNALS_DEFAULT,
                 "fetch",
                 server.url("/slow.bin"),
                 "--sha256",
@@ -1221,7 +1225,7 @@ def test_ctrl_c_during_the_demos_processes_is_one_line() -> None:
     # Ctrl-C reaches the whole process group of a terminal: the demo and its
     # workers. The demo says it was interrupted; the workers say nothing.
     demo = subprocess.Popen(
-        [*PYTHON_CLI, "demo", "--processes", "8"],
+        [*PYTHON_CLI_SIGNALS_DEFAULT, "demo", "--processes", "8"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
