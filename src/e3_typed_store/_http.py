@@ -1,9 +1,10 @@
 """Streaming HTTP downloads: one pass, hashed on the fly, bounded in time.
 
 :func:`download` fetches a resource from a list of candidate URLs into a
-temporary file of the destination directory while a worker thread hashes the
-bytes as they arrive, and moves the file into place only once its digest is
-the expected one. On the way it enforces connect and read timeouts and a total
+temporary file of the destination directory, hashing the bytes as they arrive
+(in the reading thread up to :data:`INLINE_DIGEST_BYTES`, by a worker thread
+beyond), and moves the file into place only once its digest is the expected
+one. On the way it enforces connect and read timeouts and a total
 deadline, retries transient failures with exponential backoff (honouring
 ``Retry-After``), resumes a dropped transfer with a ``Range`` request when the
 server supports it, follows redirects itself (http and https only, a bounded
@@ -65,6 +66,7 @@ from e3_typed_store.errors import (
 
 __all__ = [
     "DIGEST_WORKERS",
+    "INLINE_DIGEST_BYTES",
     "MAX_REDIRECTS",
     "SNIPPET_BYTES",
     "Deadline",
@@ -117,10 +119,11 @@ _TEMP_STEM = "e3-typed-store-download"
 _DIGEST_BATCH_BYTES = 256 << 10
 # Batches waiting for the worker: bounds memory to a few batches.
 _DIGEST_QUEUE_BATCHES = 4
-# Content up to this size is hashed inline; larger content, by a digest
-# worker from its first byte (see OverlappedDigest). Measured on the
-# benchmark's 2 vCPUs (docs/performance.md), inline was the faster up to
-# 8 MiB (1 MiB: 8 % less time), the worker from 16 MiB on.
+#: Content up to this size is hashed inline; larger content, by a digest
+#: worker from its first byte (see OverlappedDigest). Measured on the
+#: benchmark's 2 vCPUs (docs/performance.md), inline was the faster up to
+#: 8 MiB (a 1 MiB cold fetch: 1.50x the raw transfer, against 1.57x with the
+#: worker from 256 KiB on), the worker from 16 MiB on.
 INLINE_DIGEST_BYTES = 8 << 20
 # Digest workers kept waiting for the next download (see DigestWorkers).
 _IDLE_DIGEST_WORKERS = 4
@@ -496,7 +499,8 @@ def _unusable(url: str, reason: str, cause: BaseException | None) -> _UnusableUR
 
 
 class OverlappedDigest:
-    """A digest computed by a worker thread while the caller goes on reading.
+    """A digest computed as the content is read: by a worker thread, while the
+    caller goes on reading, past :data:`INLINE_DIGEST_BYTES`.
 
     hashlib releases the GIL on large buffers, so the hash of one chunk runs
     while the next is received and written. The queue is bounded: memory stays

@@ -24,6 +24,7 @@ import pytest
 
 from e3_typed_store._fs import safe_file_name
 from e3_typed_store._http import (
+    INLINE_DIGEST_BYTES,
     backoff_seconds,
     content_disposition_name,
     retry_after_seconds,
@@ -968,7 +969,9 @@ def test_safe_file_name_is_a_single_component_or_none(candidate: str) -> None:
 
 # -- large content: the digest worker thread at work ---------------------------
 
-LARGE = bytes(range(251)) * (40 * 1024)  # about 10 MiB: mostly hashed by a worker
+# 2 MiB past what is hashed inline: of a known size, hashed by a worker from
+# its first byte; of an unknown size, from the end of the inline part on.
+LARGE = bytes(range(251)) * ((INLINE_DIGEST_BYTES + (2 << 20)) // 251)
 LARGE_SHA256 = hashlib.sha256(LARGE).hexdigest()
 BIG_CHUNKS: HTTPSimpleStoreConfiguration = {**FAST, "chunk_size": 1 << 20}
 DIGEST_WORKER = "e3-typed-store-digest"
