@@ -2,10 +2,10 @@
 
 ``native/fetch_bound.c`` receives a body and writes it to a file while a
 second thread hashes it with OpenSSL, as this library's digest worker does,
-with no Python, HTTP library or cache in the way; or it hashes each block
-itself once written, as this library does with small bodies (its inline
-mode). Timed in the same run, it
-says what any implementation of that design reaches on this machine, so a
+with no Python, HTTP library or cache in the way; or, in its inline mode, it
+hashes each block itself once written, with no second thread (this library
+hashes bodies of up to 8 MiB in its reading thread too). Timed in the same
+run, it says what any implementation of that design reaches on this machine, so a
 missed target can be told apart from a slow implementation. Its raw mode (no
 hash) checks the other way that the Python raw transfer, the denominator of
 the cold-fetch ratios, is not slower than the machine.

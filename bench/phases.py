@@ -22,12 +22,15 @@ from dataclasses import dataclass, field
 from bench import fetch as f
 from bench.data import DataFile
 from bench.timing import Contender
+from e3_typed_store._http import INLINE_DIGEST_BYTES
 
 __all__ = ["cold_phases"]
 
 _WARM_UP = 2
 
 # (owner path, attribute, label); nested phases are indented in the label.
+# Bodies up to this size are hashed as they are read, larger ones by a worker.
+_INLINE_MIB = INLINE_DIGEST_BYTES >> 20
 _PHASES: list[tuple[str, str, str]] = [
     (
         "e3_typed_store.backends.http_simple_store:HTTPSimpleStore",
@@ -56,12 +59,12 @@ _PHASES: list[tuple[str, str, str]] = [
     (
         "e3_typed_store._http",
         "_stream_body",
-        "  body read, written, hashed (to 8 MiB) or handed over",
+        f"  body read, written, hashed (to {_INLINE_MIB} MiB) or handed over",
     ),
     (
         "e3_typed_store._http:_PartFile",
         "finish",
-        "  digest finished (waiting for a worker past 8 MiB)",
+        f"  digest finished (waiting for a worker past {_INLINE_MIB} MiB)",
     ),
     ("e3_typed_store._http:_PartFile", "commit", "  file named in dest"),
     (

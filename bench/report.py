@@ -328,7 +328,8 @@ _METHOD = """\
   pipe to the benchmark's process, about 0.1 ms per request). *native raw
   transfer*: the same without the hash. *native inline fetch*: the same
   with the receiving thread hashing each buffer once written, and no second
-  thread (as this library hashes bodies of up to 8 MiB). The overlapped fetch
+  thread (this library hashes bodies of up to 8 MiB in its reading thread
+  too, each buffer just before writing it). The overlapped fetch
   says what any implementation of this design reaches on this machine in this
   run; the raw one, that the Python raw transfer is not slower than the
   machine; the two fetches against the native raw transfer, how a client in C

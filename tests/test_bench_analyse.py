@@ -92,7 +92,7 @@ def test_a_miss_says_how_the_native_bound_did_against_its_own_raw_transfer() -> 
     )
     assert target.detail.endswith(
         "64 MiB: the native bound 1.60x, the native bound against its own raw"
-        " transfer 2.00x, inline 1.88x"
+        " transfer: overlapped 2.00x, inline 1.88x"
     )
 
 

@@ -14,9 +14,11 @@ import os
 import random
 import re
 import socketserver
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from typing_extensions import override
@@ -185,15 +187,23 @@ def no_length(exchange: Exchange) -> None:
     exchange.send(PAYLOAD)
 
 
+MODES: list[native.Mode] = ["raw", "sha256", "inline"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_body_cut_short_is_an_error_and_the_next_request_works(
-    bound: native.NativeClient, server: LoopbackServer, tmp_path: Path
+    bound: native.NativeClient,
+    server: LoopbackServer,
+    tmp_path: Path,
+    mode: native.Mode,
 ) -> None:
     server.route("/short", cut_short)
     expected = f"body ended at byte {len(PAYLOAD)} of {len(PAYLOAD) + 100}"
     with pytest.raises(RuntimeError, match=expected):
-        bound.transfer(server.url("/short"), str(tmp_path / "short"), "sha256")
-    _, digest = bound.transfer(server.url("/data.bin"), str(tmp_path / "out"), "sha256")
-    assert digest == hashlib.sha256(PAYLOAD).hexdigest()
+        bound.transfer(server.url("/short"), str(tmp_path / "short"), mode)
+    _, digest = bound.transfer(server.url("/data.bin"), str(tmp_path / "out"), mode)
+    assert digest == (None if mode == "raw" else hashlib.sha256(PAYLOAD).hexdigest())
+    assert (tmp_path / "out").read_bytes() == PAYLOAD
 
 
 def test_a_body_without_a_length_is_refused(
@@ -218,12 +228,34 @@ def test_a_stalled_server_kills_the_bound(
         client.close()
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_an_unwritable_output_is_an_error(
-    bound: native.NativeClient, server: LoopbackServer, tmp_path: Path
+    bound: native.NativeClient,
+    server: LoopbackServer,
+    tmp_path: Path,
+    mode: native.Mode,
 ) -> None:
     target = tmp_path / "no-such-dir" / "out"
     with pytest.raises(RuntimeError, match=re.escape(f"open {target}: No such file")):
-        bound.transfer(server.url("/data.bin"), str(target), "sha256")
+        bound.transfer(server.url("/data.bin"), str(target), mode)
+
+
+def test_an_unknown_mode_is_an_unreadable_request(
+    executable: str, server: LoopbackServer, tmp_path: Path
+) -> None:
+    # Written to the bound itself: NativeClient only sends the modes it types.
+    port = str(urlsplit(server.base).port)
+    lines = "".join(
+        f"{n} {mode} /data.bin {tmp_path / 'out'}\n"
+        for n, mode in enumerate(["bogus", "SHA256", "inline-x", "sha256"], 1)
+    )
+    done = subprocess.run(
+        [executable, port], input=lines, capture_output=True, text=True, timeout=60
+    )
+    answers = done.stdout.splitlines()
+    assert answers[:3] == [f"{n} error unreadable request" for n in (1, 2, 3)]
+    assert answers[3].split()[:2] == ["4", "ok"]
+    assert len(server.requests("/data.bin")) == 1
 
 
 def test_a_url_of_another_server_or_with_spaces_is_refused(

@@ -5,9 +5,10 @@
  * second thread hashes what was received (OpenSSL), as this library's digest
  * worker does. No Python, no HTTP library, no cache: what any implementation
  * of an overlapped download-and-hash could reach on this machine. With
- * "inline", the receiving thread hashes each block after writing it, as this
- * library does for small bodies. With "raw", nothing is hashed: the native
- * raw transfer.
+ * "inline", the receiving thread hashes each block after writing it, with no
+ * second thread (this library hashes bodies of up to 8 MiB in its reading
+ * thread too, each block just before writing it). With "raw", nothing is
+ * hashed: the native raw transfer.
  *
  * Protocol, one line per request on stdin:
  *     <id> <raw|sha256|inline> <url path> <output file>
