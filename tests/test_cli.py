@@ -1359,7 +1359,8 @@ def fetch_from(
         ("--deadline=6_0", "argument --deadline: not a number of seconds: '6_0'"),
         ("--retries=101", "argument --retries: 101: must be in [0, 100]"),
         ("--deadline=0", "argument --deadline: must be more than 0, not '0'"),
-        ("--deadline=inf", "argument --deadline: inf: must be finite and positive"),
+        ("--deadline=inf", "argument --deadline: must be finite, not 'inf'"),
+        ("--deadline=Infinity", "argument --deadline: must be finite, not 'Infinity'"),
         (
             "--mirror=ftp://m.example/",
             "argument --mirror: 'ftp://m.example/': expected an http or https URL",

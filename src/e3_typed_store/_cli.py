@@ -9,6 +9,7 @@ import errno
 import importlib
 import io
 import logging
+import math
 import os
 import signal
 import sys
@@ -679,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument(
         "--deadline",
-        type=_seconds,
+        type=_finite_seconds,
         default=None,
         metavar="SECONDS",
         help="the most a whole download may take, retries and mirrors included"
@@ -814,6 +815,15 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text!r}")
+    return value
+
+
+def _finite_seconds(text: str) -> float:
+    # Said of the value as typed: "infinity" would be named "inf" by the
+    # store's own bound.
+    value = _seconds(text)
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be finite, not {text!r}")
     return value
 
 
