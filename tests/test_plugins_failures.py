@@ -402,6 +402,7 @@ def cli_plugins(tmp_path: Path) -> Path:
             zzz-good = e3ts_good:Good
             nested = e3ts_good:Outer.Inner
             a:b = e3ts_good:Good
+            tab\tin name = e3ts_good:Good
             """
         },
         {
@@ -442,6 +443,8 @@ def test_drivers_lists_every_driver_whatever_one_raises(cli_plugins: Path) -> No
     assert status["zzz-good"] == "e3ts_good:Good\tok"
     assert status["noisy"] == "e3ts_noisy:Good\tok"
     assert status["nested"] == "e3ts_good:Outer.Inner\tok"
+    # A tab in a name (entry point files allow one) is shown escaped.
+    assert status["tab\\tin name"] == "e3ts_good:Good\tok"
 
 
 def test_drivers_names_the_driver_whose_import_never_ends(tmp_path: Path) -> None:

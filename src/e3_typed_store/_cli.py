@@ -494,7 +494,9 @@ def _drivers(_args: argparse.Namespace) -> int:
         for name in driver_names(namespace):
             # The line's start goes out before the driver is imported: if an
             # import never ends, the unfinished last line names the culprit.
-            _out(f"{namespace}\t{name}\t", end="", flush=True)
+            # A tab or a line break in a name is escaped: one line per
+            # driver, three fields.
+            _out(f"{namespace}\t{one_line(name)}\t", end="", flush=True)
             _out(_driver_status(namespace, name, api), flush=True)
     return 0
 
