@@ -349,6 +349,25 @@ def test_verbose_says_what_the_store_does(
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_an_offline_variable_saying_neither_on_nor_off_is_warned_of_without_v(
+    server: DemoServer, cache_dir: Path, tmp_path: Path
+) -> None:
+    # Meant as on, maybe: the fetch goes to the network, and says so on
+    # stderr even without -v (which shows the store's other warnings).
+    result = fetch(
+        server, cache_dir, tmp_path / "d", env={"E3_TYPED_STORE_OFFLINE": "enabled"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "e3-typed-store: WARNING: E3_TYPED_STORE_OFFLINE='enabled' is neither on"
+        " (1, true, yes, on) nor off (0, false, no, off): offline mode is off\n"
+    )
+    quiet = fetch(
+        server, cache_dir, tmp_path / "e", env={"E3_TYPED_STORE_OFFLINE": "no"}
+    )
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
 def test_offline_hit(server: DemoServer, cache_dir: Path, tmp_path: Path) -> None:
     assert fetch(server, cache_dir, tmp_path / "a").returncode == 0
     result = fetch(server, cache_dir, tmp_path / "b", "--offline")

@@ -875,6 +875,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Except a long wait for another process's download: without a word, the
     # command would seem to hang.
     WAIT_LOGGER.setLevel(logging.WARNING)
+    # And an E3_TYPED_STORE_OFFLINE that says neither on nor off: the fetch
+    # goes to the network, which the user may have meant to avoid.
+    logging.getLogger("e3.store.offline").setLevel(logging.WARNING)
     # A path that is not valid in the locale's encoding (bytes decoded with
     # surrogateescape) is written back as the bytes it came from, and any other
     # character the output cannot encode as a backslash escape: never a

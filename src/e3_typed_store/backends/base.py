@@ -56,6 +56,10 @@ __all__ = [
 #: The logger of the store layer; the same name as e3-core's (``e3.store``), so
 #: logging configured for e3 applies unchanged.
 logger = logging.getLogger("e3.store")
+# The warning that the offline variable says neither on nor off: a logger of
+# its own, which the command line shows even when it shows no other warning
+# (the user meant something, and the network is used).
+_OFFLINE_LOGGER = logging.getLogger("e3.store.offline")
 
 #: The type of a configuration a store does not constrain. e3-core types it
 #: ``Any``; a driver that reads its configuration declares a narrower type.
@@ -259,7 +263,7 @@ class StoreOptions:
         if value not in _FALSY and value not in _UNREAD_OFFLINE_VALUES:
             # "enabled", say: meant as on, maybe. Said once per value.
             _UNREAD_OFFLINE_VALUES.add(value)
-            logger.warning(
+            _OFFLINE_LOGGER.warning(
                 "%s=%r is neither on (1, true, yes, on) nor off (0, false, no, "
                 "off): offline mode is off",
                 OFFLINE_VARIABLE,
