@@ -520,6 +520,45 @@ def test_entry_written_by_e3_core_is_served(source: Path, tmp_path: Path) -> Non
     assert store.downloads == 0
 
 
+class NamedInfo(CopyInfo):
+    """CopyInfo under a uid of the caller's choosing."""
+
+    def __init__(self, name: str, sha256: str, uid: str) -> None:
+        super().__init__(name, sha256)
+        self._uid = uid
+
+    @property
+    @override
+    def uid(self) -> str:
+        return self._uid
+
+
+@pytest.mark.parametrize("uid", ["../escaped", "a/b", "ABSOLUTE", "nul\0x"])
+def test_a_uid_that_is_no_file_name_stays_out_of_e3_cores_file_cache(
+    source: Path, tmp_path: Path, uid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # e3-core's FileCache names its entry's file after the uid: "../escaped"
+    # would write escaped.cache beside the cache directory. Such a uid is
+    # fetched without the cache, every time, and said so.
+    uid = uid.replace("ABSOLUTE", str(tmp_path / "elsewhere" / "x"))
+    cache_dir = tmp_path / "cache"
+    store = CopyStore(
+        CopyConfig(str(source)), E3FileCache({"cache_dir": str(cache_dir)})
+    )
+    info = NamedInfo("res.bin", sha256_of(PAYLOAD), uid)
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        paths = [store.fetch_resource(info, str(tmp_path / "dest")) for _ in range(2)]
+    assert paths == [str(tmp_path / "dest" / "res.bin")] * 2
+    assert store.downloads == 2
+    assert caplog.text.count("fetched without the cache") == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "cache",
+        "dest",
+        "source",
+    ]
+    assert not list(cache_dir.rglob("*.cache"))
+
+
 @pytest.mark.parametrize(
     "content", [b"", b"garbage", b"\x80\x04\x95"], ids=["empty", "garbage", "truncated"]
 )

@@ -549,11 +549,32 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             return False
         return True
 
+    def _backend_for(self, uid: str) -> CacheProtocol[CachedResource] | None:
+        """The cache backend that may be given *uid*; None when there is none.
+
+        Nor is there one for a uid that is not one path component (``../x``,
+        ``a/b``, an absolute path) when the backend is e3-core's
+        ``FileCache``: it names the entry's file after the uid, which would
+        lead out of its directory. Every uid is safe with this package's
+        caches, which name files after a hash of it.
+        """
+        cache = self.cache_backend
+        if cache is not None and _is_e3_core_file_cache(cache):
+            name = uid + ".cache"  # as e3-core names the file
+            if (
+                os.path.basename(name) != name
+                or os.path.splitdrive(name)[0]
+                or "\0" in name
+            ):
+                return None
+        return cache
+
     def _has_entry(self, uid: str) -> bool:
-        if self.cache_backend is None:
+        cache = self._backend_for(uid)
+        if cache is None:
             return False
         try:
-            return self.cache_backend.get(uid) is not None
+            return cache.get(uid) is not None
         except Exception:  # noqa: BLE001 - unreadable: a miss, see _verified_cache_hit
             return False
 
@@ -658,10 +679,16 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
 
         :param unusable: where to add why a copy that stays cannot be used now
         """
-        cache = self.cache_backend
-        if cache is None:
-            return None
         uid = metadata.uid
+        cache = self._backend_for(uid)
+        if cache is None:
+            if self.cache_backend is not None:
+                logger.warning(
+                    "%r is no file name: e3-core's FileCache would keep its entry"
+                    " outside its directory; fetched without the cache",
+                    uid,
+                )
+            return None
         try:
             entry = cache.get(uid)
         except Exception as exc:  # noqa: BLE001 - a foreign backend (e3-core's
@@ -751,10 +778,11 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                 self._content.forget_stamp(uid)
             except OSError as exc:
                 logger.warning("cannot remove the stamp of %s: %s", uid, exc)
-        if self.cache_backend is None:
+        cache = self._backend_for(uid)
+        if cache is None:
             return
         try:
-            self.cache_backend.delete(uid)
+            cache.delete(uid)
         except Exception as exc:  # noqa: BLE001 - foreign backend, see above
             logger.warning("cannot remove cache entry %s: %r", uid, exc)
 
@@ -778,7 +806,8 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             writer put a file of that name into ``dest`` meanwhile (a fetch of
             another resource of the same name, say)
         """
-        if self.cache_backend is None:
+        cache = self._backend_for(uid)
+        if cache is None:
             return
         recorded = os.path.abspath(path)  # a relative dest was given
         if self._content is not None:
@@ -818,7 +847,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     self._stamp(uid, recorded, FileStamp.of_state(verified))
         try:
             stored = _set_entry(
-                self.cache_backend,
+                cache,
                 CachedResource(uid=uid, local_path=recorded),
                 self.options.lifetime(digest is not None),
             )
@@ -871,6 +900,16 @@ def _uid_of(metadata: object) -> str:
             hide_credentials(f"no resource metadata, its uid is {uid!r}: {shown}")
         )
     return uid
+
+
+def _is_e3_core_file_cache(cache: object) -> bool:
+    """Whether *cache* is e3-core's ``FileCache``, or a class derived from it,
+    without importing e3-core."""
+    return any(
+        base.__module__ == "e3.store.cache.backends.filecache"
+        and base.__name__ == "FileCache"
+        for base in type(cache).__mro__
+    )
 
 
 def _set_entry(
