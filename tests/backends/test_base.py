@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import e3.store.backends.base as e3_base
 import pytest
@@ -261,6 +264,94 @@ def test_driver_returning_none(
     assert "could not download 00" in caplog.text
     with pytest.raises(StoreError, match="could not download 00"):
         store.fetch_resource(info, str(tmp_path))
+
+
+# A third-party driver whose code breaks the types it declares, as untyped
+# code does: its download answers the path object or number given at
+# construction, its metadata's check what VERDICT holds.
+UNTYPED_DRIVER = """
+import os, pathlib
+from e3_typed_store.backends.base import Store
+
+VERDICT = [True]
+
+class Info:
+    uid = "untyped-resource"
+
+    def verify(self, resource_path):
+        return VERDICT[0]
+
+class UntypedStore(Store):
+    downloads = 0
+
+    def get_resource_metadata(self, query):
+        return Info()
+
+    def download_resource_content(self, metadata, dest):
+        self.downloads += 1
+        path = os.path.join(dest, "file.txt")
+        with open(path, "wb") as stream:
+            stream.write(b"content")
+        return {"path": pathlib.Path(path), "number": 42, "bytes": path.encode()}[
+            self.store_configuration
+        ]
+"""
+
+
+@pytest.fixture
+def untyped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The untyped driver's module, imported from a file as a plugin's is."""
+    (tmp_path / "untyped_driver.py").write_text(UNTYPED_DRIVER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "untyped_driver", raising=False)
+    return importlib.import_module("untyped_driver")
+
+
+def test_a_driver_answering_a_path_object_gets_a_str_path(
+    untyped: ModuleType, tmp_path: Path
+) -> None:
+    store = untyped.UntypedStore("path", MemoryCache())
+    info = store.get_resource_metadata({})
+    path = store.fetch_resource(info, str(tmp_path / "dest"))
+    assert path == str(tmp_path / "dest" / "file.txt") and type(path) is str
+    assert store.fetch_resource(info, str(tmp_path / "dest2")) == str(
+        tmp_path / "dest2" / "file.txt"
+    )
+    assert store.downloads == 1  # recorded, then a hit
+
+
+@pytest.mark.parametrize("answer", ["number", "bytes"])
+def test_a_driver_answering_no_path_is_a_store_error(
+    untyped: ModuleType,
+    tmp_path: Path,
+    answer: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = untyped.UntypedStore(answer, MemoryCache())
+    info = store.get_resource_metadata({})
+    with pytest.raises(StoreError, match="which is no path"):
+        store.fetch_resource(info, str(tmp_path / "dest"))
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, str(tmp_path / "dest")) is None
+    assert "which is no path" in caplog.text
+
+
+@pytest.mark.parametrize("verdict", ["no", None, 1])
+def test_a_check_answering_no_bool_at_a_hit_is_a_logged_miss(
+    untyped: ModuleType,
+    tmp_path: Path,
+    verdict: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = untyped.UntypedStore("path", MemoryCache())
+    info = store.get_resource_metadata({})
+    store.fetch_resource(info, str(tmp_path / "one"))
+    untyped.VERDICT[0] = verdict  # the module is imported anew for each test
+    with caplog.at_level(logging.WARNING, logger="e3.store"):
+        path = store.fetch_resource(info, str(tmp_path / "two"))
+    assert path == str(tmp_path / "two" / "file.txt")
+    assert store.downloads == 2
+    assert f"answered {verdict!r}, not True or False" in caplog.text
 
 
 class ArchiveInfo(CopyInfo):

@@ -20,7 +20,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Protocol, TypeGuard, runtime_checkable
@@ -582,7 +582,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         uid = metadata.uid
         try:
             with noting_published() as published:
-                path = self.download_resource_content(metadata, dest)
+                answer: object = self.download_resource_content(metadata, dest)
         except StoreError:
             raise
         except Exception as exc:
@@ -594,8 +594,18 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     f"the store failed to download {uid} into {dest}: {exc!r}"
                 )
             ) from exc
-        if path is None:
+        if answer is None:
             raise StoreError(f"the store could not download {uid} into {dest}")
+        path = _path_answered(answer)
+        if path is None:
+            # A driver that breaks its contract (runtime checks off): told
+            # here, not by a TypeError from deep inside.
+            raise StoreError(
+                hide_credentials(
+                    f"the store's download of {uid} into {dest} answered"
+                    f" {answer!r}, which is no path"
+                )
+            )
         inside = self._inside(path, dest)
         # The state of the file the driver published, and so verified (the
         # built-in stores'): None for a driver that names its file otherwise.
@@ -1002,6 +1012,34 @@ def _entry_local_path(entry: object, uid: str) -> str | None:
     return local_path
 
 
+def _answer_of(check: Callable[[str], object], path: str) -> object:
+    """What *check* answers for *path*, as the driver's code returns it: its
+    declared type is a promise that code may break."""
+    return check(path)
+
+
+def _path_answered(answer: object) -> str | None:
+    """The path a driver's download answered: a ``str``, or a path object
+    (``pathlib.Path``, as an e3-core driver may give); None for anything else
+    (bytes too: the store's paths are text)."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, _PathObject):
+        path = answer.__fspath__()
+        if isinstance(path, str):
+            return path
+    return None
+
+
+@runtime_checkable
+class _PathObject(Protocol):
+    """What ``os.fspath`` takes, its answer unknown (``str``, ``bytes``...)."""
+
+    def __fspath__(self) -> object:
+        """The object's path."""
+        ...
+
+
 def _verdict(
     metadata: ResourceInfoProtocol, path: str, unusable: list[str] | None = None
 ) -> bool | None:
@@ -1017,7 +1055,7 @@ def _verdict(
     it. Nothing is then known against the copy; why is added to *unusable*.
     """
     try:
-        return metadata.verify(path)
+        answer = _answer_of(metadata.verify, path)
     except Exception as exc:  # noqa: BLE001 - logged, and the hit is a miss
         if _of_this_process(exc):
             logger.warning("cannot verify %s now, the copy is kept: %r", path, exc)
@@ -1028,6 +1066,14 @@ def _verdict(
             return None
         logger.warning("cannot verify %s: %r", path, exc)
         return False
+    if not isinstance(answer, bool):
+        # A check that breaks its contract ("no" is true): no proof either way,
+        # and the copy is not served on it.
+        logger.warning(
+            "the check of %s answered %r, not True or False: not used", path, answer
+        )
+        return False
+    return answer
 
 
 # What a check meets for a reason of the process or the system, not of the
