@@ -302,7 +302,8 @@ class UntypedStore(Store):
 def untyped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """The untyped driver's module, imported from a file as a plugin's is."""
     (tmp_path / "untyped_driver.py").write_text(UNTYPED_DRIVER)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    importlib.invalidate_caches()
     monkeypatch.delitem(sys.modules, "untyped_driver", raising=False)
     return importlib.import_module("untyped_driver")
 
