@@ -1290,7 +1290,7 @@ def _start_body(
     }
     if response.status_code == 206:
         span = _content_range(headers.get("Content-Range"))
-        length = _int_header(headers, "Content-Length")
+        length = _framed_length(headers)
         fits = (
             span is not None
             and not encoded
@@ -1320,9 +1320,21 @@ def _start_body(
             "%s sent the whole content again: starting over", hide_credentials(url)
         )
         part.restart()
-    total = None if encoded else _int_header(headers, "Content-Length")
+    total = None if encoded else _framed_length(headers)
     part.begin(total, _suggested_name(headers), _validator(headers), not encoded)
     return encoded
+
+
+def _framed_length(headers: Mapping[str, str]) -> int | None:
+    """The body's length as its framing gives it; None when unsaid.
+
+    A chunked body's length is its chunks': its Content-Length, if any, is
+    ignored, as http.client reading it does (Transfer-Encoding overrides
+    Content-Length, RFC 9112 section 6.3).
+    """
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        return None
+    return _int_header(headers, "Content-Length")
 
 
 def _stream_body(

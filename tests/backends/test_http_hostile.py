@@ -346,6 +346,29 @@ def test_chunked_and_close_delimited_bodies(
     assert Path(fetch(server, tmp_path / "b", "/close")).read_bytes() == CONTENT
 
 
+@pytest.mark.parametrize("length", [100, SIZE, 2 * SIZE])
+def test_a_chunked_body_is_read_by_its_chunks_whatever_its_content_length(
+    server: LoopbackServer, tmp_path: Path, length: int
+) -> None:
+    # Transfer-Encoding overrides Content-Length (RFC 9112, section 6.3), as
+    # http.client reading the body does: a length that disagrees with the
+    # chunks neither cuts the content nor makes it look truncated.
+    def both(exchange: Exchange) -> None:
+        exchange.send_head(
+            200,
+            {
+                "Transfer-Encoding": "chunked",
+                "Content-Length": str(length),
+                "Accept-Ranges": "bytes",
+            },
+        )
+        exchange.send(b"%x\r\n%s\r\n0\r\n\r\n" % (SIZE, CONTENT))
+
+    server.route("/r.bin", both)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+
+
 def test_truncated_chunked_body_is_retried(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
