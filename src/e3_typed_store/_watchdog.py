@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import heapq
 import http.client
+import io
 import math
-import re
 import socket
 import threading
 import time
@@ -51,6 +51,7 @@ __all__ = [
     "BodyWatchdog",
     "EndlessInformationalError",
     "FinalResponse",
+    "HeadCutError",
     "RequestWatchdog",
     "WatchedAdapter",
 ]
@@ -311,35 +312,118 @@ def _is_address(host: str) -> bool:
     return False
 
 
-# A status line of an informational answer other than 101 Switching Protocols.
-_INFORMATIONAL = re.compile(rb"HTTP/1\.[01] 1(?!01)[0-9][0-9][ \r\n]")
 # The most header lines, and bytes in one, of an informational answer skipped.
 _MAX_SKIPPED_LINES = 100
 _MAX_LINE = 65536
 
 
 class FinalResponse(http.client.HTTPResponse):
-    """http.client's response, reading past informational answers (1xx).
+    """http.client's response, reading past informational answers (1xx), and
+    telling a head cut short from a whole one.
 
     http.client skips ``100 Continue`` only: a ``103 Early Hints`` sent
     before the real answer was taken for the answer, and the real one was
-    left on the connection, for the next request to read as its own.
+    left on the connection, for the next request to read as its own. And it
+    takes the end of the stream for the end of the head: a connection closed
+    after ``HTTP/1.1 200 OK`` was an answer with no headers and an empty
+    body, where it is a dropped connection (:class:`HeadCutError`).
     """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        # The reader http.client made, replaced before it has read anything
+        # (nothing buffered is lost) by one that sees how each line ends.
+        self.fp.close()
+        self.fp = _LineReader(sock.makefile("rb", buffering=0))
 
     @override
     def begin(self) -> None:
-        # What the server sent first, looked at without being consumed: an
-        # informational head is read and dropped, the next one looked at.
+        reader = self.fp
+        if not isinstance(reader, _LineReader):  # never: __init__ made it one
+            super().begin()
+            return
+        # Informational heads are read and dropped; the first other status
+        # line is given back, for http.client to read as the answer's.
         skipped = 0
-        while _INFORMATIONAL.match(self.fp.peek(16)):
+        while _is_informational(line := reader.readline(_MAX_LINE + 1)):
             for _ in range(_MAX_SKIPPED_LINES):
-                line = self.fp.readline(_MAX_LINE)
-                if line in (b"\r\n", b"\n", b""):
+                if reader.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
                     break
             skipped += 1
             if skipped > _MAX_SKIPPED_LINES:
                 raise EndlessInformationalError(skipped)
-        super().begin()
+        reader.unread(line)
+        try:
+            super().begin()
+        except http.client.RemoteDisconnected:
+            raise  # nothing came
+        except http.client.BadStatusLine as exc:
+            # "HTTP/1.1 20", then the end: the start of an HTTP answer, cut.
+            # Anything else is no HTTP, cut or not.
+            cut = reader.cut
+            if cut is not None and (
+                cut.startswith(b"HTTP/") or b"HTTP/".startswith(cut)
+            ):
+                raise HeadCutError from exc
+            raise
+        if reader.cut is not None:
+            raise HeadCutError
+
+
+def _is_informational(line: bytes) -> bool:
+    """Whether *line* is the whole status line of an informational answer
+    other than 101 Switching Protocols, as http.client reads a status line."""
+    if not line.endswith(b"\n"):
+        return False
+    fields = str(line, "iso-8859-1").split(None, 2)
+    if len(fields) < 2 or not fields[0].startswith("HTTP/"):
+        return False
+    try:
+        status = int(fields[1])
+    except ValueError:
+        return False
+    return 100 <= status < 200 and status != 101
+
+
+class _LineReader(io.BufferedReader):
+    """A connection's reader that takes back one line, and notes a line cut
+    short by the end of the stream (a head that never ended)."""
+
+    def __init__(self, raw: io.RawIOBase) -> None:
+        super().__init__(raw)
+        self._pending: bytes | None = None
+        #: The line that the end of the stream cut before its line break, if
+        #: one was read.
+        self.cut: bytes | None = None
+
+    def unread(self, line: bytes) -> None:
+        """Have the next :meth:`readline` return *line* (read just before)."""
+        self._pending = line
+
+    @override
+    def readline(self, size: int | None = -1, /) -> bytes:
+        if self._pending is not None:
+            line, self._pending = self._pending, None
+            return line
+        line = super().readline(size)
+        limited = size is not None and 0 <= size <= len(line)
+        if not line.endswith(b"\n") and not limited:
+            self.cut = line
+        return line
+
+
+class HeadCutError(http.client.RemoteDisconnected):
+    """The connection closed in the middle of an answer's head: dropped, as
+    one closed before any answer is."""
+
+    def __init__(self) -> None:
+        super().__init__("the connection closed in the middle of the answer's head")
 
 
 class EndlessInformationalError(http.client.HTTPException):

@@ -488,6 +488,62 @@ def test_informational_answers_before_the_real_one_are_skipped(
     assert len(server.requests("/r.bin")) == 1
 
 
+def hints_then(*pieces: bytes) -> Callable[[Exchange], None]:
+    """Send *pieces* as they are, a moment apart, then the real answer."""
+
+    def handler(exchange: Exchange) -> None:
+        for piece in pieces:
+            exchange.send(piece)
+            exchange.sleep(0.05)
+        full(exchange)
+
+    return handler
+
+
+HINT = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+# A first hint that fills the reader's 8 KiB buffer up to 5 bytes before its
+# end, where the next hint's status line starts.
+PADDED = HINT[:-2] + b"X-Pad: " + b"p" * (8192 - 5 - len(HINT) - 9) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"HTTP/1.1 1", HINT[10:]],
+        [PADDED + HINT],
+        [HINT.replace(b"HTTP/1.1", b"HTTP/1.2")],
+        [HINT.replace(b"103 ", b"103\t")],
+        [HINT.replace(b" 103", b"  103")],
+    ],
+    ids=["split-status-line", "across-the-buffer", "http-1.2", "tab", "two-spaces"],
+)
+def test_informational_answers_are_skipped_however_they_arrive(
+    pieces: list[bytes], server: LoopbackServer, tmp_path: Path
+) -> None:
+    # Read as http.client reads a status line, whole, wherever the reads
+    # of the connection cut it: not told by a look at the bytes buffered.
+    assert len(PADDED) == 8192 - 5
+    server.route("/r.bin", hints_then(*pieces))
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 20", b"HT"],
+    ids=["after-the-status-line", "in-a-header-line", "in-the-status-line", "early"],
+)
+def test_a_head_cut_by_a_closed_connection_is_a_dropped_connection(
+    head: bytes, server: LoopbackServer, tmp_path: Path
+) -> None:
+    # http.client takes the end of the stream for the end of the head: an
+    # answer with no headers and an empty body, which failed the digest
+    # (IntegrityError) or was no HTTP, with no second try.
+    server.route("/r.bin", sequence(lambda exchange: exchange.send(head), full))
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 2
+
+
 def test_a_huge_deadline_leaves_the_other_deadlines_working(
     server: LoopbackServer, tmp_path: Path
 ) -> None:
