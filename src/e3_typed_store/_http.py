@@ -46,7 +46,7 @@ import urllib3.response
 from e3_typed_store._fs import create_unnamed, publish, remove_temp, safe_file_name
 from e3_typed_store._hashing import Algorithm
 from e3_typed_store._progress import ByteProgress
-from e3_typed_store._query import split_url
+from e3_typed_store._query import host_problem, split_url
 from e3_typed_store._redact import hide_credentials
 from e3_typed_store._runtime import reset_in_forked_child
 from e3_typed_store._watchdog import (
@@ -1244,6 +1244,13 @@ def _redirect_target(current: str, location: str) -> str:
         ) from exc
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise _unusable(current, f"redirect to {_shown(location)} refused", None)
+    # A name no request can be made to (a..b): refused now, not retried as a
+    # connection that failed.
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise _unusable(
+            current, f"redirect to {_shown(location)} refused: {problem}", None
+        )
     return target
 
 

@@ -857,6 +857,21 @@ def test_redirects_off_http_are_refused(
     assert dest_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("host", ["a..example", "a" * 64 + ".example"])
+def test_a_redirect_to_a_host_name_no_request_can_be_made_to_is_refused_at_once(
+    server: LoopbackServer, tmp_path: Path, host: str
+) -> None:
+    # Not retried as a connection that failed: no attempt can reach it.
+    location = f"http://{host}/x"
+    server.route(
+        "/r.bin", lambda exchange: exchange.respond(302, b"", {"Location": location})
+    )
+    with pytest.raises(DownloadError, match="refused: the host is not a valid name"):
+        fetch(server, tmp_path)
+    assert len(server.requests()) == 1
+    assert dest_files(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "location", ["http://[::1", "http://[bad]/x", "http://h:99999/x", "http://h:0/x"]
 )

@@ -427,6 +427,27 @@ def test_a_bad_url_is_refused_every_time_a_good_one_accepted_every_time() -> Non
         assert info.url == "http://h.example/x"
 
 
+@pytest.mark.parametrize(
+    "host", ["a..example", "a" * 64 + ".example", "example.com..", "*.example"]
+)
+def test_a_host_name_no_request_can_be_made_to_is_refused(host: str) -> None:
+    # An empty label, one of over 63 bytes: the resolver refuses them, and
+    # the download would fail with retries, as a connection that failed.
+    store = HTTPSimpleStore({}, None)
+    with pytest.raises(InvalidQueryError, match="not a valid name") as raised:
+        store.get_resource_metadata({"url": f"http://{host}/x", "sha": SHA1})
+    assert raised.value.key == "url"
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com.", "a" * 63 + ".example", "127.0.0.1", "[::1]", "localhost"]
+)
+def test_a_host_name_of_valid_labels_is_accepted(host: str) -> None:
+    url = f"http://{host}/x"
+    info = HTTPSimpleStore({}, None).get_resource_metadata({"url": url, "sha": SHA1})
+    assert info.url == url
+
+
 def test_an_internationalized_host_is_accepted() -> None:
     info = HTTPSimpleStore({}, None).get_resource_metadata(
         {"url": "http://b\u00fccher.example/x", "sha": SHA1}

@@ -53,7 +53,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from e3_typed_store._digest_info import DIGEST_KEYS as DIGEST_KEYS
 from e3_typed_store._digest_info import DigestResourceInfo, query_digest
 from e3_typed_store._hashing import Algorithm
-from e3_typed_store._query import required_str, split_url
+from e3_typed_store._query import host_problem, required_str, split_url
 from e3_typed_store._redact import hide_credentials, hide_url_credentials
 from e3_typed_store._types import CachedResource, is_mapping, override
 from e3_typed_store.backends.base import Store, StoreOptions
@@ -527,7 +527,7 @@ def _check_url(url: object) -> str:
         raise InvalidQueryError("url", shown, "only http and https URLs are served")
     if not parts.hostname:
         raise InvalidQueryError("url", shown, "the URL has no host")
-    problem = _host_problem(parts.hostname)
+    problem = host_problem(parts.hostname)
     if problem is not None:
         raise InvalidQueryError("url", shown, problem)
     if not _latin_1_credentials(parts):
@@ -535,36 +535,6 @@ def _check_url(url: object) -> str:
     if exact and len(_VALID_URLS) < _MAX_VALID_URLS:
         _VALID_URLS.add(url)
     return url
-
-
-def _host_problem(host: str) -> str | None:
-    """Why no request can be made to *host*, as the HTTP client would find
-    it only when asked to connect; None when it can be asked for.
-
-    A non-ASCII name is checked as the client checks it: each of its labels
-    as urllib3 encodes it (IDNA 2008, strict, no mapping), then the whole name
-    as requests does (with UTS #46 mapping). The ``idna`` module is imported
-    for such names only.
-    """
-    if host.isascii():
-        if host.startswith(("*", ".")):
-            return "the host is not a valid name"
-        return None
-    try:
-        host.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate: a byte of the command line that is no UTF-8.
-        return "the host is not text (a byte that is no UTF-8)"
-    import idna
-
-    try:
-        for label in host.split("."):
-            if not label.isascii():
-                idna.encode(label.lower(), strict=True, std3_rules=True)
-        idna.encode(host, uts46=True)
-    except idna.IDNAError as exc:
-        return f"the host is not a valid internationalized name: {exc}"
-    return None
 
 
 def _split_or_why(url: str) -> SplitResult | ValueError:
@@ -679,7 +649,7 @@ def _mirror(mirror: object) -> str:
         )
     # What a resource URL is refused for at query time (see _check_url): else
     # the request for it would fail, and the next URL would not be tried.
-    problem = _host_problem(parts.hostname)
+    problem = host_problem(parts.hostname)
     if problem is not None:
         raise InvalidConfigurationError("mirrors", shown, problem)
     if not _latin_1_credentials(parts):
