@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import multiprocessing
@@ -540,6 +541,60 @@ def test_eight_processes_download_once(
     for i, path in enumerate(paths):
         assert path == str(tmp_path / f"dest{i}" / "res.bin")
         assert Path(path).read_bytes() == PAYLOAD
+
+
+class UnreadableCopyInfo(CopyInfo):
+    """Metadata whose check may not read the file of the inode written in the
+    file *blocked*: a copy this process has no permission to read."""
+
+    def __init__(self, name: str, sha256: str, blocked: str) -> None:
+        super().__init__(name, sha256)
+        self.blocked = blocked
+
+    @override
+    def verify(self, resource_path: str) -> bool:
+        if str(os.stat(resource_path).st_ino) == Path(self.blocked).read_text():
+            raise PermissionError(errno.EACCES, "Permission denied", resource_path)
+        return super().verify(resource_path)
+
+
+def fetch_unreadable_in_child(
+    config: CopyConfig, cache_dir: str, dest: str, sha256: str, blocked: str
+) -> str:
+    store = CopyStore(config, FileCache({"cache_dir": cache_dir}))
+    return store.fetch_resource(UnreadableCopyInfo("res.bin", sha256, blocked), dest)
+
+
+def test_processes_meeting_a_copy_they_cannot_read_download_once(
+    source: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    # Each finds the entry, waits for the lock, and cannot read the copy
+    # (root without its powers, a copy of another user's): the first one
+    # downloads under the lock and keeps a copy the others can read. Before,
+    # each downloaded, the lock released for a check that found nothing.
+    cache = FileCache({"cache_dir": str(cache_dir)})
+    sha256 = sha256_of(PAYLOAD)
+    CopyStore(CopyConfig(str(source)), cache).fetch_resource(
+        CopyInfo("res.bin", sha256), str(tmp_path / "first")
+    )
+    entry = cache.get(sha256)
+    assert entry is not None
+    blocked = tmp_path / "blocked-inode"
+    blocked.write_text(str(os.stat(entry.local_path).st_ino))
+    log = tmp_path / "downloads.log"
+    config = CopyConfig(str(source), log_path=str(log), delay=1.0)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        jobs = [
+            pool.apply_async(
+                fetch_unreadable_in_child,
+                (config, str(cache_dir), str(tmp_path / f"d{i}"), sha256, str(blocked)),
+            )
+            for i in range(4)
+        ]
+        paths = [job.get(timeout=120) for job in jobs]
+    assert len(log.read_text().splitlines()) == 1
+    assert all(Path(path).read_bytes() == PAYLOAD for path in paths)
 
 
 class NamedInfo(CopyInfo):

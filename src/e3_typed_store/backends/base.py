@@ -511,11 +511,17 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
                     # copy is verified with the lock released, so that all the
                     # processes that waited verify at once, not one by one.
                     stack.close()
-                    hit = self._verified_cache_hit(metadata)
-                    if hit is not None:
-                        placed = self._place_hit(uid, hit, dest)
+                    placed = self._hit_fetched_meanwhile(metadata, dest)
+                    if placed is not None:
+                        return placed
+                    # Its copy could not be had (one this process may not
+                    # read, say): the download is made under the lock, taken
+                    # again, unless the process that held it meanwhile kept
+                    # a copy this one can use. Else every process that met
+                    # the copy would download.
+                    if self._locked(stack, uid):
+                        placed = self._hit_fetched_meanwhile(metadata, dest)
                         if placed is not None:
-                            logger.info("%s: fetched meanwhile: %s", uid, placed)
                             return placed
                 logger.info("%s: not in the cache, downloading", uid)
                 path = self._download(metadata, dest)
@@ -527,6 +533,17 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             raise
         except OSError as exc:
             raise StoreError(f"cannot place {uid} into {dest}: {exc}") from exc
+
+    def _hit_fetched_meanwhile(self, metadata: InfoT, dest: str) -> str | None:
+        """The copy another process kept while this one waited for the lock,
+        verified and placed in *dest*; None when there is none to be had."""
+        hit = self._verified_cache_hit(metadata)
+        if hit is None:
+            return None
+        placed = self._place_hit(metadata.uid, hit, dest)
+        if placed is not None:
+            logger.info("%s: fetched meanwhile: %s", metadata.uid, placed)
+        return placed
 
     def _locked(self, stack: ExitStack, uid: str) -> bool:
         """Take the lock of *uid* for the life of *stack*; False if there is none.
