@@ -521,6 +521,31 @@ def test_list_and_verify_agree_that_a_fifo_is_no_payload(tmp_path: Path) -> None
     assert cache.get(info.uid) is None
 
 
+def test_list_and_verify_call_a_symbolic_link_at_a_kept_copy_missing(
+    tmp_path: Path,
+) -> None:
+    # A fetch drops such an entry (the link would show whatever its target
+    # holds later): `list` and `verify` followed the link and said ok.
+    store, cache = copy_store_of(tmp_path, "res.bin")
+    cache_dir = tmp_path / "cache"
+    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(info, str(tmp_path / "a"))
+    kept = cache.get(info.uid)
+    assert isinstance(kept, CachedResource)
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(PAYLOAD)
+    os.unlink(kept.local_path)
+    os.symlink(target, kept.local_path)
+    common = ["cache", "--cache-dir", str(cache_dir)]
+    _, listed, _ = run_cli([*common, "list"])
+    status, verified, _ = run_cli([*common, "verify"])
+    assert listed.split("\t")[1] == verified.split("\t")[1] == "missing"
+    assert status != 0
+    assert run_cli([*common, "prune", "--max-size", "1G"])[0] == 0
+    assert cache.get(info.uid) is None
+    assert target.read_bytes() == PAYLOAD  # what the link named stays
+
+
 @pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
 def test_clear_names_every_lock_file_it_could_not_remove(
     shared_cache: tuple[Path, list[str]],

@@ -69,9 +69,10 @@ def list_items(cache: FileCache) -> list[CachedItem]:
         size: int | None = None
         mtime: float | None = None
         with contextlib.suppress(OSError):
-            info = os.stat(path)
-            # What is no regular file (a FIFO, a directory) is no payload:
-            # missing, as verify_item says.
+            info = os.lstat(path)
+            # What is no regular file (a FIFO, a directory, a symbolic link,
+            # which a fetch never serves) is no payload: missing, as
+            # verify_item says.
             if stat.S_ISREG(info.st_mode):
                 size, mtime = info.st_size, info.st_mtime
                 if content.holds(path):
@@ -80,8 +81,14 @@ def list_items(cache: FileCache) -> list[CachedItem]:
     return sorted(items, key=lambda item: (item.mtime or 0.0, item.uid))
 
 
-# Opening a payload to look at it: never blocking on a FIFO in its place.
-_PROBE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+# Opening a payload to look at it: never blocking on a FIFO in its place, nor
+# following a symbolic link there (a fetch never serves one).
+_PROBE_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
 
 
 def verify_item(cache: FileCache, item: CachedItem) -> str:
@@ -92,7 +99,8 @@ def verify_item(cache: FileCache, item: CachedItem) -> str:
 
     :param cache: the cache holding the entry
     :param item: the entry to check
-    :return: ``ok``, ``corrupted``, ``missing`` (no regular file there),
+    :return: ``ok``, ``corrupted``, ``missing`` (no regular file there: a
+        symbolic link is none either, as a fetch never serves one),
         ``unreadable`` when it is there but this user may not read it
         (another user's, say), or ``unverifiable`` when nothing says which
         digest the uid is, if any
