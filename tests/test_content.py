@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
@@ -277,6 +278,20 @@ def test_a_use_is_recorded_at_most_once_an_hour(
     used = content.last_use("uid")
     assert used is not None and used > 2_000_000  # now, not 1970 any more
     assert content.last_use("nothing kept") is None
+
+
+def test_a_use_sets_a_time_in_the_future_right(
+    content: ContentStore, download: Path
+) -> None:
+    # A clock set wrong (a file server's) left the copy "used" ten days
+    # ahead: never recorded again, it stayed the most recently used.
+    content.keep("uid", str(download))
+    uid_dir = Path(content.root, ContentStore.dir_name("uid"))
+    ahead = time.time() + 10 * 86400
+    os.utime(uid_dir, (ahead, ahead))
+    content.note_use("uid")
+    used = content.last_use("uid")
+    assert used is not None and used < ahead - 86400
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symbolic links: POSIX")

@@ -386,13 +386,14 @@ class ContentStore:
         """Record that the copy of *uid* was just served, for
         :meth:`last_use`: at most once per :data:`USE_GRANULARITY` seconds,
         as the directory's mtime. Nothing is said when it cannot be (a
-        read-only cache): a hit never fails for it.
+        read-only cache): a hit never fails for it. A time in the future (a
+        clock set wrong, a file server's) is set right too.
         """
         uid_dir = self._uid_dir(uid)
         try:
             info = os.lstat(uid_dir)
             if stat.S_ISDIR(info.st_mode) and (
-                time.time() - info.st_mtime > USE_GRANULARITY
+                abs(time.time() - info.st_mtime) > USE_GRANULARITY
             ):
                 os.utime(uid_dir)
         except OSError:
