@@ -19,7 +19,16 @@ import pytest
 from e3.store.cache.backends.filecache import FileCache as E3FileCache
 from typing_extensions import override
 
-from e3_typed_store._cache_admin import clear_cache, parse_age, parse_size, prune
+from e3_typed_store._cache_admin import (
+    clear_cache,
+    identity_of,
+    list_items,
+    parse_age,
+    parse_size,
+    prune,
+    remove_item_if_unchanged,
+    verify_item,
+)
 from e3_typed_store._cli import main
 from e3_typed_store._content import ContentStore
 from e3_typed_store._types import CachedResource
@@ -244,6 +253,35 @@ def copy_store_of(tmp_path: Path, name: str) -> tuple[CopyStore, FileCache]:
     (source / name).write_bytes(PAYLOAD)
     cache = FileCache({"cache_dir": str(tmp_path / "cache")})
     return CopyStore(CopyConfig(str(source)), cache), cache
+
+
+@pytest.mark.parametrize("new_name", ["b.bin", "a.bin"])
+def test_verify_remove_leaves_a_copy_a_fetch_kept_while_the_old_one_was_checked(
+    tmp_path: Path, new_name: str
+) -> None:
+    # The check of a big copy takes seconds; meanwhile a fetch of the same
+    # digest found it bad and kept a good one (under another name, or the
+    # same). Removing by uid took the good copy and its entry away.
+    store, cache = copy_store_of(tmp_path, "a.bin")
+    (tmp_path / "source" / "b.bin").write_bytes(PAYLOAD)
+    old = DigestInfo("a.bin", sha256_of(PAYLOAD))
+    store.fetch_resource(old, str(tmp_path / "d1"))
+    (item,) = list_items(cache)
+    with open(item.path, "r+b") as stream:  # corrupted in place
+        stream.write(b"X")
+    seen = identity_of(item.path)
+    assert verify_item(cache, item) == "corrupted"
+    store.fetch_resource(DigestInfo(new_name, sha256_of(PAYLOAD)), str(tmp_path / "d2"))
+    assert not remove_item_if_unchanged(cache, item, seen)
+    (now,) = list_items(cache)
+    assert verify_item(cache, now) == "ok"
+    # Unchanged, the bad copy goes.
+    with open(now.path, "r+b") as stream:
+        stream.write(b"X")
+    seen = identity_of(now.path)
+    assert verify_item(cache, now) == "corrupted"
+    assert remove_item_if_unchanged(cache, now, seen)
+    assert list_items(cache) == []
 
 
 def test_pruning_removes_the_lock_files_of_failed_fetches_once_an_hour_old(

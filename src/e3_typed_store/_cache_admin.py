@@ -32,7 +32,10 @@ __all__ = [
     "parse_age",
     "parse_size",
     "prune",
+    "FileIdentity",
+    "identity_of",
     "remove_item",
+    "remove_item_if_unchanged",
     "verify_item",
 ]
 
@@ -130,6 +133,42 @@ def verify_item(cache: FileCache, item: CachedItem) -> str:
     except OSError:
         return "missing"  # gone, or no regular file (a FIFO) where it goes
     return "ok" if actual == item.uid.lower() else "corrupted"
+
+
+# A file as lstat sees it: device, inode, size, mtime in nanoseconds.
+FileIdentity = tuple[int, int, int, int]
+
+
+def identity_of(path: str) -> FileIdentity | None:
+    """What tells the file at *path* from another put there later; None when
+    there is none (a symbolic link is looked at itself)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def remove_item_if_unchanged(
+    cache: FileCache, item: CachedItem, seen: FileIdentity | None
+) -> bool:
+    """Remove *item* (:func:`remove_item`) if its entry still names its path,
+    and the file there is still the one *seen* before it was checked; return
+    whether it was removed.
+
+    A fetch may keep a new copy of the resource while a long check of the old
+    one runs (under another name, or the same): that copy is not the one
+    found bad, and stays.
+
+    :raises OSError: as :func:`remove_item`
+    """
+    entry = cache.get(item.uid)
+    if entry is None or entry.local_path != item.path:
+        return False
+    if identity_of(item.path) != seen:
+        return False
+    remove_item(cache, item.uid)
+    return True
 
 
 def remove_item(

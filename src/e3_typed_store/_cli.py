@@ -392,9 +392,10 @@ def _format_age(mtime: float | None, now: float) -> str:
 def _cache(args: argparse.Namespace) -> int:
     from e3_typed_store._cache_admin import (
         clear_cache,
+        identity_of,
         list_items,
         prune,
-        remove_item,
+        remove_item_if_unchanged,
         verify_item,
     )
     from e3_typed_store.cache.backends.filecache import FileCache
@@ -415,17 +416,22 @@ def _cache(args: argparse.Namespace) -> int:
     if args.cache_command == "verify":
         bad = kept = 0
         for item in list_items(cache):
+            seen = identity_of(item.path)  # before the check, which takes time
             status = verify_item(cache, item)
             if status in ("corrupted", "missing"):
                 bad += 1
                 if args.remove:
                     try:
-                        remove_item(cache, item.uid)
+                        removed = remove_item_if_unchanged(cache, item, seen)
                     except OSError as exc:
                         kept += 1
                         status += f", not removed: {exc}"
                     else:
-                        status += ", removed"
+                        status += (
+                            ", removed"
+                            if removed
+                            else ", not removed: a fetch kept a new copy meanwhile"
+                        )
             # The status holds an error's text, and its paths: a field too.
             _out(
                 f"{_field(item.uid)}\t{_field(status, path=True)}\t"
