@@ -830,6 +830,66 @@ def test_a_failed_fetch_removes_only_the_empty_directories_it_made(
     assert existing.is_dir() and list(existing.iterdir()) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="directory locks: POSIX")
+def test_a_failed_fetch_leaves_the_directories_another_fetch_downloads_into(
+    tmp_path: Path,
+) -> None:
+    # Two fetches into one new directory, as a parallel build runs them: the
+    # first made it, the second downloads into it, then the first fails. It
+    # found the directory empty (a download has no name until it is whole)
+    # and removed it, and the second, whose download was good, failed to name
+    # its file there.
+    made = tmp_path / "new" / "dest"
+    second_started, first_failed = threading.Event(), threading.Event()
+
+    def failing_late(exchange: Exchange) -> None:
+        second_started.wait(60)
+        exchange.respond(404, b"no such file")
+
+    def held(exchange: Exchange) -> None:
+        exchange.send_head(200, {"Content-Length": str(len(PAYLOAD))})
+        exchange.send(PAYLOAD[:1000])
+        second_started.set()
+        first_failed.wait(60)
+        exchange.send(PAYLOAD[1000:])
+
+    def fetch_into_made(url: str, cache: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*PYTHON_CLI, "fetch", url, "--sha256", SHA256, "--dest", str(made),
+             "--cache-dir", str(tmp_path / cache)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+
+    with LoopbackServer() as server:
+        server.route("/missing.bin", failing_late)
+        server.route("/held.bin", held)
+        first = fetch_into_made(server.url("/missing.bin"), "c1")
+        children = [first]
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests("/missing.bin"):  # it made the directory
+                assert time.monotonic() < deadline and first.poll() is None
+                time.sleep(0.01)
+            second = fetch_into_made(server.url("/held.bin"), "c2")
+            children.append(second)
+            _, first_stderr = first.communicate(timeout=120)
+            first_failed.set()
+            stdout, stderr = second.communicate(timeout=120)
+        finally:
+            second_started.set()
+            first_failed.set()
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.communicate()
+    assert first.returncode != 0 and "404" in first_stderr
+    assert second.returncode == 0, stderr
+    assert Path(stdout.strip()) == made / "held.bin"
+    assert (made / "held.bin").read_bytes() == PAYLOAD
+
+
 def test_a_failed_fetch_removes_the_directories_of_a_dest_with_dot_dot(
     cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -268,8 +268,9 @@ def _fetch(args: argparse.Namespace) -> int:
     created: list[str] = []
     try:
         _make_directories(dest, created)
-        metadata = store.get_resource_metadata(query)
-        path = store.fetch_resource(metadata, dest)
+        with _using_directory(dest, created):
+            metadata = store.get_resource_metadata(query)
+            path = store.fetch_resource(metadata, dest)
     except BaseException:
         _remove_empty(created)
         raise
@@ -331,19 +332,93 @@ def _make_directories(path: str, made: list[str]) -> None:
     made.insert(0, path)
 
 
+# How many times a fetch makes its --dest again, when another fetch that
+# had made it removes it at once (a failure), before going on without its lock.
+_DEST_ATTEMPTS = 10
+
+
+@contextmanager
+def _using_directory(path: str, made: list[str]) -> Generator[None]:
+    """Hold a shared lock on the directory *path* for the block (POSIX).
+
+    Another fetch that made *path* and fails leaves it in place meanwhile
+    (see :func:`_remove_empty`): it looks empty while a download runs, since
+    the download's file has no name until it is whole. If such a fetch
+    removed it before the lock was taken, it is made again (added to *made*).
+    Where there is no such lock (Windows, a filesystem without ``flock``),
+    the block runs all the same.
+    """
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl
+
+    fd: int | None = None
+    for _ in range(_DEST_ATTEMPTS):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            _make_directories(path, made)
+            continue
+        except OSError:
+            break  # no directory to lock: the store says why
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if os.fstat(fd).st_nlink > 0:
+                break  # not removed before the lock was had
+        except OSError:
+            break  # no flock here
+        os.close(fd)
+        fd = None
+        _make_directories(path, made)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def _remove_empty(directories: list[str]) -> None:
-    """Remove *directories*, deepest first, as long as each is empty.
+    """Remove *directories*, deepest first, as long as each is empty and no
+    other fetch uses it (see :func:`_using_directory`).
 
     They are those a failed fetch found missing: the ones it made (and
-    nothing was left in) go again; one that holds anything, or that the
-    fetch never made, stays.
+    nothing was left in) go again; one that holds anything, that another
+    fetch is downloading into, or that the fetch never made, stays.
     """
     for directory in directories:
+        if not _removed_if_unused(directory):
+            return
+
+
+def _removed_if_unused(directory: str) -> bool:
+    """Remove the empty *directory* unless another fetch holds its lock;
+    whether it is gone now."""
+    if sys.platform == "win32":
         try:
             os.rmdir(directory)
         except OSError:
-            if os.path.lexists(directory):
-                return
+            return not os.path.lexists(directory)
+        return True
+    import fcntl
+
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return not os.path.lexists(directory)
+    try:
+        with contextlib.suppress(OSError):  # no flock here: removed if empty
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # another fetch is using it
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return not os.path.lexists(directory)
+        return True
+    finally:
+        os.close(fd)
 
 
 class _DigestAction(argparse.Action):
