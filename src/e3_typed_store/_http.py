@@ -1297,7 +1297,7 @@ def _start_body(
     }
     if response.status_code == 206:
         span = _content_range(headers.get("Content-Range"))
-        length = _framed_length(headers)
+        length = _framed_length(response)
         fits = (
             span is not None
             and not encoded
@@ -1327,21 +1327,23 @@ def _start_body(
             "%s sent the whole content again: starting over", hide_credentials(url)
         )
         part.restart()
-    total = None if encoded else _framed_length(headers)
+    total = None if encoded else _framed_length(response)
     part.begin(total, _suggested_name(headers), _validator(headers), not encoded)
     return encoded
 
 
-def _framed_length(headers: Mapping[str, str]) -> int | None:
+def _framed_length(response: requests.Response) -> int | None:
     """The body's length as its framing gives it; None when unsaid.
 
     A chunked body's length is its chunks': its Content-Length, if any, is
-    ignored, as http.client reading it does (Transfer-Encoding overrides
-    Content-Length, RFC 9112 section 6.3).
+    ignored, as urllib3 reading it does (Transfer-Encoding overrides
+    Content-Length, RFC 9112 section 6.3), also when ``chunked`` is said
+    twice.
     """
-    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+    raw: urllib3.response.HTTPResponse = response.raw
+    if raw.chunked:
         return None
-    return _int_header(headers, "Content-Length")
+    return _int_header(response.headers, "Content-Length")
 
 
 def _stream_body(

@@ -329,25 +329,18 @@ class FinalResponse(http.client.HTTPResponse):
     body, where it is a dropped connection (:class:`HeadCutError`).
     """
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        debuglevel: int = 0,
-        method: str | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(sock, debuglevel, method, url)
-        # The reader http.client made, replaced before it has read anything
-        # (nothing buffered is lost) by one that sees how each line ends.
-        self.fp.close()
-        self.fp = _LineReader(sock.makefile("rb", buffering=0))
-
     @override
     def begin(self) -> None:
-        reader = self.fp
-        if not isinstance(reader, _LineReader):  # never: __init__ made it one
+        if isinstance(self.fp, _LineReader):  # begun already
             super().begin()
             return
+        # The reader http.client made, replaced by one that sees how each
+        # line ends, over the same stream: nothing was read from it yet (the
+        # head is the first thing read), so nothing buffered is lost, and
+        # detached, it leaves the stream open. A socket, or what urllib3 has
+        # for TLS through a TLS proxy: this class never sees which.
+        reader = _LineReader(self.fp.detach())
+        self.fp = reader
         # Informational heads are read and dropped; the first other status
         # line is given back, for http.client to read as the answer's.
         skipped = 0

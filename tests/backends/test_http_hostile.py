@@ -369,6 +369,24 @@ def test_a_chunked_body_is_read_by_its_chunks_whatever_its_content_length(
     assert len(server.requests("/r.bin")) == 1
 
 
+@pytest.mark.parametrize("length", [100, 2 * SIZE])
+def test_a_chunked_body_said_twice_is_read_by_its_chunks_too(
+    server: LoopbackServer, tmp_path: Path, length: int
+) -> None:
+    # Two Transfer-Encoding lines reach requests as "chunked, chunked":
+    # chunked all the same, as urllib3 reads the body.
+    def twice(exchange: Exchange) -> None:
+        exchange.send(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n\r\n" % length
+        )
+        exchange.send(b"%x\r\n%s\r\n0\r\n\r\n" % (SIZE, CONTENT))
+
+    server.route("/r.bin", twice)
+    assert Path(fetch(server, tmp_path)).read_bytes() == CONTENT
+    assert len(server.requests("/r.bin")) == 1
+
+
 def test_truncated_chunked_body_is_retried(
     server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -7,8 +7,10 @@ else its own bundle, which does not know this authority.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
+import socketserver
 import ssl
 import struct
 import threading
@@ -329,3 +331,83 @@ def test_tls_reads_grow_on_a_fast_link_and_shrink_on_a_slow_one() -> None:
     # A chunk size below a record bounds both ways.
     assert tls_read_size(4 << 10, 2.0, 4 << 10) == 4 << 10
     assert tls_read_size(4 << 10, 0.001, 4 << 10) == 4 << 10
+
+
+class _TunnelHandler(socketserver.BaseRequestHandler):
+    """A proxy's CONNECT: answered with 200, then bytes piped both ways."""
+
+    @override
+    def handle(self) -> None:
+        client: socket.socket = self.request
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.recv(4096)
+            if not data:
+                return
+            head += data
+        server = self.server
+        assert isinstance(server, _TLSProxy)
+        server.requests.append(head.split(b"\r\n", 1)[0].decode())
+        target = head.split(b" ", 2)[1].decode()
+        host, _, port = target.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=30) as origin:
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            back = threading.Thread(target=_pipe, args=(origin, client), daemon=True)
+            back.start()
+            _pipe(client, origin)
+            back.join(30)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+class _TLSProxy(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TunnelHandler)
+        #: The request line of each CONNECT.
+        self.requests: list[str] = []
+
+
+def test_https_through_an_https_proxy(
+    https_server: _TLSServer,
+    authority: trustme.CA,
+    tmp_path: Path,
+    trusted: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TLS inside TLS: urllib3 hands the response a TLS layer of its own, not
+    # a socket. With runtime checks on, as in these tests, a response class
+    # that took only sockets failed every such download.
+    key_and_chain = tmp_path / "proxy.pem"
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(key_and_chain)
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(key_and_chain))
+    proxy = _TLSProxy()
+    proxy.socket = context.wrap_socket(proxy.socket, server_side=True)
+    thread = threading.Thread(
+        target=proxy.serve_forever, kwargs={"poll_interval": 0.05}
+    )
+    thread.start()
+    try:
+        monkeypatch.setenv(
+            "https_proxy", f"https://127.0.0.1:{proxy.server_address[1]}"
+        )
+        assert fetch(https_server.url("/r.bin"), tmp_path / "dest") == CONTENT
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
+    port = https_server.server_address[1]
+    assert [line.rsplit(" ", 1)[0] for line in proxy.requests] == [
+        f"CONNECT 127.0.0.1:{port}"
+    ]
