@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from e3_typed_store._cache_admin import (
 )
 from e3_typed_store._cli import main
 from e3_typed_store._content import ContentStore
+from e3_typed_store._locking import uid_lock
 from e3_typed_store._types import CachedResource
 from e3_typed_store.cache.backends.filecache import FileCache
 from tests.backends.drivers import (
@@ -282,6 +284,41 @@ def test_verify_remove_leaves_a_copy_a_fetch_kept_while_the_old_one_was_checked(
     assert verify_item(cache, now) == "corrupted"
     assert remove_item_if_unchanged(cache, now, seen)
     assert list_items(cache) == []
+
+
+def test_verify_remove_leaves_an_entry_whose_lock_a_fetch_holds(
+    tmp_path: Path,
+) -> None:
+    # A fetch records its copy under the uid's lock: the entry may be
+    # changing, even if it looked the same a moment ago.
+    store, cache = copy_store_of(tmp_path, "a.bin")
+    store.fetch_resource(DigestInfo("a.bin", sha256_of(PAYLOAD)), str(tmp_path / "d"))
+    (item,) = list_items(cache)
+    with open(item.path, "r+b") as stream:
+        stream.write(b"X")
+    seen = identity_of(item.path)
+    assert verify_item(cache, item) == "corrupted"
+    lock_dir = tmp_path / "cache" / "locks"
+    held = threading.Event()
+    done = threading.Event()
+
+    def fetch_holding_the_lock() -> None:
+        with uid_lock(str(lock_dir), item.uid, 10):
+            held.set()
+            done.wait(30)
+
+    fetching = threading.Thread(target=fetch_holding_the_lock)
+    fetching.start()
+    try:
+        assert held.wait(30)
+        assert not remove_item_if_unchanged(cache, item, seen)
+    finally:
+        done.set()
+        fetching.join(30)
+    assert [listed.uid for listed in list_items(cache)] == [item.uid]
+    assert remove_item_if_unchanged(cache, item, seen)
+    assert list_items(cache) == []
+    assert list(lock_dir.iterdir()) == []  # its lock file went once released
 
 
 def test_pruning_removes_the_lock_files_of_failed_fetches_once_an_hour_old(

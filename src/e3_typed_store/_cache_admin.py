@@ -20,9 +20,14 @@ from dataclasses import dataclass
 from e3_typed_store._content import ContentStore
 from e3_typed_store._fs import RemovalsFailedError
 from e3_typed_store._hashing import file_digest
-from e3_typed_store._locking import LOCK_DIR, remove_idle_lock, remove_idle_locks
+from e3_typed_store._locking import (
+    LOCK_DIR,
+    remove_idle_lock,
+    remove_idle_locks,
+    uid_lock,
+)
 from e3_typed_store.cache.backends.filecache import FileCache
-from e3_typed_store.errors import CacheError
+from e3_typed_store.errors import CacheError, StoreError
 
 __all__ = [
     "CachedItem",
@@ -158,16 +163,29 @@ def remove_item_if_unchanged(
 
     A fetch may keep a new copy of the resource while a long check of the old
     one runs (under another name, or the same): that copy is not the one
-    found bad, and stays.
+    found bad, and stays. The entry is looked at again, and removed, under
+    the uid's lock, which a fetch holds while it records a copy; a fetch
+    holding it now leaves the entry in place too.
 
     :raises OSError: as :func:`remove_item`
     """
-    entry = cache.get(item.uid)
-    if entry is None or entry.local_path != item.path:
-        return False
-    if identity_of(item.path) != seen:
-        return False
-    remove_item(cache, item.uid)
+    lock_dir = os.path.join(cache.cache_dir, LOCK_DIR)
+    with contextlib.ExitStack() as locked:
+        try:
+            locked.enter_context(uid_lock(lock_dir, item.uid, 0))
+        except StoreError:
+            return False  # a fetch holds it: the entry is changing
+        except OSError:
+            pass  # no lock to be had (a file at `locks`): as a fetch goes on
+        entry = cache.get(item.uid)
+        if entry is None or entry.local_path != item.path:
+            return False
+        if identity_of(item.path) != seen:
+            return False
+        remove_item(cache, item.uid)
+    # Its lock file goes once released (remove_item's attempt found it held).
+    with contextlib.suppress(OSError):
+        remove_idle_lock(lock_dir, item.uid)
     return True
 
 
