@@ -354,28 +354,35 @@ def _using_directory(path: str, made: list[str]) -> Generator[None]:
     import fcntl
 
     fd: int | None = None
-    for _ in range(_DEST_ATTEMPTS):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except FileNotFoundError:
+    try:  # the descriptor is closed whatever stops this (Ctrl-C in flock too)
+        for _ in range(_DEST_ATTEMPTS):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                _make_directories(path, made)
+                continue
+            except OSError:
+                break  # no directory to lock: the store says why
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if os.fstat(fd).st_nlink > 0:
+                    break  # not removed before the lock was had
+            except OSError:
+                break  # no flock here
+            os.close(fd)
+            fd = None
             _make_directories(path, made)
-            continue
-        except OSError:
-            break  # no directory to lock: the store says why
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            if os.fstat(fd).st_nlink > 0:
-                break  # not removed before the lock was had
-        except OSError:
-            break  # no flock here
-        os.close(fd)
-        fd = None
-        _make_directories(path, made)
-    try:
         yield
     finally:
         if fd is not None:
             os.close(fd)
+
+
+# The errors of a filesystem without flock: a directory there is removed if
+# empty, as where nothing can be locked.
+_NO_FLOCK = frozenset(
+    {errno.ENOLCK, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+)
 
 
 def _remove_empty(directories: list[str]) -> None:
@@ -407,11 +414,13 @@ def _removed_if_unused(directory: str) -> bool:
     except OSError:
         return not os.path.lexists(directory)
     try:
-        with contextlib.suppress(OSError):  # no flock here: removed if empty
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False  # another fetch is using it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                # Held by another fetch, or a lock that cannot be told (NFS
+                # refuses an exclusive one on a read-only descriptor): kept.
+                return False
         try:
             os.rmdir(directory)
         except OSError:
