@@ -222,7 +222,8 @@ def _proc_fd_links() -> bool:
 def create_unnamed(
     directory: str, stem: str, flags: int, mode: int = 0o666
 ) -> tuple[int, str | None]:
-    """Open a new, empty file in *directory*, of *mode* less the umask.
+    """Open a new, empty file in *directory*, of *mode* less the umask and
+    less the set-user-ID, set-group-ID and sticky bits, as ``cp`` makes one.
 
     Where the system allows it (Linux, on the usual local filesystems), the file
     has no name until :func:`publish` gives it one, so that a process killed
@@ -237,6 +238,7 @@ def create_unnamed(
     :return: the descriptor, and the temporary name (None when there is none)
     :raises OSError: the file cannot be made (FileNotFoundError: no *directory*)
     """
+    mode &= 0o777  # a mirror's setuid file is no setuid copy of root's
     if _unnamed_files():
         try:
             return os.open(directory or ".", flags | _O_TMPFILE, mode), None

@@ -44,7 +44,9 @@ destination. A source that changes during the copy
 gives a digest mismatch. Only regular files are served: a directory, a FIFO or
 a device is a :class:`DownloadError`. A copy has the source's permission bits
 less the umask, as ``cp`` gives them: a file only its owner may read is not
-made readable to all in a shared cache.
+made readable to all in a shared cache. As with ``cp``, a copy is never
+set-user-ID or set-group-ID: a mirror's setuid file fetched by root is no
+setuid-root program.
 
 The file in the destination has the source's base name when that is a safe
 name, and the digest otherwise.
