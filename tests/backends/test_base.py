@@ -671,6 +671,20 @@ def test_e3_filecache_garbage_is_a_miss(
     assert "unreadable cache entry" in caplog.text
 
 
+def test_a_dest_no_file_name_can_hold_is_a_store_error(
+    store: CopyStore, info: CopyInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lone surrogate (no byte of the command line makes one) raised a bare
+    # UnicodeEncodeError from os.makedirs.
+    dest = str(tmp_path / "dest\ud800")
+    with pytest.raises(StoreError, match="a character no file name holds"):
+        store.fetch_resource(info, dest)
+    with caplog.at_level(logging.ERROR, logger="e3.store"):
+        assert store.download_resource(info, dest) is None
+    assert "a character no file name holds" in caplog.text
+    assert store.downloads == 0
+
+
 def test_unwritable_dest_is_a_store_error(
     store: CopyStore, info: CopyInfo, tmp_path: Path
 ) -> None:

@@ -476,6 +476,13 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
             raise StoreError(
                 f"cannot place {uid} into {dest!r}: a NUL byte in the path"
             )
+        try:
+            os.fsencode(dest)  # os calls would raise a bare UnicodeEncodeError
+        except UnicodeEncodeError:
+            raise StoreError(
+                f"cannot place {uid} into {dest!r}: a character no file name holds"
+                " (a lone surrogate)"
+            ) from None
         if self._among_the_caches_files(dest):
             raise DestinationError(
                 uid, dest, f"cannot place {uid} into {dest}: the cache's own files"
