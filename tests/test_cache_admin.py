@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -576,24 +576,32 @@ def test_the_error_of_failed_removals_survives_a_pickle(
     assert str(again) == str(raised.value)
 
 
-@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
-def test_list_and_verify_agree_that_a_fifo_is_no_payload(tmp_path: Path) -> None:
-    # A FIFO in place of a kept copy: `verify` calls it missing, and so
-    # must `list` (it showed "0 B", an empty file), and `prune` evicts it.
+def assert_no_payload_in_place_of_the_kept_copy(
+    tmp_path: Path, replace: Callable[[str], None]
+) -> None:
+    """Fetch res.bin, have *replace* put something in place of its kept copy,
+    then check that `list` and `verify` call it missing and `prune` evicts it."""
     store, cache = copy_store_of(tmp_path, "res.bin")
-    cache_dir = tmp_path / "cache"
     info = DigestInfo("res.bin", sha256_of(PAYLOAD))
     store.fetch_resource(info, str(tmp_path / "a"))
     kept = cache.get(info.uid)
     assert isinstance(kept, CachedResource)
     os.unlink(kept.local_path)
-    os.mkfifo(kept.local_path)
-    common = ["cache", "--cache-dir", str(cache_dir)]
+    replace(kept.local_path)
+    common = ["cache", "--cache-dir", str(tmp_path / "cache")]
     _, listed, _ = run_cli([*common, "list"])
-    _, verified, _ = run_cli([*common, "verify"])
+    status, verified, _ = run_cli([*common, "verify"])
     assert listed.split("\t")[1] == verified.split("\t")[1] == "missing"
+    assert status != 0
     assert run_cli([*common, "prune", "--max-size", "1G"])[0] == 0
     assert cache.get(info.uid) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_list_and_verify_agree_that_a_fifo_is_no_payload(tmp_path: Path) -> None:
+    # A FIFO in place of a kept copy: `verify` calls it missing, and so
+    # must `list` (it showed "0 B", an empty file), and `prune` evicts it.
+    assert_no_payload_in_place_of_the_kept_copy(tmp_path, os.mkfifo)
 
 
 def test_list_and_verify_call_a_symbolic_link_at_a_kept_copy_missing(
@@ -601,23 +609,11 @@ def test_list_and_verify_call_a_symbolic_link_at_a_kept_copy_missing(
 ) -> None:
     # A fetch drops such an entry (the link would show whatever its target
     # holds later): `list` and `verify` followed the link and said ok.
-    store, cache = copy_store_of(tmp_path, "res.bin")
-    cache_dir = tmp_path / "cache"
-    info = DigestInfo("res.bin", sha256_of(PAYLOAD))
-    store.fetch_resource(info, str(tmp_path / "a"))
-    kept = cache.get(info.uid)
-    assert isinstance(kept, CachedResource)
     target = tmp_path / "elsewhere.bin"
     target.write_bytes(PAYLOAD)
-    os.unlink(kept.local_path)
-    os.symlink(target, kept.local_path)
-    common = ["cache", "--cache-dir", str(cache_dir)]
-    _, listed, _ = run_cli([*common, "list"])
-    status, verified, _ = run_cli([*common, "verify"])
-    assert listed.split("\t")[1] == verified.split("\t")[1] == "missing"
-    assert status != 0
-    assert run_cli([*common, "prune", "--max-size", "1G"])[0] == 0
-    assert cache.get(info.uid) is None
+    assert_no_payload_in_place_of_the_kept_copy(
+        tmp_path, lambda path: os.symlink(target, path)
+    )
     assert target.read_bytes() == PAYLOAD  # what the link named stays
 
 

@@ -121,14 +121,20 @@ def authority() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture
-def https_server(authority: trustme.CA, tmp_path: Path) -> Iterator[_TLSServer]:
-    key_and_chain = tmp_path / "server.pem"
+def server_context(authority: trustme.CA, pem: Path) -> ssl.SSLContext:
+    """A server's TLS context, its certificate for 127.0.0.1 from *authority*
+    (its key and chain written to *pem*)."""
     authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-        str(key_and_chain)
+        str(pem)
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(key_and_chain))
+    context.load_cert_chain(str(pem))
+    return context
+
+
+@pytest.fixture
+def https_server(authority: trustme.CA, tmp_path: Path) -> Iterator[_TLSServer]:
+    context = server_context(authority, tmp_path / "server.pem")
     server = _TLSServer()
     server.socket = context.wrap_socket(server.socket, server_side=True)
     with running(server):
@@ -386,12 +392,7 @@ def test_https_through_an_https_proxy(
     # TLS inside TLS: urllib3 hands the response a TLS layer of its own, not
     # a socket. With runtime checks on, as in these tests, a response class
     # that took only sockets failed every such download.
-    key_and_chain = tmp_path / "proxy.pem"
-    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-        str(key_and_chain)
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(key_and_chain))
+    context = server_context(authority, tmp_path / "proxy.pem")
     proxy = _TLSProxy()
     proxy.socket = context.wrap_socket(proxy.socket, server_side=True)
     thread = threading.Thread(
