@@ -1151,6 +1151,17 @@ def in_shell(redirect: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def fetch_in_shell(
+    redirect: str, server: DemoServer, cache_dir: Path, dest: Path
+) -> subprocess.CompletedProcess[str]:
+    """Fetch payload.bin into *dest* from a shell that applies *redirect*."""
+    return in_shell(
+        redirect,
+        "fetch", server.url("payload.bin"), "--sha256", SHA256,
+        "--cache-dir", str(cache_dir), "--dest", str(dest),
+    )  # fmt: skip
+
+
 def test_with_stderr_closed_stdout_holds_results_only(
     server: DemoServer, cache_dir: Path, tmp_path: Path
 ) -> None:
@@ -1162,11 +1173,7 @@ def test_with_stderr_closed_stdout_holds_results_only(
         misused = in_shell("2>&-", *usage_error)
         assert (misused.returncode, misused.stdout) == (EXIT_USAGE, ""), usage_error
     common = ["--cache-dir", str(cache_dir)]
-    fetched = in_shell(
-        "2>&-",
-        "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
-        "--dest", str(tmp_path / "dest"),
-    )  # fmt: skip
+    fetched = fetch_in_shell("2>&-", server, cache_dir, tmp_path / "dest")
     assert fetched.returncode == 0
     assert fetched.stdout == f"{tmp_path / 'dest' / 'payload.bin'}\n"
     listed = in_shell("2>&-", "cache", *common, "list")
@@ -1233,11 +1240,7 @@ def test_a_closed_stdout_is_an_error_when_there_is_a_result(
     # `e3-typed-store fetch ... >&-`: the path printed is lost, and the
     # command says so as a shell's own `echo` does, instead of exiting 0.
     common = ["--cache-dir", str(cache_dir)]
-    fetched = in_shell(
-        ">&-",
-        "fetch", server.url("payload.bin"), "--sha256", SHA256, *common,
-        "--dest", str(tmp_path / "dest"),
-    )  # fmt: skip
+    fetched = fetch_in_shell(">&-", server, cache_dir, tmp_path / "dest")
     assert fetched.returncode == 1
     assert fetched.stderr == (
         "e3-typed-store: error: cannot write the output:"

@@ -402,11 +402,7 @@ def _removed_if_unused(directory: str) -> bool:
     """Remove the empty *directory* unless another fetch holds its lock;
     whether it is gone now."""
     if sys.platform == "win32":
-        try:
-            os.rmdir(directory)
-        except OSError:
-            return not os.path.lexists(directory)
-        return True
+        return _rmdir(directory)
     import fcntl
 
     try:
@@ -421,13 +417,18 @@ def _removed_if_unused(directory: str) -> bool:
                 # Held by another fetch, or a lock that cannot be told (NFS
                 # refuses an exclusive one on a read-only descriptor): kept.
                 return False
-        try:
-            os.rmdir(directory)
-        except OSError:
-            return not os.path.lexists(directory)
-        return True
+        return _rmdir(directory)
     finally:
         os.close(fd)
+
+
+def _rmdir(directory: str) -> bool:
+    """Remove the empty *directory*; whether it is gone now."""
+    try:
+        os.rmdir(directory)
+    except OSError:
+        return not os.path.lexists(directory)
+    return True
 
 
 class _DigestAction(argparse.Action):
