@@ -410,6 +410,9 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         self._content = (
             ContentStore(self._cache_dir) if self._cache_dir is not None else None
         )
+        # e3-core's FileCache names an entry's file after its uid (see
+        # _backend_for): told once, not on each look-up.
+        self._uids_are_file_names = _is_e3_core_file_cache(cache_backend)
 
     @abc.abstractmethod
     def get_resource_metadata(self, query: QueryT_contra) -> InfoT:
@@ -583,7 +586,7 @@ class Store(abc.ABC, Generic[InfoT, QueryT_contra, ConfigT]):
         caches, which name files after a hash of it.
         """
         cache = self.cache_backend
-        if cache is not None and _is_e3_core_file_cache(cache):
+        if cache is not None and self._uids_are_file_names:
             name = uid + ".cache"  # as e3-core names the file
             if (
                 os.path.basename(name) != name
